@@ -1,0 +1,185 @@
+use clap::{Args, Subcommand};
+use serde::Serialize;
+
+use super::pull::{query_of, stored_query};
+use super::{Ctx, output};
+use crate::error::Result;
+use crate::fsutil::human_size;
+use crate::images;
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ImagesArgs {
+    #[command(subcommand)]
+    pub cmd: Option<ImagesCmd>,
+    /// Show full digests
+    #[arg(long)]
+    pub no_trunc: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImagesCmd {
+    /// List stored images (`>` marks images used by a container)
+    List {
+        /// Show full digests
+        #[arg(long)]
+        no_trunc: bool,
+    },
+    /// Remove stored names (blobs are freed by `images prune`)
+    Rm {
+        #[arg(required = true, value_name = "IMAGE")]
+        images: Vec<String>,
+    },
+    /// Free blobs, extracted layers and dangling deployments nothing refers to
+    Prune,
+    /// Labels and template variables (defaults, and the ones that must be --set)
+    Info { image: String },
+}
+
+pub fn run(ctx: &Ctx, args: ImagesArgs) -> Result<()> {
+    match args.cmd {
+        None => list(ctx, args.no_trunc),
+        Some(ImagesCmd::List { no_trunc }) => list(ctx, no_trunc || args.no_trunc),
+        Some(ImagesCmd::Rm { images }) => rm(ctx, &images),
+        Some(ImagesCmd::Prune) => prune(ctx),
+        Some(ImagesCmd::Info { image }) => info(ctx, &image),
+    }
+}
+
+fn list(ctx: &Ctx, no_trunc: bool) -> Result<()> {
+    let images = images::list(&ctx.store()?)?;
+    if ctx.global.json {
+        output::json(&images);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = images
+        .iter()
+        .map(|i| {
+            let digest = if no_trunc {
+                i.digest.to_string()
+            } else {
+                i.digest.short().to_string()
+            };
+            vec![
+                if i.in_use { ">" } else { " " }.to_string(),
+                i.repository.clone(),
+                i.tag.clone(),
+                digest,
+                human_size(i.size),
+            ]
+        })
+        .collect();
+    output::table(&[" ", "REPOSITORY", "TAG", "DIGEST", "SIZE"], &rows);
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct Removed {
+    name: String,
+    action: &'static str,
+    result: &'static str,
+    digest: String,
+}
+
+fn rm(ctx: &Ctx, queries: &[String]) -> Result<()> {
+    let (store, _lock) = ctx.store_locked()?;
+    let mut out = Vec::new();
+    for q in queries {
+        let img = images::remove(&store, &query_of(q)?)?;
+        ctx.say(&format!("Removed {} ({})", img.name, img.manifest.short()));
+        out.push(Removed {
+            name: img.name.to_string(),
+            action: "rm",
+            result: "done",
+            digest: img.manifest.to_string(),
+        });
+    }
+    if ctx.global.json {
+        output::json(&out);
+    }
+    Ok(())
+}
+
+fn prune(ctx: &Ctx) -> Result<()> {
+    let (store, _lock) = ctx.store_locked()?;
+    let r = images::prune(&store)?;
+    if ctx.global.json {
+        #[derive(Serialize)]
+        struct J<'a> {
+            action: &'static str,
+            result: &'static str,
+            #[serde(flatten)]
+            report: &'a images::PruneReport,
+        }
+        output::json(&J {
+            action: "prune",
+            result: if r.bytes_freed == 0 && r.deployments.is_empty() {
+                "unchanged"
+            } else {
+                "done"
+            },
+            report: &r,
+        });
+    } else {
+        for d in &r.deployments {
+            ctx.say(&format!("Removed dangling deployment {d}"));
+        }
+        ctx.say(&format!(
+            "Freed {} blob(s) and {} extracted layer(s): {}",
+            r.blobs,
+            r.layers,
+            human_size(r.bytes_freed)
+        ));
+    }
+    Ok(())
+}
+
+fn info(ctx: &Ctx, image: &str) -> Result<()> {
+    let query = stored_query(ctx, image)?;
+    // Inspecting may extract layers, so it takes the lock like any writer.
+    let (store, _lock) = ctx.store_locked()?;
+    let i = images::info(&store, &query)?;
+    if ctx.global.json {
+        output::json(&i);
+        return Ok(());
+    }
+    println!("Image:    {}", i.name);
+    println!("Digest:   {}", i.digest);
+    if let Some(s) = &i.source {
+        println!("Source:   {s}");
+    }
+    if let Some(c) = &i.created {
+        println!("Created:  {c}");
+    }
+    println!("Labels:{}", if i.labels.is_empty() { " none" } else { "" });
+    for (k, v) in &i.labels {
+        println!("  {k}={v}");
+    }
+    if !i.exports {
+        println!(
+            "Exports:  none (hoist generates the runtime config and unit from the image config)"
+        );
+        return Ok(());
+    }
+    println!(
+        "Exports:  {}",
+        if i.templates.is_empty() {
+            "no templates".to_string()
+        } else {
+            i.templates.join(", ")
+        }
+    );
+    println!("Variables (change with --set NAME=VALUE):");
+    for (k, v) in &i.variables.defaults {
+        println!("  {k}={v}");
+    }
+    for k in &i.variables.required {
+        println!("  {k}  (required: no default)");
+    }
+    println!("Set by hoist: {}", images::FORCED_VARIABLES.join(" "));
+    println!(
+        "Set by hoist unless --set: {}",
+        images::OVERRIDABLE_VARIABLES.join(" ")
+    );
+    Ok(())
+}

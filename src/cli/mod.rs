@@ -1,0 +1,119 @@
+//! The command line: clap argument structs and one small handler per verb (`cli/<verb>.rs`),
+//! each mapping arguments to a library call and printing its result (a table or `--json`).
+
+mod images;
+mod mount;
+mod output;
+mod pull;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::{Error, Result};
+use crate::layout::{DEFAULT_ROOT, Layout};
+use crate::lock::StateLock;
+use crate::progress::Progress;
+use crate::store::Store;
+
+/// Install OCI container images as systemd system containers.
+#[derive(Debug, Parser)]
+#[command(
+    name = "hoist",
+    version,
+    about,
+    propagate_version = true,
+    disable_help_subcommand = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options accepted before or after the subcommand.
+#[derive(Debug, Args, Clone)]
+pub struct GlobalOpts {
+    /// State root (images, layers, deployments)
+    #[arg(long, global = true, env = "HOIST_ROOT", default_value = DEFAULT_ROOT, value_name = "DIR")]
+    pub root: PathBuf,
+    /// Machine-readable output on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print only errors
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// More detail
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Fetch an image into the local store (idempotent)
+    Pull(pull::PullArgs),
+    /// List, remove, inspect and prune stored images
+    Images(images::ImagesArgs),
+    /// Mount a read-only view of an image's root filesystem on an empty directory
+    Mount(mount::MountArgs),
+    /// Remove a view made by `hoist mount`
+    Umount(mount::UmountArgs),
+}
+
+/// What every handler gets.
+pub struct Ctx {
+    pub global: GlobalOpts,
+    pub layout: Layout,
+}
+
+impl Ctx {
+    pub fn progress(&self) -> Progress {
+        Progress::auto(self.global.quiet || self.global.json)
+    }
+
+    /// Opens the store without locking (readers).
+    pub fn store(&self) -> Result<Store> {
+        Ok(Store::open(&self.layout)?)
+    }
+
+    /// Opens the store and takes the state lock for a mutating command.
+    pub fn store_locked(&self) -> Result<(Store, StateLock)> {
+        let store = self.store()?;
+        let quiet = self.global.quiet;
+        let lock = StateLock::exclusive(&self.layout.lock_file(), || {
+            if !quiet {
+                eprintln!("hoist: waiting for another hoist command to finish…");
+            }
+        })
+        .map_err(Error::State)?;
+        Ok((store, lock))
+    }
+
+    pub fn warn(&self, msg: &str) {
+        if !self.global.quiet {
+            eprintln!("hoist: warning: {msg}");
+        }
+    }
+
+    /// Prints a human line on stdout unless `--quiet` or `--json`.
+    pub fn say(&self, msg: &str) {
+        if !self.global.quiet && !self.global.json {
+            println!("{msg}");
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    let layout = Layout::new(&cli.global.root);
+    let ctx = Ctx {
+        global: cli.global,
+        layout,
+    };
+    match cli.command {
+        Command::Pull(a) => pull::run(&ctx, a),
+        Command::Images(a) => images::run(&ctx, a),
+        Command::Mount(a) => mount::mount(&ctx, a),
+        Command::Umount(a) => mount::umount(&ctx, a),
+    }
+}

@@ -1,0 +1,67 @@
+use std::path::PathBuf;
+
+use clap::Args;
+use serde::Serialize;
+
+use super::{Ctx, output};
+use crate::error::Result;
+use crate::mount;
+
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    /// A stored image or a source reference (pulled first if missing)
+    pub image: String,
+    /// An empty directory
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct UmountArgs {
+    pub dir: PathBuf,
+}
+
+#[derive(Serialize)]
+struct J {
+    name: String,
+    action: &'static str,
+    result: &'static str,
+    dir: PathBuf,
+    digest: String,
+}
+
+pub fn mount(ctx: &Ctx, args: MountArgs) -> Result<()> {
+    let query = super::pull::stored_query(ctx, &args.image)?;
+    let (store, _lock) = ctx.store_locked()?;
+    let rec = mount::mount(&store, &query, &args.dir, &ctx.progress())?;
+    ctx.say(&format!(
+        "Mounted {} read-only on {}",
+        rec.image,
+        rec.dir.display()
+    ));
+    if ctx.global.json {
+        output::json(&J {
+            name: rec.image,
+            action: "mount",
+            result: "done",
+            dir: rec.dir,
+            digest: rec.manifest.to_string(),
+        });
+    }
+    Ok(())
+}
+
+pub fn umount(ctx: &Ctx, args: UmountArgs) -> Result<()> {
+    let (_store, _lock) = ctx.store_locked()?;
+    let rec = mount::umount(&ctx.layout, &args.dir)?;
+    ctx.say(&format!("Unmounted {}", rec.dir.display()));
+    if ctx.global.json {
+        output::json(&J {
+            name: rec.image,
+            action: "umount",
+            result: "done",
+            dir: rec.dir,
+            digest: rec.manifest.to_string(),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,122 @@
+use clap::Args;
+use serde::Serialize;
+
+use super::{Ctx, output};
+use crate::error::{Error, Result};
+use crate::fetch::{self, PullOptions};
+use crate::imgref::{ImageArg, Source};
+use crate::layers::{ExtractOptions, Limits};
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// docker://REG/REPO[:TAG], oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE,
+    /// or a stored name (pulled again from where it came from)
+    pub image: String,
+    /// Create device nodes found in layers (skipped with a warning by default)
+    #[arg(long)]
+    pub allow_devices: bool,
+}
+
+#[derive(Serialize)]
+struct PullJson<'a> {
+    name: String,
+    action: &'static str,
+    result: &'static str,
+    digest: String,
+    source: String,
+    blobs_fetched: usize,
+    layers_extracted: usize,
+    warnings: &'a [String],
+}
+
+/// Turns an IMAGE argument into a source: a stored name re-reads its recorded source.
+pub fn source_of(ctx: &Ctx, image: &str) -> Result<Source> {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
+    match ImageArg::parse(image)? {
+        ImageArg::Source(s) => Ok(s.absolutize(&cwd)),
+        ImageArg::Stored(q) => {
+            let img = ctx.store()?.resolve(&q)?;
+            let src = img.source.ok_or_else(|| {
+                Error::Usage(format!(
+                    "image {}: no recorded source to pull from",
+                    img.name
+                ))
+            })?;
+            match ImageArg::parse(&src)? {
+                ImageArg::Source(s) => Ok(s),
+                ImageArg::Stored(_) => Err(Error::Usage(format!(
+                    "image {}: recorded source {src:?} is not a reference",
+                    img.name
+                ))),
+            }
+        }
+    }
+}
+
+/// The store query an IMAGE argument means, without pulling: a source reference stands for the
+/// name it is stored under.
+pub fn query_of(image: &str) -> Result<String> {
+    Ok(match ImageArg::parse(image)? {
+        ImageArg::Stored(q) => q,
+        ImageArg::Source(s) => s
+            .local_name()?
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| image.to_string()),
+    })
+}
+
+/// Like [`query_of`], but a source reference whose name is not stored yet is pulled first.
+pub fn stored_query(ctx: &Ctx, image: &str) -> Result<String> {
+    let query = query_of(image)?;
+    if let ImageArg::Source(_) = ImageArg::parse(image)? {
+        if ctx.store()?.resolve(&query).is_err() {
+            let source = source_of(ctx, image)?;
+            let (store, _lock) = ctx.store_locked()?;
+            let r = fetch::pull(&store, &source, &PullOptions::default(), &ctx.progress())?;
+            return Ok(r.name.to_string());
+        }
+    }
+    Ok(query)
+}
+
+pub fn run(ctx: &Ctx, args: PullArgs) -> Result<()> {
+    let source = source_of(ctx, &args.image)?;
+    let (store, _lock) = ctx.store_locked()?;
+    let opts = PullOptions {
+        extract: ExtractOptions {
+            limits: Limits::from_env(),
+            allow_devices: args.allow_devices,
+        },
+    };
+    let r = fetch::pull(&store, &source, &opts, &ctx.progress())?;
+    for w in &r.warnings {
+        ctx.warn(w);
+    }
+    if ctx.global.json {
+        output::json(&PullJson {
+            name: r.name.to_string(),
+            action: "pull",
+            result: if r.unchanged() { "unchanged" } else { "done" },
+            digest: r.manifest.to_string(),
+            source: source.to_string(),
+            blobs_fetched: r.blobs_fetched,
+            layers_extracted: r.layers_extracted,
+            warnings: &r.warnings,
+        });
+    } else if r.unchanged() {
+        ctx.say(&format!(
+            "{} is up to date ({})",
+            r.name,
+            r.manifest.short()
+        ));
+    } else {
+        ctx.say(&format!(
+            "Pulled {} ({}): {} blob(s) stored, {} layer(s) extracted",
+            r.name,
+            r.manifest.short(),
+            r.blobs_fetched,
+            r.layers_extracted
+        ));
+    }
+    Ok(())
+}

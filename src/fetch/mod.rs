@@ -1,0 +1,221 @@
+//! Fetch: bring an image from a [`Source`] into the [`Store`] and extract its layers.
+//!
+//! Every source ends in the same steps ([`finish`]): the manifest, config and layer blobs are in
+//! the store (each verified by digest and size on the way in), the config's `rootfs.diff_ids`
+//! match the layers one to one, every layer is extracted into the shared layer area with its
+//! uncompressed digest checked against its diff_id, and only then is the name pointed at the
+//! manifest. A second pull of the same image finds every blob and layer present and does no work.
+
+mod docker_archive;
+mod oci_layout;
+
+pub use oci_layout::host_platform;
+
+use oci_spec::image::{ImageManifest, MediaType};
+
+use crate::digest::Digest;
+use crate::fsutil::PathError;
+use crate::imgref::{ImageName, RefError, Source};
+use crate::layers::{self, ExtractOptions, LayerError};
+use crate::progress::Progress;
+use crate::store::{Store, StoreError, parse_digest};
+
+pub type Result<T, E = FetchError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The source is readable but does not hold what was asked for, or is malformed.
+    #[error("{0}")]
+    Source(String),
+    #[error(
+        "registry pulls (docker://) are not available in this version of hoist; use oci:, oci-archive: or docker-archive:"
+    )]
+    RegistryUnsupported,
+    #[error(transparent)]
+    Io(#[from] PathError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Layer(#[from] LayerError),
+    #[error(transparent)]
+    Ref(#[from] RefError),
+}
+
+/// A failed pull, naming the reference.
+#[derive(Debug, thiserror::Error)]
+#[error("{reference}: {cause}")]
+pub struct PullError {
+    pub reference: String,
+    #[source]
+    pub cause: FetchError,
+}
+
+#[derive(Debug, Default)]
+pub struct PullOptions {
+    pub extract: ExtractOptions,
+}
+
+/// What a pull did.
+#[derive(Debug, Clone)]
+pub struct PullResult {
+    pub name: ImageName,
+    pub manifest: Digest,
+    /// Blobs written to the store (0 on a re-pull).
+    pub blobs_fetched: usize,
+    /// Layers extracted (0 when all were already extracted).
+    pub layers_extracted: usize,
+    /// Whether the name now points somewhere else than before.
+    pub ref_changed: bool,
+    pub warnings: Vec<String>,
+}
+
+impl PullResult {
+    /// True when the pull changed nothing at all.
+    pub fn unchanged(&self) -> bool {
+        self.blobs_fetched == 0 && self.layers_extracted == 0 && !self.ref_changed
+    }
+}
+
+/// Pulls `source` into `store`. `source_text` is recorded as where the image came from.
+pub fn pull(
+    store: &Store,
+    source: &Source,
+    opts: &PullOptions,
+    progress: &Progress,
+) -> Result<PullResult, PullError> {
+    let reference = source.to_string();
+    pull_inner(store, source, opts, progress).map_err(|cause| PullError { reference, cause })
+}
+
+fn pull_inner(
+    store: &Store,
+    source: &Source,
+    opts: &PullOptions,
+    progress: &Progress,
+) -> Result<PullResult> {
+    let fetched = match source {
+        Source::Registry(_) => return Err(FetchError::RegistryUnsupported),
+        Source::OciDir { path, reference } => oci_layout::import(
+            store,
+            oci_layout::Layout::dir(path)?,
+            reference.as_deref(),
+            progress,
+        )?,
+        Source::OciArchive { path, reference } => oci_layout::import(
+            store,
+            oci_layout::Layout::archive(path)?,
+            reference.as_deref(),
+            progress,
+        )?,
+        Source::DockerArchive { path } => docker_archive::import(store, path, progress)?,
+    };
+    let name = match fetched.name.clone() {
+        Some(n) => n,
+        None => source.local_name()?.expect("local sources have a name"),
+    };
+    finish(store, &name, &source.to_string(), fetched, opts, progress)
+}
+
+/// What a source-specific import left in the store.
+pub(crate) struct Fetched {
+    pub manifest: Digest,
+    pub media_type: MediaType,
+    pub blobs_fetched: usize,
+    /// A name the source itself carries (docker-archive RepoTags).
+    pub name: Option<ImageName>,
+}
+
+fn finish(
+    store: &Store,
+    name: &ImageName,
+    source: &str,
+    f: Fetched,
+    opts: &PullOptions,
+    progress: &Progress,
+) -> Result<PullResult> {
+    let manifest = store.manifest(&f.manifest)?;
+    let layers_extracted = extract_layers(store, &f.manifest, &manifest, opts, progress)?;
+    let previous = store.lookup(name)?;
+    let ref_changed = previous
+        .as_ref()
+        .is_none_or(|p| p.manifest != f.manifest || p.source.as_deref() != Some(source));
+    if ref_changed {
+        store.set_ref(name, &f.manifest, f.media_type, source)?;
+    }
+    let mut warnings = Vec::new();
+    for diff_id in diff_ids(store, &manifest)? {
+        if let Some(rec) = layers::load_record(store.layout(), &diff_id)? {
+            if !rec.skipped_devices.is_empty() {
+                warnings.push(format!(
+                    "layer {}: skipped {} device node(s) (e.g. /{}); use --allow-devices to create them",
+                    diff_id.short(),
+                    rec.skipped_devices.len(),
+                    rec.skipped_devices[0]
+                ));
+            }
+            warnings.extend(
+                rec.warnings
+                    .iter()
+                    .map(|w| format!("layer {}: {w}", diff_id.short())),
+            );
+        }
+    }
+    Ok(PullResult {
+        name: name.clone(),
+        manifest: f.manifest,
+        blobs_fetched: f.blobs_fetched,
+        layers_extracted,
+        ref_changed,
+        warnings,
+    })
+}
+
+/// The diff_ids of an image, checked against its layer count.
+pub fn diff_ids(store: &Store, manifest: &ImageManifest) -> Result<Vec<Digest>> {
+    let config = store.config(manifest)?;
+    let doc = store.layout().store();
+    let ids = config
+        .rootfs()
+        .diff_ids()
+        .iter()
+        .map(|d| parse_digest(d, &doc))
+        .collect::<Result<Vec<_>, _>>()?;
+    if ids.len() != manifest.layers().len() {
+        return Err(FetchError::Source(format!(
+            "image config lists {} diff_ids for {} layers",
+            ids.len(),
+            manifest.layers().len()
+        )));
+    }
+    Ok(ids)
+}
+
+/// Extracts every layer of a stored image that is not extracted yet. Returns how many were.
+pub fn extract_layers(
+    store: &Store,
+    manifest_digest: &Digest,
+    manifest: &ImageManifest,
+    opts: &PullOptions,
+    progress: &Progress,
+) -> Result<usize> {
+    let ids = diff_ids(store, manifest)?;
+    let doc = store.blob_path(manifest_digest);
+    let mut done = 0;
+    for (desc, diff_id) in manifest.layers().iter().zip(&ids) {
+        if layers::load_record(store.layout(), diff_id)?.is_some() {
+            continue;
+        }
+        let blob = parse_digest(desc.digest().as_ref(), &doc)?;
+        let task = progress.task(&format!("Extracting layer {}", blob.short()), 0);
+        layers::ensure_extracted(
+            store.layout(),
+            &blob,
+            Some(&desc.media_type().to_string()),
+            diff_id,
+            &opts.extract,
+        )?;
+        task.finish();
+        done += 1;
+    }
+    Ok(done)
+}

@@ -1,0 +1,190 @@
+//! Operations on stored images: list, remove, inspect, prune, and checkout of a stored image.
+//!
+//! What is "in use": an image whose manifest a container deployment records
+//! (`containers/NAME.N/info.json`, key `manifest`). Both slots of every container pin their
+//! image, so `prune` never frees what an update or rollback will need.
+
+mod info;
+mod prune;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::checkout::{self, CheckoutError, CheckoutStats, LayerTree};
+use crate::digest::Digest;
+use crate::fetch::{self, FetchError, PullOptions};
+use crate::imgref::ImageName;
+use crate::layers::{self, LayerRecord};
+use crate::layout::Layout;
+use crate::progress::Progress;
+use crate::store::{Store, StoreError, StoredImage};
+
+pub use info::{
+    FORCED_VARIABLES, ImageInfo, OVERRIDABLE_VARIABLES, Variables, find_in_layers, info,
+};
+pub use prune::{PruneReport, prune};
+
+pub type Result<T, E = ImagesError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImagesError {
+    #[error("image {image} is used by container(s) {containers}; uninstall them first")]
+    InUse { image: String, containers: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error(transparent)]
+    Layer(#[from] layers::LayerError),
+    #[error(transparent)]
+    Checkout(#[from] CheckoutError),
+    #[error(transparent)]
+    Io(#[from] crate::fsutil::PathError),
+    #[error("image {image}: {reason}")]
+    Bad { image: String, reason: String },
+}
+
+/// A row of `hoist images` (`--json` keys are stable).
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageSummary {
+    pub name: String,
+    pub repository: String,
+    pub tag: String,
+    pub digest: Digest,
+    /// Bytes of the stored (compressed) blobs: config + layers.
+    pub size: u64,
+    /// The image config's `created`, if it has one.
+    pub created: Option<String>,
+    pub in_use: bool,
+    pub source: Option<String>,
+}
+
+/// Manifests pinned by container deployments → the deployments pinning them.
+pub fn pinned(layout: &Layout) -> BTreeMap<Digest, Vec<String>> {
+    let mut out: BTreeMap<Digest, Vec<String>> = BTreeMap::new();
+    let Ok(rd) = fs::read_dir(layout.containers()) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        // A broken record never breaks listing: it just pins nothing.
+        let Ok(data) = fs::read(e.path().join("info.json")) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&data) else {
+            continue;
+        };
+        if let Some(d) = v
+            .get("manifest")
+            .and_then(|m| m.as_str())
+            .and_then(|m| m.parse().ok())
+        {
+            let container = name
+                .rsplit_once('.')
+                .map_or(name.as_str(), |(n, _)| n)
+                .to_string();
+            let users = out.entry(d).or_default();
+            if !users.contains(&container) {
+                users.push(container);
+            }
+        }
+    }
+    out
+}
+
+/// All stored images.
+pub fn list(store: &Store) -> Result<Vec<ImageSummary>> {
+    let pins = pinned(store.layout());
+    let mut out = Vec::new();
+    for img in store.images()? {
+        // A stored name whose blobs are damaged still lists, with what can be read.
+        let (size, created) = match store.manifest(&img.manifest) {
+            Ok(m) => {
+                let size = m.config().size() + m.layers().iter().map(|l| l.size()).sum::<u64>();
+                let created = store.config(&m).ok().and_then(|c| c.created().clone());
+                (size, created)
+            }
+            Err(_) => (0, None),
+        };
+        out.push(ImageSummary {
+            name: img.name.to_string(),
+            repository: img.name.repository.clone(),
+            tag: img.name.tag.clone(),
+            in_use: pins.contains_key(&img.manifest),
+            digest: img.manifest,
+            size,
+            created,
+            source: img.source,
+        });
+    }
+    Ok(out)
+}
+
+/// Removes a stored name; refuses while a container uses the image.
+pub fn remove(store: &Store, query: &str) -> Result<StoredImage> {
+    let img = store.resolve(query)?;
+    if let Some(users) = pinned(store.layout()).get(&img.manifest) {
+        return Err(ImagesError::InUse {
+            image: img.name.to_string(),
+            containers: users.join(", "),
+        });
+    }
+    store.remove_ref(&img.name)?;
+    Ok(img)
+}
+
+/// An image's layers, extracted (extracting what is missing), bottom first.
+pub fn extracted_layers(
+    store: &Store,
+    manifest_digest: &Digest,
+    progress: &Progress,
+) -> Result<Vec<(Digest, LayerRecord)>> {
+    let manifest = store.manifest(manifest_digest)?;
+    fetch::extract_layers(
+        store,
+        manifest_digest,
+        &manifest,
+        &PullOptions::default(),
+        progress,
+    )?;
+    let mut out = Vec::new();
+    for id in fetch::diff_ids(store, &manifest)? {
+        let rec = layers::load_record(store.layout(), &id)?
+            .ok_or_else(|| CheckoutError::NotExtracted { layer: id.clone() })?;
+        out.push((id, rec));
+    }
+    Ok(out)
+}
+
+/// Checks out a stored image into `dest` (a new directory). Decompresses nothing when the
+/// image's layers are already extracted.
+pub fn checkout(
+    store: &Store,
+    manifest_digest: &Digest,
+    dest: &Path,
+    progress: &Progress,
+) -> Result<CheckoutStats> {
+    let layers = extracted_layers(store, manifest_digest, progress)?;
+    let trees: Vec<LayerTree<'_>> = layers
+        .iter()
+        .map(|(id, rec)| LayerTree {
+            diff_id: id,
+            root: store.layout().layer(id).join("rootfs"),
+            record: rec,
+        })
+        .collect();
+    Ok(checkout::merge(&trees, dest)?)
+}
+
+/// Resolves an IMAGE argument that must name a stored image.
+pub fn resolve_name(store: &Store, name: &ImageName) -> Result<StoredImage> {
+    Ok(store.lookup(name)?.ok_or_else(|| StoreError::NotFound {
+        query: name.to_string(),
+    })?)
+}

@@ -1,0 +1,305 @@
+//! The shared layer area: every layer extracted once, keyed by its diff_id.
+//!
+//! ```text
+//! layers/<diffid-hex>/rootfs/      the layer's own entries, with their owners, modes, times and
+//!                                  allow-listed xattrs; whiteouts stay as empty `.wh.<name>` and
+//!                                  `.wh..wh..opq` marker files (the OCI changeset names)
+//! layers/<diffid-hex>/layer.json   a [`LayerRecord`]: what the tree cannot say by itself
+//! layers/.tmp-<hex>-<pid>/         extraction in progress; renamed into place only when complete
+//! ```
+//! Invariants: a `layers/<hex>` directory is complete (it is renamed into place after its whole
+//! stream hashed to the diff_id); the directory is mode 0700 because it holds setuid files and,
+//! with `--allow-devices`, device nodes. A checkout merges these trees (`checkout` module) by
+//! hard-linking, so nothing is decompressed twice.
+//!
+//! Hostile layers are refused, not repaired: `..` names, writes through symlinks (in the same
+//! layer here, across layers at checkout), hardlinks that leave the tree, and streams beyond the
+//! [`Limits`]. Device nodes are skipped with a warning unless explicitly allowed.
+
+mod extract;
+pub mod paths;
+
+pub use extract::xattr_allowed;
+pub(crate) use extract::{apply_fd_meta, apply_path_meta, copy_xattrs, meta_of, read_xattrs};
+
+use std::fs::{self, File};
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::fsutil::{self, IoContext, PathError};
+use crate::layout::Layout;
+
+pub type Result<T, E = LayerError> = std::result::Result<T, E>;
+
+/// Why a layer could not be extracted. Every variant names the layer (its blob digest).
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    #[error("layer {layer}: entry {entry:?}: path escapes the layer (contains ..)")]
+    Traversal { layer: Digest, entry: String },
+    #[error("layer {layer}: entry {entry:?}: goes through symlink {symlink:?}")]
+    ThroughSymlink {
+        layer: Digest,
+        entry: String,
+        symlink: String,
+    },
+    #[error("layer {layer}: entry {entry:?}: parent {parent:?} is not a directory")]
+    ParentNotDir {
+        layer: Digest,
+        entry: String,
+        parent: String,
+    },
+    #[error("layer {layer}: entry {entry:?}: hardlink to {target:?} {reason}")]
+    BadHardlink {
+        layer: Digest,
+        entry: String,
+        target: String,
+        reason: &'static str,
+    },
+    #[error("layer {layer}: entry {entry:?}: {reason}")]
+    BadEntry {
+        layer: Digest,
+        entry: String,
+        reason: String,
+    },
+    #[error("layer {layer}: exceeds the limit of {limit} {what} (raise it with {env})")]
+    Limit {
+        layer: Digest,
+        what: &'static str,
+        limit: u64,
+        env: &'static str,
+    },
+    #[error(
+        "layer {layer}: uncompressed content is {actual}, but the image config says {expected}"
+    )]
+    DiffIdMismatch {
+        layer: Digest,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error("layer {layer}: unsupported media type {media_type}")]
+    MediaType { layer: Digest, media_type: String },
+    #[error("layer {layer}: reading the archive: {source}")]
+    Archive { layer: Digest, source: io::Error },
+    #[error("layer {layer}: {source}")]
+    Io { layer: Digest, source: PathError },
+    #[error(transparent)]
+    Record(PathError),
+    #[error("{}: {reason}", path.display())]
+    CorruptRecord { path: PathBuf, reason: String },
+}
+
+/// Ceilings that stop decompression bombs and pathological archives.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Uncompressed bytes of one layer's tar stream.
+    pub max_layer_bytes: u64,
+    /// Entries in one layer.
+    pub max_entries: u64,
+    /// Length of one entry name.
+    pub max_path_len: usize,
+}
+
+pub const ENV_MAX_LAYER_SIZE: &str = "HOIST_MAX_LAYER_SIZE";
+pub const ENV_MAX_LAYER_ENTRIES: &str = "HOIST_MAX_LAYER_ENTRIES";
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_layer_bytes: 32 << 30,
+            max_entries: 4_000_000,
+            max_path_len: 4096,
+        }
+    }
+}
+
+impl Limits {
+    /// Defaults, overridden by `HOIST_MAX_LAYER_SIZE` (bytes) and `HOIST_MAX_LAYER_ENTRIES`.
+    pub fn from_env() -> Self {
+        let mut l = Limits::default();
+        if let Some(v) = std::env::var(ENV_MAX_LAYER_SIZE)
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            l.max_layer_bytes = v;
+        }
+        if let Some(v) = std::env::var(ENV_MAX_LAYER_ENTRIES)
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            l.max_entries = v;
+        }
+        l
+    }
+}
+
+/// How to extract.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExtractOptions {
+    pub limits: Limits,
+    /// Create character/block device nodes instead of skipping them.
+    pub allow_devices: bool,
+}
+
+/// `layers/<hex>/layer.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LayerRecord {
+    pub diff_id: Option<Digest>,
+    /// Compressed blob this was extracted from.
+    pub blob: Option<Digest>,
+    pub entries: u64,
+    /// Uncompressed tar bytes.
+    pub size: u64,
+    /// Directories created only because an entry needed a parent: at checkout they merge into an
+    /// existing directory but never replace a lower layer's symlink.
+    #[serde(default)]
+    pub implicit_dirs: Vec<String>,
+    /// Hardlinks whose target is in a lower layer: `(path, target)`, linked at checkout.
+    #[serde(default)]
+    pub external_links: Vec<(String, String)>,
+    /// Device nodes not created (without `--allow-devices`).
+    #[serde(default)]
+    pub skipped_devices: Vec<String>,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// Compression of a layer blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    /// From the OCI / Docker media type; `None` when the type is not a layer type we know.
+    pub fn from_media_type(mt: &str) -> Option<Self> {
+        let mt = mt.strip_suffix(".nondistributable").unwrap_or(mt);
+        match mt {
+            "application/vnd.oci.image.layer.v1.tar"
+            | "application/vnd.oci.image.layer.nondistributable.v1.tar"
+            | "application/vnd.docker.image.rootfs.diff.tar" => Some(Compression::None),
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+            | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+            | "application/vnd.docker.image.rootfs.diff.tar.gzip"
+            | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => {
+                Some(Compression::Gzip)
+            }
+            "application/vnd.oci.image.layer.v1.tar+zstd" => Some(Compression::Zstd),
+            _ => None,
+        }
+    }
+
+    /// From the first bytes of the stream (Docker archives do not say).
+    pub fn sniff(head: &[u8]) -> Self {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Compression::Gzip
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Compression::Zstd
+        } else {
+            Compression::None
+        }
+    }
+}
+
+/// Opens a decompressing reader over a layer blob. The magic bytes decide (the caller checked
+/// that the media type is a layer type; a gzip blob labelled as plain tar still extracts).
+pub fn decompress(layer: &Digest, file: File) -> Result<Box<dyn Read>> {
+    let mut r = BufReader::with_capacity(256 << 10, file);
+    let head = r.fill_buf().map_err(|source| LayerError::Archive {
+        layer: layer.clone(),
+        source,
+    })?;
+    Ok(match Compression::sniff(head) {
+        Compression::None => Box::new(r),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(r)),
+        Compression::Zstd => {
+            Box::new(
+                zstd::Decoder::with_buffer(r).map_err(|source| LayerError::Archive {
+                    layer: layer.clone(),
+                    source,
+                })?,
+            )
+        }
+    })
+}
+
+/// Reads `layers/<hex>/layer.json` if the layer is extracted.
+pub fn load_record(layout: &Layout, diff_id: &Digest) -> Result<Option<LayerRecord>> {
+    let path = layout.layer(diff_id).join("layer.json");
+    match fs::read(&path) {
+        Ok(data) => {
+            serde_json::from_slice(&data)
+                .map(Some)
+                .map_err(|e| LayerError::CorruptRecord {
+                    path,
+                    reason: e.to_string(),
+                })
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(LayerError::Record(PathError::new(path, e))),
+    }
+}
+
+/// Makes sure the layer with `diff_id` is extracted, extracting it from `blob` when it is not.
+/// Returns its record and whether work was done.
+pub fn ensure_extracted(
+    layout: &Layout,
+    blob: &Digest,
+    media_type: Option<&str>,
+    diff_id: &Digest,
+    opts: &ExtractOptions,
+) -> Result<(LayerRecord, bool)> {
+    if let Some(rec) = load_record(layout, diff_id)? {
+        return Ok((rec, false));
+    }
+    if let Some(mt) = media_type {
+        if Compression::from_media_type(mt).is_none() {
+            return Err(LayerError::MediaType {
+                layer: blob.clone(),
+                media_type: mt.to_string(),
+            });
+        }
+    }
+    let io_err = |source| LayerError::Io {
+        layer: blob.clone(),
+        source,
+    };
+    let layers = layout.layers();
+    if !layers.is_dir() {
+        fsutil::ensure_dir(&layers, 0o700).map_err(io_err)?;
+    }
+    let tmp = layers.join(format!(".tmp-{}-{}", diff_id.hex(), std::process::id()));
+    fsutil::remove_any(&tmp).at(&tmp).map_err(io_err)?;
+    let result = (|| {
+        fsutil::ensure_dir(&tmp, 0o700).map_err(io_err)?;
+        let blob_path = layout.blob(blob);
+        let file = File::open(&blob_path).at(&blob_path).map_err(io_err)?;
+        let reader = decompress(blob, file)?;
+        let mut rec = extract::extract(blob, reader, &tmp.join("rootfs"), opts)?;
+        let actual = rec.diff_id.clone().expect("extract sets diff_id");
+        if &actual != diff_id {
+            return Err(LayerError::DiffIdMismatch {
+                layer: blob.clone(),
+                expected: diff_id.clone(),
+                actual,
+            });
+        }
+        rec.blob = Some(blob.clone());
+        let json = serde_json::to_vec_pretty(&rec).expect("record serializes");
+        fsutil::write_atomic(&tmp.join("layer.json"), &json, 0o600).map_err(io_err)?;
+        let dest = layout.layer(diff_id);
+        fs::rename(&tmp, &dest).at(&dest).map_err(io_err)?;
+        Ok(rec)
+    })();
+    if result.is_err() {
+        let _ = fsutil::remove_any(&tmp);
+    }
+    result.map(|r| (r, true))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,31 @@
+//! hoist: install OCI container images as systemd system containers.
+//!
+//! The pipeline, one module per arrow:
+//! ```text
+//! imgref ─▶ fetch ─▶ store ─▶ layers ─▶ checkout ─▶ (bundle ─▶ unit ─▶ systemd ─▶ runner)
+//! ```
+//! - [`imgref`]: what the user typed (`docker://…`, `oci:DIR`, `oci-archive:FILE`, stored names).
+//! - [`fetch`]: brings a source's blobs into the [`store`] and extracts its layers.
+//! - [`store`]: the OCI image layout with stored names (`store/index.json`).
+//! - [`layers`]: each layer extracted once into the shared layer area, safely.
+//! - [`checkout`]: merges extracted layers into a rootfs (whiteouts, opaque dirs) by hard links.
+//! - [`images`]: list / remove / inspect / prune.
+//! - [`mount`]: read-only views of an image's rootfs.
+//! All paths come from one [`layout::Layout`] built from `--root`.
+
+pub mod checkout;
+pub mod cli;
+pub mod digest;
+pub mod error;
+pub mod fetch;
+pub mod fsutil;
+pub mod images;
+pub mod imgref;
+pub mod layers;
+pub mod layout;
+pub mod lock;
+pub mod mount;
+pub mod oci_build;
+pub mod progress;
+pub mod store;
+pub mod template;

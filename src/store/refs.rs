@@ -1,0 +1,140 @@
+//! Stored names: the manifest descriptors in `store/index.json`.
+
+use std::collections::HashMap;
+use std::fs;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, MediaType};
+
+use super::{Result, Store, StoreError, parse_digest};
+use crate::digest::Digest;
+use crate::fsutil;
+use crate::imgref::ImageName;
+
+pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
+pub const ANNOTATION_SOURCE: &str = "io.hoist.source";
+pub const ANNOTATION_PULLED: &str = "io.hoist.pulled";
+
+/// One stored name and what it points at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredImage {
+    pub name: ImageName,
+    pub manifest: Digest,
+    /// The reference it was pulled from (re-read by `pull NAME` and `update`).
+    pub source: Option<String>,
+    /// Unix time of the pull that set this name.
+    pub pulled: Option<u64>,
+}
+
+impl Store {
+    fn read_index(&self) -> Result<ImageIndex> {
+        let path = self.layout().store().join("index.json");
+        match fs::read(&path) {
+            Ok(data) => serde_json::from_slice(&data).map_err(|e| StoreError::Corrupt {
+                path,
+                reason: e.to_string(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(empty_index()),
+            Err(e) => Err(fsutil::PathError::new(path, e).into()),
+        }
+    }
+
+    fn write_index(&self, index: &ImageIndex) -> Result<()> {
+        let path = self.layout().store().join("index.json");
+        let data = serde_json::to_vec_pretty(index).expect("index serializes");
+        Ok(fsutil::write_atomic(&path, &data, 0o644)?)
+    }
+
+    /// Every stored name, sorted. Descriptors without a hoist name (written by other tools) are skipped.
+    pub fn images(&self) -> Result<Vec<StoredImage>> {
+        let index = self.read_index()?;
+        let path = self.layout().store().join("index.json");
+        let mut out = Vec::new();
+        for desc in index.manifests() {
+            let Some(ann) = desc.annotations() else {
+                continue;
+            };
+            let Some(name) = ann
+                .get(ANNOTATION_REF_NAME)
+                .and_then(|n| ImageName::parse(n))
+            else {
+                continue;
+            };
+            out.push(StoredImage {
+                name,
+                manifest: parse_digest(desc.digest().as_ref(), &path)?,
+                source: ann.get(ANNOTATION_SOURCE).cloned(),
+                pulled: ann.get(ANNOTATION_PULLED).and_then(|p| p.parse().ok()),
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Points `name` at a manifest already in the store (replacing what it pointed at).
+    pub fn set_ref(
+        &self,
+        name: &ImageName,
+        manifest: &Digest,
+        media_type: MediaType,
+        source: &str,
+    ) -> Result<()> {
+        let size = self.read_blob(manifest)?.len() as u64;
+        let pulled = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut desc = Descriptor::new(
+            media_type,
+            size,
+            oci_spec::image::Digest::try_from(manifest.to_string()).expect("valid digest"),
+        );
+        desc.set_annotations(Some(HashMap::from([
+            (ANNOTATION_REF_NAME.to_string(), name.to_string()),
+            (ANNOTATION_SOURCE.to_string(), source.to_string()),
+            (ANNOTATION_PULLED.to_string(), pulled.to_string()),
+        ])));
+        let mut index = self.read_index()?;
+        let mut manifests: Vec<Descriptor> = index
+            .manifests()
+            .iter()
+            .filter(|d| !names(d, name))
+            .cloned()
+            .collect();
+        manifests.push(desc);
+        index.set_manifests(manifests);
+        self.write_index(&index)
+    }
+
+    /// Removes a stored name. Returns false when it did not exist.
+    pub fn remove_ref(&self, name: &ImageName) -> Result<bool> {
+        let mut index = self.read_index()?;
+        let before = index.manifests().len();
+        let manifests: Vec<Descriptor> = index
+            .manifests()
+            .iter()
+            .filter(|d| !names(d, name))
+            .cloned()
+            .collect();
+        let removed = manifests.len() != before;
+        index.set_manifests(manifests);
+        self.write_index(&index)?;
+        Ok(removed)
+    }
+}
+
+fn names(desc: &Descriptor, name: &ImageName) -> bool {
+    desc.annotations()
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_REF_NAME))
+        .and_then(|n| ImageName::parse(n))
+        .is_some_and(|n| &n == name)
+}
+
+fn empty_index() -> ImageIndex {
+    ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .manifests(Vec::new())
+        .build()
+        .expect("empty index")
+}

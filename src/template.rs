@@ -1,0 +1,139 @@
+//! `$VAR` / `${VAR}` / `$$` templates, as atomic's `/exports/*.template` files use them
+//! (Python `string.Template` syntax: identifiers are `[A-Za-z_][A-Za-z0-9_]*`).
+//!
+//! Pure functions. Every lookup goes through a caller-supplied function, so the caller decides
+//! how a value is escaped for the file it lands in; an unknown variable is an error that names
+//! the variable.
+
+use std::collections::BTreeSet;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("{file}: unknown variable ${var} (set it with --set {var}=VALUE)")]
+    Unknown { file: String, var: String },
+    #[error("{file}: line {line}: invalid placeholder after '$' (write $$ for a literal $)")]
+    Invalid { file: String, line: usize },
+}
+
+#[derive(Debug, PartialEq)]
+enum Piece<'a> {
+    Text(&'a str),
+    Var(&'a str),
+}
+
+fn ident_len(s: &str) -> usize {
+    let b = s.as_bytes();
+    if b.is_empty() || !(b[0].is_ascii_alphabetic() || b[0] == b'_') {
+        return 0;
+    }
+    b.iter()
+        .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_')
+        .count()
+}
+
+fn parse<'a>(file: &str, text: &'a str) -> Result<Vec<Piece<'a>>, TemplateError> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find('$') {
+        out.push(Piece::Text(&rest[..i]));
+        let after = &rest[i + 1..];
+        let invalid = || TemplateError::Invalid {
+            file: file.to_string(),
+            line: text[..text.len() - rest.len() + i].matches('\n').count() + 1,
+        };
+        if let Some(r) = after.strip_prefix('$') {
+            out.push(Piece::Text("$"));
+            rest = r;
+        } else if let Some(r) = after.strip_prefix('{') {
+            let n = ident_len(r);
+            if n == 0 || !r[n..].starts_with('}') {
+                return Err(invalid());
+            }
+            out.push(Piece::Var(&r[..n]));
+            rest = &r[n + 1..];
+        } else {
+            let n = ident_len(after);
+            if n == 0 {
+                return Err(invalid());
+            }
+            out.push(Piece::Var(&after[..n]));
+            rest = &after[n..];
+        }
+    }
+    out.push(Piece::Text(rest));
+    Ok(out)
+}
+
+/// The variables a template uses, sorted.
+pub fn variables(file: &str, text: &str) -> Result<BTreeSet<String>, TemplateError> {
+    Ok(parse(file, text)?
+        .into_iter()
+        .filter_map(|p| match p {
+            Piece::Var(v) => Some(v.to_string()),
+            Piece::Text(_) => None,
+        })
+        .collect())
+}
+
+/// Renders `text`; `value(name)` returns the (already escaped) replacement or `None` if unknown.
+pub fn render(
+    file: &str,
+    text: &str,
+    value: impl Fn(&str) -> Option<String>,
+) -> Result<String, TemplateError> {
+    let mut out = String::with_capacity(text.len());
+    for p in parse(file, text)? {
+        match p {
+            Piece::Text(t) => out.push_str(t),
+            Piece::Var(v) => out.push_str(&value(v).ok_or_else(|| TemplateError::Unknown {
+                file: file.to_string(),
+                var: v.to_string(),
+            })?),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_variables() {
+        let v = variables("f", "a $A b ${B_2}c $$D $A").unwrap();
+        assert_eq!(v.into_iter().collect::<Vec<_>>(), ["A", "B_2"]);
+    }
+
+    #[test]
+    fn renders() {
+        let get = |k: &str| (k == "X").then(|| "1".to_string());
+        assert_eq!(render("f", "$X-${X}x $$X", get).unwrap(), "1-1x $X");
+        assert_eq!(
+            render("f", "a $Y", get),
+            Err(TemplateError::Unknown {
+                file: "f".into(),
+                var: "Y".into()
+            })
+        );
+    }
+
+    #[test]
+    fn invalid_placeholders() {
+        for bad in ["$", "a $1", "${X", "${}", "x\n$ y"] {
+            assert!(
+                matches!(
+                    render("f", bad, |_| Some(String::new())),
+                    Err(TemplateError::Invalid { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            render("f", "x\n\n$-", |_| None),
+            Err(TemplateError::Invalid {
+                file: "f".into(),
+                line: 3
+            })
+        );
+    }
+}
