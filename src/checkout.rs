@@ -30,21 +30,10 @@ pub type Result<T, E = CheckoutError> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckoutError {
-    #[error(
-        "layer {layer}: entry {entry:?}: writes through symlink {symlink:?} from a lower layer"
-    )]
-    ThroughSymlink {
-        layer: Digest,
-        entry: String,
-        symlink: String,
-    },
+    #[error("layer {layer}: entry {entry:?}: writes through symlink {symlink:?} from a lower layer")]
+    ThroughSymlink { layer: Digest, entry: String, symlink: String },
     #[error("layer {layer}: hardlink {entry:?} -> {target:?}: {reason}")]
-    BadHardlink {
-        layer: Digest,
-        entry: String,
-        target: String,
-        reason: &'static str,
-    },
+    BadHardlink { layer: Digest, entry: String, target: String, reason: &'static str },
     #[error("layer {layer} is not extracted")]
     NotExtracted { layer: Digest },
     #[error(transparent)]
@@ -72,14 +61,23 @@ pub struct LayerTree<'a> {
 /// Merges `layers` (bottom first) into `dest`, which must be an empty or missing directory.
 pub fn merge(layers: &[LayerTree<'_>], dest: &Path) -> Result<CheckoutStats> {
     let mut stats = CheckoutStats::default();
+    let mut dir_times = Vec::new();
     fsutil::ensure_dir(dest, 0o755)?;
     for layer in layers {
-        Merger {
-            layer,
-            dest,
-            stats: &mut stats,
+        Merger { layer, dest, stats: &mut stats, dir_times: &mut dir_times }.apply()?;
+    }
+    // Directory times last (adding entries changes them), deepest first; for a directory set by
+    // several layers the newest wins (reverse, then a stable sort keeps it first).
+    dir_times.reverse();
+    dir_times.sort_by(|a, b| b.0.cmp(&a.0));
+    dir_times.dedup_by(|a, b| a.0 == b.0);
+    for (abs, mtime) in dir_times {
+        let t = nix::sys::time::TimeSpec::new(mtime, 0);
+        // The directory may have been removed by a later layer's whiteout.
+        match nix::sys::stat::utimensat(None, &abs, &t, &t, nix::sys::stat::UtimensatFlags::NoFollowSymlink) {
+            Ok(()) | Err(nix::errno::Errno::ENOENT) | Err(nix::errno::Errno::ENOTDIR) => {}
+            Err(e) => return Err(io_at(&abs)(e.into())),
         }
-        .apply()?;
     }
     Ok(stats)
 }
@@ -88,6 +86,8 @@ struct Merger<'a, 'b> {
     layer: &'a LayerTree<'b>,
     dest: &'a Path,
     stats: &'a mut CheckoutStats,
+    /// (directory, mtime) to set once everything is in place.
+    dir_times: &'a mut Vec<(PathBuf, i64)>,
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> CheckoutError + '_ {
@@ -97,13 +97,7 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> CheckoutError + '_ {
 impl Merger<'_, '_> {
     fn apply(&mut self) -> Result<()> {
         let entries = walk(&self.layer.root)?;
-        let implicit: HashSet<&str> = self
-            .layer
-            .record
-            .implicit_dirs
-            .iter()
-            .map(String::as_str)
-            .collect();
+        let implicit: HashSet<&str> = self.layer.record.implicit_dirs.iter().map(String::as_str).collect();
         // 1. whiteouts
         for (rel, _) in &entries {
             let Some(name) = rel.file_name().and_then(|n| n.to_str()) else {
@@ -178,17 +172,15 @@ impl Merger<'_, '_> {
                 }
             }
             Ok(m) => {
-                if implicit {
-                    if m.file_type().is_symlink() {
-                        return Err(CheckoutError::ThroughSymlink {
-                            layer: self.layer.diff_id.clone(),
-                            entry: rel.display().to_string(),
-                            symlink: rel.display().to_string(),
-                        });
-                    }
-                    // An implied directory over a lower file: the layer was made from a tree
-                    // where this was a directory, so the directory wins.
+                if implicit && m.file_type().is_symlink() {
+                    return Err(CheckoutError::ThroughSymlink {
+                        layer: self.layer.diff_id.clone(),
+                        entry: rel.display().to_string(),
+                        symlink: rel.display().to_string(),
+                    });
                 }
+                // An implied directory over a lower file: the layer was made from a tree
+                // where this was a directory, so the directory wins.
                 fsutil::remove_any(&abs).map_err(io_at(&abs))?;
                 fs::create_dir(&abs).map_err(io_at(&abs))?;
                 self.stats.dirs += 1;
@@ -199,6 +191,7 @@ impl Merger<'_, '_> {
             }
         }
         let m = fs::symlink_metadata(&src).map_err(io_at(&src))?;
+        self.dir_times.push((abs.clone(), std::os::unix::fs::MetadataExt::mtime(&m)));
         let f = fs::File::open(&abs).map_err(io_at(&abs))?;
         layers::apply_fd_meta(&f, &layers::meta_of(&m)).map_err(io_at(&abs))?;
         layers::copy_xattrs(&abs, &layers::read_xattrs(&src)).map_err(io_at(&abs))?;
@@ -220,12 +213,7 @@ impl Merger<'_, '_> {
                 self.stats.linked += 1;
                 Ok(())
             }
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(nix::libc::EXDEV | nix::libc::EMLINK | nix::libc::EPERM)
-                ) =>
-            {
+            Err(e) if matches!(e.raw_os_error(), Some(nix::libc::EXDEV | nix::libc::EMLINK | nix::libc::EPERM)) => {
                 copy_entry(src, dest).map_err(io_at(dest))?;
                 self.stats.copied += 1;
                 Ok(())
@@ -312,11 +300,6 @@ fn copy_entry(src: &Path, dest: &Path) -> io::Result<()> {
     } else {
         return Ok(()); // sockets are not layer content
     };
-    nix::sys::stat::mknod(
-        dest,
-        kind,
-        nix::sys::stat::Mode::from_bits_truncate(0o600),
-        m.rdev(),
-    )?;
+    nix::sys::stat::mknod(dest, kind, nix::sys::stat::Mode::from_bits_truncate(0o600), m.rdev())?;
     layers::apply_path_meta(dest, &layers::meta_of(&m), true)
 }

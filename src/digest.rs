@@ -25,9 +25,7 @@ pub struct InvalidDigest(pub String);
 impl Digest {
     /// Builds a digest from a finished hasher.
     pub fn from_hasher(h: Sha256) -> Self {
-        Digest {
-            hex: hex::encode(h.finalize()),
-        }
+        Digest { hex: hex::encode(h.finalize()) }
     }
 
     /// sha256 of a byte slice.
@@ -49,14 +47,8 @@ impl Digest {
 
     /// Parses 64 hex digits without the `sha256:` prefix.
     pub fn from_hex(hex: &str) -> Result<Self, InvalidDigest> {
-        if hex.len() == 64
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
-            Ok(Digest {
-                hex: hex.to_string(),
-            })
+        if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            Ok(Digest { hex: hex.to_string() })
         } else {
             Err(InvalidDigest(hex.to_string()))
         }
@@ -111,19 +103,11 @@ pub struct HashingReader<R> {
 
 impl<R: Read> HashingReader<R> {
     pub fn new(inner: R) -> Self {
-        HashingReader {
-            inner,
-            hasher: Sha256::new(),
-            count: 0,
-            limit: None,
-        }
+        HashingReader { inner, hasher: Sha256::new(), count: 0, limit: None }
     }
 
     pub fn with_limit(inner: R, limit: u64) -> Self {
-        HashingReader {
-            limit: Some(limit),
-            ..Self::new(inner)
-        }
+        HashingReader { limit: Some(limit), ..Self::new(inner) }
     }
 
     /// Bytes read so far.
@@ -147,13 +131,10 @@ impl<R: Read> Read for HashingReader<R> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
         self.count += n as u64;
-        if let Some(limit) = self.limit {
-            if self.count > limit {
-                return Err(io::Error::new(
-                    io::ErrorKind::FileTooLarge,
-                    format!("more than {limit} bytes"),
-                ));
-            }
+        if let Some(limit) = self.limit
+            && self.count > limit
+        {
+            return Err(io::Error::new(io::ErrorKind::FileTooLarge, format!("more than {limit} bytes")));
         }
         Ok(n)
     }
@@ -168,11 +149,7 @@ pub struct HashingWriter<W> {
 
 impl<W: Write> HashingWriter<W> {
     pub fn new(inner: W) -> Self {
-        HashingWriter {
-            inner,
-            hasher: Sha256::new(),
-            count: 0,
-        }
+        HashingWriter { inner, hasher: Sha256::new(), count: 0 }
     }
 
     pub fn finish(self) -> (W, Digest, u64) {
@@ -198,9 +175,7 @@ mod tests {
 
     #[test]
     fn parse_and_display() {
-        let d: Digest = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-            .parse()
-            .unwrap();
+        let d: Digest = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".parse().unwrap();
         assert_eq!(d, Digest::of_bytes(b""));
         assert_eq!(d.short(), "e3b0c44298fc");
         for bad in [

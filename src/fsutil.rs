@@ -20,10 +20,7 @@ pub struct PathError {
 
 impl PathError {
     pub fn new(path: impl Into<PathBuf>, source: io::Error) -> Self {
-        PathError {
-            path: path.into(),
-            source,
-        }
+        PathError { path: path.into(), source }
     }
 }
 
@@ -41,18 +38,10 @@ impl<T> IoContext<T> for io::Result<T> {
 /// Writes `data` to `path` atomically (temp file + fsync + rename + directory fsync).
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), PathError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
+        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
         f.set_permissions(fs::Permissions::from_mode(mode))?;
         f.write_all(data)?;
         f.sync_all()?;
@@ -102,10 +91,10 @@ pub fn disk_usage(path: &Path) -> u64 {
             continue;
         }
         total += m.blocks() * 512;
-        if m.is_dir() {
-            if let Ok(rd) = fs::read_dir(&p) {
-                stack.extend(rd.flatten().map(|e| e.path()));
-            }
+        if m.is_dir()
+            && let Ok(rd) = fs::read_dir(&p)
+        {
+            stack.extend(rd.flatten().map(|e| e.path()));
         }
     }
     total
@@ -139,15 +128,8 @@ mod tests {
         write_atomic(&p, b"one", 0o644).unwrap();
         write_atomic(&p, b"two", 0o600).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
-        assert_eq!(
-            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
-        assert_eq!(
-            fs::read_dir(d.path()).unwrap().count(),
-            1,
-            "no temp file left"
-        );
+        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1, "no temp file left");
     }
 
     #[test]

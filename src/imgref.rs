@@ -25,27 +25,16 @@ pub enum RefError {
 }
 
 fn invalid(input: &str, reason: &'static str) -> RefError {
-    RefError::Invalid {
-        input: input.to_string(),
-        reason,
-    }
+    RefError::Invalid { input: input.to_string(), reason }
 }
 
 /// Where an image comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     Registry(RegistryRef),
-    OciDir {
-        path: PathBuf,
-        reference: Option<String>,
-    },
-    OciArchive {
-        path: PathBuf,
-        reference: Option<String>,
-    },
-    DockerArchive {
-        path: PathBuf,
-    },
+    OciDir { path: PathBuf, reference: Option<String> },
+    OciArchive { path: PathBuf, reference: Option<String> },
+    DockerArchive { path: PathBuf },
 }
 
 /// `REG/REPO[:TAG][@DIGEST]`.
@@ -90,23 +79,18 @@ impl ImageArg {
                 return Ok(ImageArg::Source(match kind {
                     0 => Source::OciDir { path, reference },
                     1 => Source::OciArchive { path, reference },
-                    _ => Source::DockerArchive {
-                        path: PathBuf::from(rest),
-                    },
+                    _ => Source::DockerArchive { path: PathBuf::from(rest) },
                 }));
             }
         }
-        // A bare reference with a registry host in front is a registry image.
-        if let Some((first, _)) = input.split_once('/') {
-            if first.contains('.') || first.contains(':') || first == "localhost" {
-                return RegistryRef::parse(input).map(|r| ImageArg::Source(Source::Registry(r)));
-            }
-        }
         if input.contains("://") {
-            return Err(invalid(
-                input,
-                "unknown transport (use docker://, oci:, oci-archive: or docker-archive:)",
-            ));
+            return Err(invalid(input, "unknown transport (use docker://, oci:, oci-archive: or docker-archive:)"));
+        }
+        // A bare reference with a registry host in front is a registry image.
+        if let Some((first, _)) = input.split_once('/')
+            && (first.contains('.') || first.contains(':') || first == "localhost")
+        {
+            return RegistryRef::parse(input).map(|r| ImageArg::Source(Source::Registry(r)));
         }
         Ok(ImageArg::Stored(input.to_string()))
     }
@@ -115,9 +99,7 @@ impl ImageArg {
 /// `PATH[:REF]`: the last `:` starts a REF only when what follows has no `/`.
 fn split_path_ref(s: &str) -> (&str, Option<String>) {
     match s.rsplit_once(':') {
-        Some((p, r)) if !r.contains('/') && !p.is_empty() => {
-            (p, (!r.is_empty()).then(|| r.to_string()))
-        }
+        Some((p, r)) if !r.contains('/') && !p.is_empty() => (p, (!r.is_empty()).then(|| r.to_string())),
         _ => (s, None),
     }
 }
@@ -125,59 +107,40 @@ fn split_path_ref(s: &str) -> (&str, Option<String>) {
 fn valid_tag(t: &str) -> bool {
     !t.is_empty()
         && t.len() <= 128
-        && t.bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && t.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        && t.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
 fn valid_repo_component(c: &str) -> bool {
     !c.is_empty()
-        && c.bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && c.bytes()
-            .last()
-            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && c.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        && c.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && c.bytes().last().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
 }
 
 fn valid_registry(r: &str) -> bool {
-    r.bytes()
-        .next()
-        .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'[')
+    r.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'[')
         && !r.contains("..")
-        && r.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        && r.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
 }
 
 impl RegistryRef {
     pub fn parse(input: &str) -> Result<Self, RefError> {
         let (rest, digest) = match input.split_once('@') {
-            Some((r, d)) => (
-                r,
-                Some(
-                    d.parse::<Digest>()
-                        .map_err(|_| invalid(input, "bad digest after @"))?,
-                ),
-            ),
+            Some((r, d)) => (r, Some(d.parse::<Digest>().map_err(|_| invalid(input, "bad digest after @"))?)),
             None => (input, None),
         };
         let (name, tag) = match rest.rsplit_once(':') {
             Some((n, t)) if !t.contains('/') => (n, Some(t.to_string())),
             _ => (rest, None),
         };
-        if let Some(t) = &tag {
-            if !valid_tag(t) {
-                return Err(invalid(input, "bad tag"));
-            }
+        if let Some(t) = &tag
+            && !valid_tag(t)
+        {
+            return Err(invalid(input, "bad tag"));
         }
         let (registry, repository) = match name.split_once('/') {
-            Some((first, repo))
-                if first.contains('.') || first.contains(':') || first == "localhost" =>
-            {
+            Some((first, repo)) if first.contains('.') || first.contains(':') || first == "localhost" => {
                 (first.to_string(), repo.to_string())
             }
             _ => (DEFAULT_REGISTRY.to_string(), name.to_string()),
@@ -191,22 +154,10 @@ impl RegistryRef {
             repository
         };
         if !repository.split('/').all(valid_repo_component) {
-            return Err(invalid(
-                input,
-                "bad repository name (lowercase letters, digits and ._- only)",
-            ));
+            return Err(invalid(input, "bad repository name (lowercase letters, digits and ._- only)"));
         }
-        let tag = if tag.is_none() && digest.is_none() {
-            Some(DEFAULT_TAG.to_string())
-        } else {
-            tag
-        };
-        Ok(RegistryRef {
-            registry,
-            repository,
-            tag,
-            digest,
-        })
+        let tag = if tag.is_none() && digest.is_none() { Some(DEFAULT_TAG.to_string()) } else { tag };
+        Ok(RegistryRef { registry, repository, tag, digest })
     }
 }
 
@@ -246,14 +197,8 @@ impl Source {
     pub fn absolutize(self, cwd: &Path) -> Self {
         let abs = |p: PathBuf| if p.is_absolute() { p } else { cwd.join(p) };
         match self {
-            Source::OciDir { path, reference } => Source::OciDir {
-                path: abs(path),
-                reference,
-            },
-            Source::OciArchive { path, reference } => Source::OciArchive {
-                path: abs(path),
-                reference,
-            },
+            Source::OciDir { path, reference } => Source::OciDir { path: abs(path), reference },
+            Source::OciArchive { path, reference } => Source::OciArchive { path: abs(path), reference },
             Source::DockerArchive { path } => Source::DockerArchive { path: abs(path) },
             r => r,
         }
@@ -264,46 +209,23 @@ impl Source {
     pub fn local_name(&self) -> Result<Option<ImageName>, RefError> {
         let (path, reference) = match self {
             Source::Registry(r) => {
-                let tag = r
-                    .tag
-                    .clone()
-                    .unwrap_or_else(|| format!("@{}", r.digest.as_ref().expect("tag or digest")));
-                return Ok(Some(ImageName {
-                    repository: format!("{}/{}", r.registry, r.repository),
-                    tag,
-                }));
+                let tag = r.tag.clone().unwrap_or_else(|| format!("@{}", r.digest.as_ref().expect("tag or digest")));
+                return Ok(Some(ImageName { repository: format!("{}/{}", r.registry, r.repository), tag }));
             }
-            Source::OciDir { path, reference } | Source::OciArchive { path, reference } => {
-                (path, reference.as_deref())
-            }
+            Source::OciDir { path, reference } | Source::OciArchive { path, reference } => (path, reference.as_deref()),
             Source::DockerArchive { path } => (path, None),
         };
-        let base = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let base = base
-            .strip_suffix(".tar")
-            .unwrap_or(&base)
-            .to_ascii_lowercase();
+        let base = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let base = base.strip_suffix(".tar").unwrap_or(&base).to_ascii_lowercase();
         let text = self.to_string();
         if !valid_repo_component(&base) {
-            return Err(RefError::Invalid {
-                input: text,
-                reason: "file name is not a valid image name",
-            });
+            return Err(RefError::Invalid { input: text, reason: "file name is not a valid image name" });
         }
         let tag = reference.unwrap_or(DEFAULT_TAG).to_string();
         if !valid_tag(&tag) {
-            return Err(RefError::Invalid {
-                input: text,
-                reason: "REF is not a valid tag",
-            });
+            return Err(RefError::Invalid { input: text, reason: "REF is not a valid tag" });
         }
-        Ok(Some(ImageName {
-            repository: base,
-            tag,
-        }))
+        Ok(Some(ImageName { repository: base, tag }))
     }
 }
 
@@ -318,22 +240,13 @@ impl ImageName {
             Some((h, p)) if h.contains('.') || h.contains(':') || h == "localhost" => (Some(h), p),
             _ => (None, repo),
         };
-        let ok = host.is_none_or(valid_registry)
-            && path.split('/').all(valid_repo_component)
-            && valid_tag(tag);
-        ok.then(|| ImageName {
-            repository: repo.to_string(),
-            tag: tag.to_string(),
-        })
+        let ok = host.is_none_or(valid_registry) && path.split('/').all(valid_repo_component) && valid_tag(tag);
+        ok.then(|| ImageName { repository: repo.to_string(), tag: tag.to_string() })
     }
 
     /// Atomic's default container name: last repository component, `-TAG` unless `latest`.
     pub fn default_container_name(&self) -> String {
-        let last = self
-            .repository
-            .rsplit('/')
-            .next()
-            .unwrap_or(&self.repository);
+        let last = self.repository.rsplit('/').next().unwrap_or(&self.repository);
         if self.tag == DEFAULT_TAG || self.tag.starts_with('@') {
             last.to_string()
         } else {
@@ -362,27 +275,9 @@ mod tests {
     #[test]
     fn registry_refs() {
         let cases = [
-            (
-                "docker://busybox",
-                "docker.io",
-                "library/busybox",
-                Some("latest"),
-                false,
-            ),
-            (
-                "docker://quay.io/coreos/etcd:3.4",
-                "quay.io",
-                "coreos/etcd",
-                Some("3.4"),
-                false,
-            ),
-            (
-                "127.0.0.1:5000/etcd:3.4",
-                "127.0.0.1:5000",
-                "etcd",
-                Some("3.4"),
-                false,
-            ),
+            ("docker://busybox", "docker.io", "library/busybox", Some("latest"), false),
+            ("docker://quay.io/coreos/etcd:3.4", "quay.io", "coreos/etcd", Some("3.4"), false),
+            ("127.0.0.1:5000/etcd:3.4", "127.0.0.1:5000", "etcd", Some("3.4"), false),
             ("localhost/a/b", "localhost", "a/b", Some("latest"), false),
             (
                 "docker://r.io/x@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
@@ -393,66 +288,30 @@ mod tests {
             ),
         ];
         for (input, reg, repo, tag, has_digest) in cases {
-            let Source::Registry(r) = src(input) else {
-                panic!("{input}")
-            };
+            let Source::Registry(r) = src(input) else { panic!("{input}") };
             assert_eq!(
-                (
-                    r.registry.as_str(),
-                    r.repository.as_str(),
-                    r.tag.as_deref(),
-                    r.digest.is_some()
-                ),
+                (r.registry.as_str(), r.repository.as_str(), r.tag.as_deref(), r.digest.is_some()),
                 (reg, repo, tag, has_digest),
                 "{input}"
             );
         }
-        assert_eq!(
-            src("docker://quay.io/coreos/etcd:3.4").to_string(),
-            "docker://quay.io/coreos/etcd:3.4"
-        );
+        assert_eq!(src("docker://quay.io/coreos/etcd:3.4").to_string(), "docker://quay.io/coreos/etcd:3.4");
     }
 
     #[test]
     fn local_sources() {
-        assert_eq!(
-            src("oci:/x/dir"),
-            Source::OciDir {
-                path: "/x/dir".into(),
-                reference: None
-            }
-        );
-        assert_eq!(
-            src("oci:/x/dir:v2"),
-            Source::OciDir {
-                path: "/x/dir".into(),
-                reference: Some("v2".into())
-            }
-        );
+        assert_eq!(src("oci:/x/dir"), Source::OciDir { path: "/x/dir".into(), reference: None });
+        assert_eq!(src("oci:/x/dir:v2"), Source::OciDir { path: "/x/dir".into(), reference: Some("v2".into()) });
         assert_eq!(
             src("oci-archive:/x/hello.tar"),
-            Source::OciArchive {
-                path: "/x/hello.tar".into(),
-                reference: None
-            }
+            Source::OciArchive { path: "/x/hello.tar".into(), reference: None }
         );
         assert_eq!(
             src("oci-archive:rel/a:b/c.tar"),
-            Source::OciArchive {
-                path: "rel/a:b/c.tar".into(),
-                reference: None
-            }
+            Source::OciArchive { path: "rel/a:b/c.tar".into(), reference: None }
         );
-        assert_eq!(
-            src("docker-archive:/x/y.tar"),
-            Source::DockerArchive {
-                path: "/x/y.tar".into()
-            }
-        );
-        let n = src("oci-archive:/x/hello.tar")
-            .local_name()
-            .unwrap()
-            .unwrap();
+        assert_eq!(src("docker-archive:/x/y.tar"), Source::DockerArchive { path: "/x/y.tar".into() });
+        let n = src("oci-archive:/x/hello.tar").local_name().unwrap().unwrap();
         assert_eq!(n.to_string(), "hello:latest");
         let n = src("oci:/x/Etcd:3.4").local_name().unwrap().unwrap();
         assert_eq!(n.to_string(), "etcd:3.4");
@@ -477,31 +336,13 @@ mod tests {
 
     #[test]
     fn stored_names() {
-        assert_eq!(
-            ImageArg::parse("hello").unwrap(),
-            ImageArg::Stored("hello".into())
-        );
-        assert_eq!(
-            ImageArg::parse("hello:v2").unwrap(),
-            ImageArg::Stored("hello:v2".into())
-        );
-        assert_eq!(
-            ImageName::parse("hello").unwrap().to_string(),
-            "hello:latest"
-        );
-        assert_eq!(
-            ImageName::parse("127.0.0.1:5000/etcd:3.4").unwrap().tag,
-            "3.4"
-        );
-        assert_eq!(
-            ImageName::parse("127.0.0.1:5000/etcd").unwrap().repository,
-            "127.0.0.1:5000/etcd"
-        );
+        assert_eq!(ImageArg::parse("hello").unwrap(), ImageArg::Stored("hello".into()));
+        assert_eq!(ImageArg::parse("hello:v2").unwrap(), ImageArg::Stored("hello:v2".into()));
+        assert_eq!(ImageName::parse("hello").unwrap().to_string(), "hello:latest");
+        assert_eq!(ImageName::parse("127.0.0.1:5000/etcd:3.4").unwrap().tag, "3.4");
+        assert_eq!(ImageName::parse("127.0.0.1:5000/etcd").unwrap().repository, "127.0.0.1:5000/etcd");
         assert!(ImageName::parse("../x").is_none());
-        for (n, want) in [
-            ("etcd:latest", "etcd"),
-            ("quay.io/coreos/etcd:3.4", "etcd-3.4"),
-        ] {
+        for (n, want) in [("etcd:latest", "etcd"), ("quay.io/coreos/etcd:3.4", "etcd-3.4")] {
             assert_eq!(ImageName::parse(n).unwrap().default_container_name(), want);
         }
     }

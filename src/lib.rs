@@ -11,6 +11,7 @@
 //! - [`checkout`]: merges extracted layers into a rootfs (whiteouts, opaque dirs) by hard links.
 //! - [`images`]: list / remove / inspect / prune.
 //! - [`mount`]: read-only views of an image's rootfs.
+//!
 //! All paths come from one [`layout::Layout`] built from `--root`.
 
 pub mod checkout;

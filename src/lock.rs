@@ -19,12 +19,7 @@ impl StateLock {
     /// Takes the lock exclusively, waiting (and saying so through `on_wait`) while another hoist
     /// command holds it.
     pub fn exclusive(path: &Path, on_wait: impl FnOnce()) -> Result<Self, PathError> {
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .at(path)?;
+        let file = OpenOptions::new().create(true).truncate(false).write(true).open(path).at(path)?;
         let file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(l) => return Ok(StateLock { _flock: l }),
             Err((file, nix::errno::Errno::EWOULDBLOCK)) => file,

@@ -47,57 +47,33 @@ fn mount_id(dir: &Path) -> String {
 }
 
 fn canonical_dir(dir: &Path) -> Result<PathBuf, MountError> {
-    let c = fs::canonicalize(dir).map_err(|_| MountError::Dir {
-        dir: dir.to_path_buf(),
-        reason: "no such directory",
-    })?;
+    let c =
+        fs::canonicalize(dir).map_err(|_| MountError::Dir { dir: dir.to_path_buf(), reason: "no such directory" })?;
     if !c.is_dir() {
-        return Err(MountError::Dir {
-            dir: dir.to_path_buf(),
-            reason: "not a directory",
-        });
+        return Err(MountError::Dir { dir: dir.to_path_buf(), reason: "not a directory" });
     }
     Ok(c)
 }
 
 /// Mounts a read-only view of the stored image `query` on `dir` (which must be an empty directory).
-pub fn mount(
-    store: &Store,
-    query: &str,
-    dir: &Path,
-    progress: &Progress,
-) -> Result<MountRecord, MountError> {
+pub fn mount(store: &Store, query: &str, dir: &Path, progress: &Progress) -> Result<MountRecord, MountError> {
     let dir = canonical_dir(dir)?;
     if fs::read_dir(&dir).at(&dir)?.next().is_some() {
-        return Err(MountError::Dir {
-            dir,
-            reason: "not empty",
-        });
+        return Err(MountError::Dir { dir, reason: "not empty" });
     }
     let img = store.resolve(query).map_err(ImagesError::from)?;
     let layout = store.layout();
     let base = layout.mounts().join(mount_id(&dir));
     if base.exists() {
-        return Err(MountError::Dir {
-            dir,
-            reason: "already has a hoist mount (hoist umount it first)",
-        });
+        return Err(MountError::Dir { dir, reason: "already has a hoist mount (hoist umount it first)" });
     }
     fsutil::ensure_dir(&layout.mounts(), 0o700)?;
     let rootfs = base.join("rootfs");
     let result = (|| {
         fsutil::ensure_dir(&base, 0o700)?;
         images::checkout(store, &img.manifest, &rootfs, progress)?;
-        let rec = MountRecord {
-            dir: dir.clone(),
-            image: img.name.to_string(),
-            manifest: img.manifest.clone(),
-        };
-        fsutil::write_atomic(
-            &base.join("mount.json"),
-            &serde_json::to_vec_pretty(&rec).expect("serializes"),
-            0o600,
-        )?;
+        let rec = MountRecord { dir: dir.clone(), image: img.name.to_string(), manifest: img.manifest.clone() };
+        fsutil::write_atomic(&base.join("mount.json"), &serde_json::to_vec_pretty(&rec).expect("serializes"), 0o600)?;
         bind_ro(&rootfs, &dir)?;
         Ok(rec)
     })();
@@ -108,16 +84,9 @@ pub fn mount(
 }
 
 fn bind_ro(src: &Path, dir: &Path) -> Result<(), MountError> {
-    let err = |source| MountError::Mount {
-        dir: dir.to_path_buf(),
-        source,
-    };
+    let err = |source| MountError::Mount { dir: dir.to_path_buf(), source };
     nix::mount::mount(Some(src), dir, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(err)?;
-    let ro = MsFlags::MS_BIND
-        | MsFlags::MS_REMOUNT
-        | MsFlags::MS_RDONLY
-        | MsFlags::MS_NOSUID
-        | MsFlags::MS_NODEV;
+    let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
     if let Err(e) = nix::mount::mount(None::<&str>, dir, None::<&str>, ro, None::<&str>) {
         let _ = nix::mount::umount2(dir, MntFlags::MNT_DETACH);
         return Err(err(e));
@@ -131,19 +100,13 @@ pub fn umount(layout: &Layout, dir: &Path) -> Result<MountRecord, MountError> {
     let base = layout.mounts().join(mount_id(&dir));
     let rec_path = base.join("mount.json");
     let rec: MountRecord = match fs::read(&rec_path) {
-        Ok(d) => {
-            serde_json::from_slice(&d).map_err(|_| MountError::NotOurs { dir: dir.clone() })?
-        }
+        Ok(d) => serde_json::from_slice(&d).map_err(|_| MountError::NotOurs { dir: dir.clone() })?,
         Err(_) => return Err(MountError::NotOurs { dir }),
     };
     match nix::mount::umount2(&dir, MntFlags::empty()) {
         Ok(()) | Err(nix::errno::Errno::EINVAL) => {} // EINVAL: not mounted any more
-        Err(nix::errno::Errno::EBUSY) => {
-            nix::mount::umount2(&dir, MntFlags::MNT_DETACH).map_err(|source| MountError::Mount {
-                dir: dir.clone(),
-                source,
-            })?
-        }
+        Err(nix::errno::Errno::EBUSY) => nix::mount::umount2(&dir, MntFlags::MNT_DETACH)
+            .map_err(|source| MountError::Mount { dir: dir.clone(), source })?,
         Err(source) => return Err(MountError::Mount { dir, source }),
     }
     fsutil::remove_any(&base).at(&base)?;

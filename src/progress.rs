@@ -51,15 +51,9 @@ impl Progress {
                 Task { bar: None }
             }
             Mode::Bars => {
-                let bar = if total > 0 {
-                    ProgressBar::new(total)
-                } else {
-                    ProgressBar::new_spinner()
-                };
+                let bar = if total > 0 { ProgressBar::new(total) } else { ProgressBar::new_spinner() };
                 let style = if total > 0 {
-                    ProgressStyle::with_template(
-                        "{msg:40!} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
-                    )
+                    ProgressStyle::with_template("{msg:40!} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
                 } else {
                     ProgressStyle::with_template("{spinner} {msg:40!} {bytes} {elapsed}")
                 };
@@ -80,10 +74,7 @@ pub struct Task {
 
 impl Task {
     pub fn reader<R: Read>(&self, r: R) -> TaskReader<R> {
-        TaskReader {
-            inner: r,
-            bar: self.bar.clone(),
-        }
+        TaskReader { inner: r, bar: self.bar.clone() }
     }
 
     pub fn finish(self) {

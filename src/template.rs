@@ -26,9 +26,7 @@ fn ident_len(s: &str) -> usize {
     if b.is_empty() || !(b[0].is_ascii_alphabetic() || b[0] == b'_') {
         return 0;
     }
-    b.iter()
-        .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_')
-        .count()
+    b.iter().take_while(|c| c.is_ascii_alphanumeric() || **c == b'_').count()
 }
 
 fn parse<'a>(file: &str, text: &'a str) -> Result<Vec<Piece<'a>>, TemplateError> {
@@ -76,19 +74,14 @@ pub fn variables(file: &str, text: &str) -> Result<BTreeSet<String>, TemplateErr
 }
 
 /// Renders `text`; `value(name)` returns the (already escaped) replacement or `None` if unknown.
-pub fn render(
-    file: &str,
-    text: &str,
-    value: impl Fn(&str) -> Option<String>,
-) -> Result<String, TemplateError> {
+pub fn render(file: &str, text: &str, value: impl Fn(&str) -> Option<String>) -> Result<String, TemplateError> {
     let mut out = String::with_capacity(text.len());
     for p in parse(file, text)? {
         match p {
             Piece::Text(t) => out.push_str(t),
-            Piece::Var(v) => out.push_str(&value(v).ok_or_else(|| TemplateError::Unknown {
-                file: file.to_string(),
-                var: v.to_string(),
-            })?),
+            Piece::Var(v) => out.push_str(
+                &value(v).ok_or_else(|| TemplateError::Unknown { file: file.to_string(), var: v.to_string() })?,
+            ),
         }
     }
     Ok(out)
@@ -108,32 +101,14 @@ mod tests {
     fn renders() {
         let get = |k: &str| (k == "X").then(|| "1".to_string());
         assert_eq!(render("f", "$X-${X}x $$X", get).unwrap(), "1-1x $X");
-        assert_eq!(
-            render("f", "a $Y", get),
-            Err(TemplateError::Unknown {
-                file: "f".into(),
-                var: "Y".into()
-            })
-        );
+        assert_eq!(render("f", "a $Y", get), Err(TemplateError::Unknown { file: "f".into(), var: "Y".into() }));
     }
 
     #[test]
     fn invalid_placeholders() {
         for bad in ["$", "a $1", "${X", "${}", "x\n$ y"] {
-            assert!(
-                matches!(
-                    render("f", bad, |_| Some(String::new())),
-                    Err(TemplateError::Invalid { .. })
-                ),
-                "{bad:?}"
-            );
+            assert!(matches!(render("f", bad, |_| Some(String::new())), Err(TemplateError::Invalid { .. })), "{bad:?}");
         }
-        assert_eq!(
-            render("f", "x\n\n$-", |_| None),
-            Err(TemplateError::Invalid {
-                file: "f".into(),
-                line: 3
-            })
-        );
+        assert_eq!(render("f", "x\n\n$-", |_| None), Err(TemplateError::Invalid { file: "f".into(), line: 3 }));
     }
 }

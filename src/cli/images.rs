@@ -55,11 +55,7 @@ fn list(ctx: &Ctx, no_trunc: bool) -> Result<()> {
     let rows: Vec<Vec<String>> = images
         .iter()
         .map(|i| {
-            let digest = if no_trunc {
-                i.digest.to_string()
-            } else {
-                i.digest.short().to_string()
-            };
+            let digest = if no_trunc { i.digest.to_string() } else { i.digest.short().to_string() };
             vec![
                 if i.in_use { ">" } else { " " }.to_string(),
                 i.repository.clone(),
@@ -113,11 +109,7 @@ fn prune(ctx: &Ctx) -> Result<()> {
         }
         output::json(&J {
             action: "prune",
-            result: if r.bytes_freed == 0 && r.deployments.is_empty() {
-                "unchanged"
-            } else {
-                "done"
-            },
+            result: if r.bytes_freed == 0 && r.deployments.is_empty() { "unchanged" } else { "done" },
             report: &r,
         });
     } else {
@@ -156,19 +148,10 @@ fn info(ctx: &Ctx, image: &str) -> Result<()> {
         println!("  {k}={v}");
     }
     if !i.exports {
-        println!(
-            "Exports:  none (hoist generates the runtime config and unit from the image config)"
-        );
+        println!("Exports:  none (hoist generates the runtime config and unit from the image config)");
         return Ok(());
     }
-    println!(
-        "Exports:  {}",
-        if i.templates.is_empty() {
-            "no templates".to_string()
-        } else {
-            i.templates.join(", ")
-        }
-    );
+    println!("Exports:  {}", if i.templates.is_empty() { "no templates".to_string() } else { i.templates.join(", ") });
     println!("Variables (change with --set NAME=VALUE):");
     for (k, v) in &i.variables.defaults {
         println!("  {k}={v}");
@@ -177,9 +160,6 @@ fn info(ctx: &Ctx, image: &str) -> Result<()> {
         println!("  {k}  (required: no default)");
     }
     println!("Set by hoist: {}", images::FORCED_VARIABLES.join(" "));
-    println!(
-        "Set by hoist unless --set: {}",
-        images::OVERRIDABLE_VARIABLES.join(" ")
-    );
+    println!("Set by hoist unless --set: {}", images::OVERRIDABLE_VARIABLES.join(" "));
     Ok(())
 }

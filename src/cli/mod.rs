@@ -18,13 +18,7 @@ use crate::store::Store;
 
 /// Install OCI container images as systemd system containers.
 #[derive(Debug, Parser)]
-#[command(
-    name = "hoist",
-    version,
-    about,
-    propagate_version = true,
-    disable_help_subcommand = true
-)]
+#[command(name = "hoist", version, about, propagate_version = true, disable_help_subcommand = true)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalOpts,
@@ -106,10 +100,7 @@ impl Ctx {
 
 pub fn run(cli: Cli) -> Result<()> {
     let layout = Layout::new(&cli.global.root);
-    let ctx = Ctx {
-        global: cli.global,
-        layout,
-    };
+    let ctx = Ctx { global: cli.global, layout };
     match cli.command {
         Command::Pull(a) => pull::run(&ctx, a),
         Command::Images(a) => images::run(&ctx, a),

@@ -33,11 +33,7 @@ pub fn mount(ctx: &Ctx, args: MountArgs) -> Result<()> {
     let query = super::pull::stored_query(ctx, &args.image)?;
     let (store, _lock) = ctx.store_locked()?;
     let rec = mount::mount(&store, &query, &args.dir, &ctx.progress())?;
-    ctx.say(&format!(
-        "Mounted {} read-only on {}",
-        rec.image,
-        rec.dir.display()
-    ));
+    ctx.say(&format!("Mounted {} read-only on {}", rec.image, rec.dir.display()));
     if ctx.global.json {
         output::json(&J {
             name: rec.image,

@@ -4,10 +4,7 @@ use serde::Serialize;
 
 /// Prints `value` as pretty JSON.
 pub fn json<T: Serialize + ?Sized>(value: &T) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).expect("output serializes")
-    );
+    println!("{}", serde_json::to_string_pretty(value).expect("output serializes"));
 }
 
 /// Prints rows as aligned columns under `headers`.

@@ -36,18 +36,14 @@ pub fn source_of(ctx: &Ctx, image: &str) -> Result<Source> {
         ImageArg::Source(s) => Ok(s.absolutize(&cwd)),
         ImageArg::Stored(q) => {
             let img = ctx.store()?.resolve(&q)?;
-            let src = img.source.ok_or_else(|| {
-                Error::Usage(format!(
-                    "image {}: no recorded source to pull from",
-                    img.name
-                ))
-            })?;
+            let src = img
+                .source
+                .ok_or_else(|| Error::Usage(format!("image {}: no recorded source to pull from", img.name)))?;
             match ImageArg::parse(&src)? {
                 ImageArg::Source(s) => Ok(s),
-                ImageArg::Stored(_) => Err(Error::Usage(format!(
-                    "image {}: recorded source {src:?} is not a reference",
-                    img.name
-                ))),
+                ImageArg::Stored(_) => {
+                    Err(Error::Usage(format!("image {}: recorded source {src:?} is not a reference", img.name)))
+                }
             }
         }
     }
@@ -58,23 +54,20 @@ pub fn source_of(ctx: &Ctx, image: &str) -> Result<Source> {
 pub fn query_of(image: &str) -> Result<String> {
     Ok(match ImageArg::parse(image)? {
         ImageArg::Stored(q) => q,
-        ImageArg::Source(s) => s
-            .local_name()?
-            .map(|n| n.to_string())
-            .unwrap_or_else(|| image.to_string()),
+        ImageArg::Source(s) => s.local_name()?.map(|n| n.to_string()).unwrap_or_else(|| image.to_string()),
     })
 }
 
 /// Like [`query_of`], but a source reference whose name is not stored yet is pulled first.
 pub fn stored_query(ctx: &Ctx, image: &str) -> Result<String> {
     let query = query_of(image)?;
-    if let ImageArg::Source(_) = ImageArg::parse(image)? {
-        if ctx.store()?.resolve(&query).is_err() {
-            let source = source_of(ctx, image)?;
-            let (store, _lock) = ctx.store_locked()?;
-            let r = fetch::pull(&store, &source, &PullOptions::default(), &ctx.progress())?;
-            return Ok(r.name.to_string());
-        }
+    if let ImageArg::Source(_) = ImageArg::parse(image)?
+        && ctx.store()?.resolve(&query).is_err()
+    {
+        let source = source_of(ctx, image)?;
+        let (store, _lock) = ctx.store_locked()?;
+        let r = fetch::pull(&store, &source, &PullOptions::default(), &ctx.progress())?;
+        return Ok(r.name.to_string());
     }
     Ok(query)
 }
@@ -82,12 +75,8 @@ pub fn stored_query(ctx: &Ctx, image: &str) -> Result<String> {
 pub fn run(ctx: &Ctx, args: PullArgs) -> Result<()> {
     let source = source_of(ctx, &args.image)?;
     let (store, _lock) = ctx.store_locked()?;
-    let opts = PullOptions {
-        extract: ExtractOptions {
-            limits: Limits::from_env(),
-            allow_devices: args.allow_devices,
-        },
-    };
+    let opts =
+        PullOptions { extract: ExtractOptions { limits: Limits::from_env(), allow_devices: args.allow_devices } };
     let r = fetch::pull(&store, &source, &opts, &ctx.progress())?;
     for w in &r.warnings {
         ctx.warn(w);
@@ -104,11 +93,7 @@ pub fn run(ctx: &Ctx, args: PullArgs) -> Result<()> {
             warnings: &r.warnings,
         });
     } else if r.unchanged() {
-        ctx.say(&format!(
-            "{} is up to date ({})",
-            r.name,
-            r.manifest.short()
-        ));
+        ctx.say(&format!("{} is up to date ({})", r.name, r.manifest.short()));
     } else {
         ctx.say(&format!(
             "Pulled {} ({}): {} blob(s) stored, {} layer(s) extracted",

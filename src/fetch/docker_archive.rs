@@ -39,9 +39,7 @@ fn src_err(msg: impl Into<String>) -> FetchError {
 
 fn clean(name: &Path) -> String {
     let s = name.to_string_lossy();
-    s.trim_start_matches("./")
-        .trim_start_matches('/')
-        .to_string()
+    s.trim_start_matches("./").trim_start_matches('/').to_string()
 }
 
 fn oci_digest(d: &Digest) -> oci_spec::image::Digest {
@@ -49,12 +47,7 @@ fn oci_digest(d: &Digest) -> oci_spec::image::Digest {
 }
 
 pub(crate) fn import(store: &Store, path: &Path, progress: &Progress) -> Result<Fetched> {
-    let arch = |e: std::io::Error| {
-        src_err(format!(
-            "{}: not a readable tar archive: {e}",
-            path.display()
-        ))
-    };
+    let arch = |e: std::io::Error| src_err(format!("{}: not a readable tar archive: {e}", path.display()));
     // Pass 1: the small JSON members.
     let mut small: HashMap<String, Vec<u8>> = HashMap::new();
     {
@@ -62,58 +55,42 @@ pub(crate) fn import(store: &Store, path: &Path, progress: &Progress) -> Result<
         for e in ar.entries().map_err(arch)? {
             let mut e = e.map_err(arch)?;
             let name = clean(&e.path().map_err(arch)?);
-            if e.header().entry_type().is_file() && (name.ends_with(".json") || e.size() <= 1 << 20)
-            {
+            if e.header().entry_type().is_file() && (name.ends_with(".json") || e.size() <= 1 << 20) {
                 let mut data = Vec::new();
                 e.read_to_end(&mut data).map_err(arch)?;
                 small.insert(name, data);
             }
         }
     }
-    let manifest_json = small.get("manifest.json").ok_or_else(|| {
-        src_err(format!(
-            "{} is not a docker archive (no manifest.json)",
-            path.display()
-        ))
-    })?;
-    let entries: Vec<Entry> = serde_json::from_slice(manifest_json)
-        .map_err(|e| src_err(format!("manifest.json: {e}")))?;
-    let entry = entries
-        .into_iter()
-        .next()
-        .ok_or_else(|| src_err("manifest.json lists no image"))?;
+    let manifest_json = small
+        .get("manifest.json")
+        .ok_or_else(|| src_err(format!("{} is not a docker archive (no manifest.json)", path.display())))?;
+    let entries: Vec<Entry> =
+        serde_json::from_slice(manifest_json).map_err(|e| src_err(format!("manifest.json: {e}")))?;
+    let entry = entries.into_iter().next().ok_or_else(|| src_err("manifest.json lists no image"))?;
     let config_bytes = small
         .get(&clean(Path::new(&entry.config)))
         .ok_or_else(|| src_err(format!("missing config {}", entry.config)))?
         .clone();
-    let config: ImageConfiguration = serde_json::from_slice(&config_bytes)
-        .map_err(|e| src_err(format!("config {}: {e}", entry.config)))?;
+    let config: ImageConfiguration =
+        serde_json::from_slice(&config_bytes).map_err(|e| src_err(format!("config {}: {e}", entry.config)))?;
     let diff_ids = config.rootfs().diff_ids();
     if diff_ids.len() != entry.layers.len() {
-        return Err(src_err(format!(
-            "config lists {} diff_ids for {} layers",
-            diff_ids.len(),
-            entry.layers.len()
-        )));
+        return Err(src_err(format!("config lists {} diff_ids for {} layers", diff_ids.len(), entry.layers.len())));
     }
 
     // Pass 2: layers, streamed; an uncompressed layer already stored under its diff_id is skipped.
     let mut layer_blobs: Vec<Option<(Digest, u64)>> = vec![None; entry.layers.len()];
     let mut by_member: HashMap<String, Vec<usize>> = HashMap::new();
     for (i, (member, diff_id)) in entry.layers.iter().zip(diff_ids).enumerate() {
-        if let Ok(d) = diff_id.parse::<Digest>() {
-            if store.has_blob(&d) {
-                let size = std::fs::metadata(store.blob_path(&d))
-                    .map(|m| m.len())
-                    .unwrap_or(0);
-                layer_blobs[i] = Some((d, size));
-                continue;
-            }
+        if let Ok(d) = diff_id.parse::<Digest>()
+            && store.has_blob(&d)
+        {
+            let size = std::fs::metadata(store.blob_path(&d)).map(|m| m.len()).unwrap_or(0);
+            layer_blobs[i] = Some((d, size));
+            continue;
         }
-        by_member
-            .entry(clean(Path::new(member)))
-            .or_default()
-            .push(i);
+        by_member.entry(clean(Path::new(member))).or_default().push(i);
     }
     let mut fetched = 0;
     if !by_member.is_empty() {
@@ -139,10 +116,7 @@ pub(crate) fn import(store: &Store, path: &Path, progress: &Progress) -> Result<
 
     let config_digest = Digest::of_bytes(&config_bytes);
     let mut layers = Vec::new();
-    for (d, size) in layer_blobs
-        .into_iter()
-        .map(|b| b.expect("every layer resolved"))
-    {
+    for (d, size) in layer_blobs.into_iter().map(|b| b.expect("every layer resolved")) {
         let mut head = [0u8; 4];
         let n = store.open_blob(&d)?.read(&mut head).unwrap_or(0);
         let mt = match Compression::sniff(&head[..n]) {
@@ -151,12 +125,7 @@ pub(crate) fn import(store: &Store, path: &Path, progress: &Progress) -> Result<
             Compression::Zstd => MediaType::ImageLayerZstd,
         };
         layers.push(
-            DescriptorBuilder::default()
-                .media_type(mt)
-                .size(size)
-                .digest(oci_digest(&d))
-                .build()
-                .expect("descriptor"),
+            DescriptorBuilder::default().media_type(mt).size(size).digest(oci_digest(&d)).build().expect("descriptor"),
         );
     }
     let manifest = ImageManifestBuilder::default()
@@ -175,23 +144,13 @@ pub(crate) fn import(store: &Store, path: &Path, progress: &Progress) -> Result<
         .expect("manifest");
     let manifest_bytes = serde_json::to_vec(&manifest).expect("manifest serializes");
     let manifest_digest = Digest::of_bytes(&manifest_bytes);
-    for (what, d, data) in [
-        ("config", &config_digest, &config_bytes),
-        ("manifest", &manifest_digest, &manifest_bytes),
-    ] {
+    for (what, d, data) in [("config", &config_digest, &config_bytes), ("manifest", &manifest_digest, &manifest_bytes)]
+    {
         if !store.has_blob(d) {
             store.put_bytes(what, data, Some(d))?;
             fetched += 1;
         }
     }
-    let name = entry
-        .repo_tags
-        .and_then(|t| t.into_iter().next())
-        .and_then(|t| ImageName::parse(&t));
-    Ok(Fetched {
-        manifest: manifest_digest,
-        media_type: MediaType::ImageManifest,
-        blobs_fetched: fetched,
-        name,
-    })
+    let name = entry.repo_tags.and_then(|t| t.into_iter().next()).and_then(|t| ImageName::parse(&t));
+    Ok(Fetched { manifest: manifest_digest, media_type: MediaType::ImageManifest, blobs_fetched: fetched, name })
 }

@@ -77,36 +77,20 @@ impl PullResult {
 }
 
 /// Pulls `source` into `store`. `source_text` is recorded as where the image came from.
-pub fn pull(
-    store: &Store,
-    source: &Source,
-    opts: &PullOptions,
-    progress: &Progress,
-) -> Result<PullResult, PullError> {
+pub fn pull(store: &Store, source: &Source, opts: &PullOptions, progress: &Progress) -> Result<PullResult, PullError> {
     let reference = source.to_string();
     pull_inner(store, source, opts, progress).map_err(|cause| PullError { reference, cause })
 }
 
-fn pull_inner(
-    store: &Store,
-    source: &Source,
-    opts: &PullOptions,
-    progress: &Progress,
-) -> Result<PullResult> {
+fn pull_inner(store: &Store, source: &Source, opts: &PullOptions, progress: &Progress) -> Result<PullResult> {
     let fetched = match source {
         Source::Registry(_) => return Err(FetchError::RegistryUnsupported),
-        Source::OciDir { path, reference } => oci_layout::import(
-            store,
-            oci_layout::Layout::dir(path)?,
-            reference.as_deref(),
-            progress,
-        )?,
-        Source::OciArchive { path, reference } => oci_layout::import(
-            store,
-            oci_layout::Layout::archive(path)?,
-            reference.as_deref(),
-            progress,
-        )?,
+        Source::OciDir { path, reference } => {
+            oci_layout::import(store, oci_layout::Layout::dir(path)?, reference.as_deref(), progress)?
+        }
+        Source::OciArchive { path, reference } => {
+            oci_layout::import(store, oci_layout::Layout::archive(path)?, reference.as_deref(), progress)?
+        }
         Source::DockerArchive { path } => docker_archive::import(store, path, progress)?,
     };
     let name = match fetched.name.clone() {
@@ -136,9 +120,7 @@ fn finish(
     let manifest = store.manifest(&f.manifest)?;
     let layers_extracted = extract_layers(store, &f.manifest, &manifest, opts, progress)?;
     let previous = store.lookup(name)?;
-    let ref_changed = previous
-        .as_ref()
-        .is_none_or(|p| p.manifest != f.manifest || p.source.as_deref() != Some(source));
+    let ref_changed = previous.as_ref().is_none_or(|p| p.manifest != f.manifest || p.source.as_deref() != Some(source));
     if ref_changed {
         store.set_ref(name, &f.manifest, f.media_type, source)?;
     }
@@ -153,11 +135,7 @@ fn finish(
                     rec.skipped_devices[0]
                 ));
             }
-            warnings.extend(
-                rec.warnings
-                    .iter()
-                    .map(|w| format!("layer {}: {w}", diff_id.short())),
-            );
+            warnings.extend(rec.warnings.iter().map(|w| format!("layer {}: {w}", diff_id.short())));
         }
     }
     Ok(PullResult {
@@ -174,12 +152,7 @@ fn finish(
 pub fn diff_ids(store: &Store, manifest: &ImageManifest) -> Result<Vec<Digest>> {
     let config = store.config(manifest)?;
     let doc = store.layout().store();
-    let ids = config
-        .rootfs()
-        .diff_ids()
-        .iter()
-        .map(|d| parse_digest(d, &doc))
-        .collect::<Result<Vec<_>, _>>()?;
+    let ids = config.rootfs().diff_ids().iter().map(|d| parse_digest(d, &doc)).collect::<Result<Vec<_>, _>>()?;
     if ids.len() != manifest.layers().len() {
         return Err(FetchError::Source(format!(
             "image config lists {} diff_ids for {} layers",
@@ -207,13 +180,7 @@ pub fn extract_layers(
         }
         let blob = parse_digest(desc.digest().as_ref(), &doc)?;
         let task = progress.task(&format!("Extracting layer {}", blob.short()), 0);
-        layers::ensure_extracted(
-            store.layout(),
-            &blob,
-            Some(&desc.media_type().to_string()),
-            diff_id,
-            &opts.extract,
-        )?;
+        layers::ensure_extracted(store.layout(), &blob, Some(desc.media_type().as_ref()), diff_id, &opts.extract)?;
         task.finish();
         done += 1;
     }

@@ -25,10 +25,7 @@ const SMALL_FILE: u64 = 1 << 20;
 
 pub(crate) enum Layout {
     Dir(PathBuf),
-    Archive {
-        path: PathBuf,
-        small: HashMap<String, Vec<u8>>,
-    },
+    Archive { path: PathBuf, small: HashMap<String, Vec<u8>> },
 }
 
 fn src_err(msg: impl Into<String>) -> FetchError {
@@ -38,18 +35,13 @@ fn src_err(msg: impl Into<String>) -> FetchError {
 /// Archive member names without a leading `./` or `/`.
 fn clean(name: &Path) -> String {
     let s = name.to_string_lossy();
-    s.trim_start_matches("./")
-        .trim_start_matches('/')
-        .to_string()
+    s.trim_start_matches("./").trim_start_matches('/').to_string()
 }
 
 impl Layout {
     pub fn dir(path: &Path) -> Result<Self> {
         if !path.join("index.json").is_file() {
-            return Err(src_err(format!(
-                "{} is not an OCI image layout (no index.json)",
-                path.display()
-            )));
+            return Err(src_err(format!("{} is not an OCI image layout (no index.json)", path.display())));
         }
         Ok(Layout::Dir(path.to_path_buf()))
     }
@@ -57,15 +49,9 @@ impl Layout {
     pub fn archive(path: &Path) -> Result<Self> {
         let small = read_small_members(path)?;
         if !small.contains_key("index.json") {
-            return Err(src_err(format!(
-                "{} is not an OCI archive (no index.json)",
-                path.display()
-            )));
+            return Err(src_err(format!("{} is not an OCI archive (no index.json)", path.display())));
         }
-        Ok(Layout::Archive {
-            path: path.to_path_buf(),
-            small,
-        })
+        Ok(Layout::Archive { path: path.to_path_buf(), small })
     }
 
     fn read(&self, rel: &str) -> Result<Vec<u8>> {
@@ -74,12 +60,10 @@ impl Layout {
                 let p = dir.join(rel);
                 Ok(fs::read(&p).at(&p)?)
             }
-            Layout::Archive { path, small } => small.get(rel).cloned().ok_or_else(|| {
-                src_err(format!(
-                    "{}: missing or oversized member {rel}",
-                    path.display()
-                ))
-            }),
+            Layout::Archive { path, small } => small
+                .get(rel)
+                .cloned()
+                .ok_or_else(|| src_err(format!("{}: missing or oversized member {rel}", path.display()))),
         }
     }
 
@@ -89,37 +73,22 @@ impl Layout {
 
     /// Reads a small blob (manifest, index, config), verifying its digest.
     fn read_blob(&self, desc: &Descriptor) -> Result<(Digest, Vec<u8>)> {
-        let digest: Digest = desc
-            .digest()
-            .to_string()
-            .parse()
-            .map_err(|e: crate::digest::InvalidDigest| src_err(e.to_string()))?;
+        let digest: Digest =
+            desc.digest().to_string().parse().map_err(|e: crate::digest::InvalidDigest| src_err(e.to_string()))?;
         let data = self.read(&format!("blobs/sha256/{}", digest.hex()))?;
         let actual = Digest::of_bytes(&data);
         if actual != digest {
-            return Err(src_err(format!(
-                "blob {digest}: content hashes to {actual}"
-            )));
+            return Err(src_err(format!("blob {digest}: content hashes to {actual}")));
         }
         if data.len() as u64 != desc.size() {
-            return Err(src_err(format!(
-                "blob {digest}: {} bytes, descriptor says {}",
-                data.len(),
-                desc.size()
-            )));
+            return Err(src_err(format!("blob {digest}: {} bytes, descriptor says {}", data.len(), desc.size())));
         }
         Ok((digest, data))
     }
 
     /// Copies the given blobs into the store (each verified); returns how many were written.
-    fn import_blobs(
-        &self,
-        store: &Store,
-        wanted: &[(Digest, u64)],
-        progress: &Progress,
-    ) -> Result<usize> {
-        let missing: Vec<&(Digest, u64)> =
-            wanted.iter().filter(|(d, _)| !store.has_blob(d)).collect();
+    fn import_blobs(&self, store: &Store, wanted: &[(Digest, u64)], progress: &Progress) -> Result<usize> {
+        let missing: Vec<&(Digest, u64)> = wanted.iter().filter(|(d, _)| !store.has_blob(d)).collect();
         if missing.is_empty() {
             return Ok(0);
         }
@@ -128,10 +97,7 @@ impl Layout {
                 for (d, size) in &missing {
                     let p = dir.join("blobs/sha256").join(d.hex());
                     let f = File::open(&p).at(&p)?;
-                    let task = progress.task(
-                        &format!("Copying blob {} ({})", d.short(), human_size(*size)),
-                        *size,
-                    );
+                    let task = progress.task(&format!("Copying blob {} ({})", d.short(), human_size(*size)), *size);
                     store.put_blob(&format!("blob {d}"), task.reader(f), Some(d), Some(*size))?;
                     task.finish();
                 }
@@ -141,12 +107,7 @@ impl Layout {
                 for w in &missing {
                     let member = format!("blobs/sha256/{}", w.0.hex());
                     if let Some(data) = small.get(&member) {
-                        store.put_blob(
-                            &format!("blob {}", w.0),
-                            &data[..],
-                            Some(&w.0),
-                            Some(w.1),
-                        )?;
+                        store.put_blob(&format!("blob {}", w.0), &data[..], Some(&w.0), Some(w.1))?;
                     } else {
                         pending.insert(member, w);
                     }
@@ -159,24 +120,14 @@ impl Layout {
                         let entry = entry.map_err(arch)?;
                         let name = clean(&entry.path().map_err(arch)?);
                         if let Some((d, size)) = pending.remove(&name) {
-                            let task = progress.task(
-                                &format!("Copying blob {} ({})", d.short(), human_size(*size)),
-                                *size,
-                            );
-                            store.put_blob(
-                                &format!("blob {d}"),
-                                task.reader(entry),
-                                Some(d),
-                                Some(*size),
-                            )?;
+                            let task =
+                                progress.task(&format!("Copying blob {} ({})", d.short(), human_size(*size)), *size);
+                            store.put_blob(&format!("blob {d}"), task.reader(entry), Some(d), Some(*size))?;
                             task.finish();
                         }
                     }
                     if let Some(name) = pending.keys().next() {
-                        return Err(src_err(format!(
-                            "{}: missing member {name}",
-                            path.display()
-                        )));
+                        return Err(src_err(format!("{}: missing member {name}", path.display())));
                     }
                 }
             }
@@ -188,12 +139,7 @@ impl Layout {
 fn read_small_members(path: &Path) -> Result<HashMap<String, Vec<u8>>> {
     let f = File::open(path).at(path)?;
     let mut ar = tar::Archive::new(f);
-    let arch = |e| {
-        src_err(format!(
-            "{}: not a readable tar archive: {e}",
-            path.display()
-        ))
-    };
+    let arch = |e| src_err(format!("{}: not a readable tar archive: {e}", path.display()));
     let mut out = HashMap::new();
     for entry in ar.entries().map_err(arch)? {
         let mut entry = entry.map_err(arch)?;
@@ -209,8 +155,7 @@ fn read_small_members(path: &Path) -> Result<HashMap<String, Vec<u8>>> {
 }
 
 fn is_index(mt: &MediaType) -> bool {
-    matches!(mt, MediaType::ImageIndex)
-        || mt.to_string() == "application/vnd.docker.distribution.manifest.list.v2+json"
+    matches!(mt, MediaType::ImageIndex) || mt.to_string() == "application/vnd.docker.distribution.manifest.list.v2+json"
 }
 
 /// This machine's platform in OCI terms.
@@ -229,42 +174,23 @@ pub fn host_platform() -> (&'static str, &'static str) {
 fn pick_platform(index: &ImageIndex) -> Option<&Descriptor> {
     let (os, arch) = host_platform();
     index.manifests().iter().find(|d| {
-        d.platform()
-            .as_ref()
-            .is_some_and(|p| p.os().to_string() == os && p.architecture().to_string() == arch)
+        d.platform().as_ref().is_some_and(|p| p.os().to_string() == os && p.architecture().to_string() == arch)
     })
 }
 
-pub(crate) fn import(
-    store: &Store,
-    layout: Layout,
-    reference: Option<&str>,
-    progress: &Progress,
-) -> Result<Fetched> {
+pub(crate) fn import(store: &Store, layout: Layout, reference: Option<&str>, progress: &Progress) -> Result<Fetched> {
     let index: ImageIndex = layout.read_json("index.json", "image index")?;
-    let ref_of = |d: &Descriptor| {
-        d.annotations()
-            .as_ref()
-            .and_then(|a| a.get("org.opencontainers.image.ref.name").cloned())
-    };
+    let ref_of =
+        |d: &Descriptor| d.annotations().as_ref().and_then(|a| a.get("org.opencontainers.image.ref.name").cloned());
     let desc = match reference {
-        Some(r) => index
-            .manifests()
-            .iter()
-            .find(|d| ref_of(d).as_deref() == Some(r)),
+        Some(r) => index.manifests().iter().find(|d| ref_of(d).as_deref() == Some(r)),
         None if index.manifests().len() == 1 => index.manifests().first(),
-        None => index
-            .manifests()
-            .iter()
-            .find(|d| ref_of(d).as_deref() == Some("latest")),
+        None => index.manifests().iter().find(|d| ref_of(d).as_deref() == Some("latest")),
     };
     let Some(mut desc) = desc.cloned() else {
         let names: Vec<String> = index.manifests().iter().filter_map(ref_of).collect();
         return Err(src_err(match reference {
-            Some(r) => format!(
-                "no image named {r:?} in the layout (it has: {})",
-                names.join(", ")
-            ),
+            Some(r) => format!("no image named {r:?} in the layout (it has: {})", names.join(", ")),
             None => format!(
                 "the layout holds {} images; name one with :REF ({})",
                 index.manifests().len(),
@@ -275,48 +201,33 @@ pub(crate) fn import(
     let mut fetched = 0;
     if is_index(desc.media_type()) {
         let (digest, data) = layout.read_blob(&desc)?;
-        let inner: ImageIndex = serde_json::from_slice(&data)
-            .map_err(|e| src_err(format!("image index {digest}: {e}")))?;
+        let inner: ImageIndex =
+            serde_json::from_slice(&data).map_err(|e| src_err(format!("image index {digest}: {e}")))?;
         let (os, arch) = host_platform();
-        desc = pick_platform(&inner).cloned().ok_or_else(|| {
-            src_err(format!(
-                "image index {digest} has no manifest for {os}/{arch}"
-            ))
-        })?;
+        desc = pick_platform(&inner)
+            .cloned()
+            .ok_or_else(|| src_err(format!("image index {digest} has no manifest for {os}/{arch}")))?;
     }
     let (manifest_digest, manifest_bytes) = layout.read_blob(&desc)?;
-    let manifest: ImageManifest = serde_json::from_slice(&manifest_bytes)
-        .map_err(|e| src_err(format!("manifest {manifest_digest}: {e}")))?;
+    let manifest: ImageManifest =
+        serde_json::from_slice(&manifest_bytes).map_err(|e| src_err(format!("manifest {manifest_digest}: {e}")))?;
     let config = manifest.config();
     let (config_digest, config_bytes) = layout.read_blob(config)?;
     let mut wanted = Vec::new();
     for l in manifest.layers() {
-        let d: Digest = l
-            .digest()
-            .to_string()
-            .parse()
-            .map_err(|e: crate::digest::InvalidDigest| src_err(e.to_string()))?;
+        let d: Digest =
+            l.digest().to_string().parse().map_err(|e: crate::digest::InvalidDigest| src_err(e.to_string()))?;
         wanted.push((d, l.size()));
     }
     fetched += layout.import_blobs(store, &wanted, progress)?;
     // Config and manifest last: a manifest in the store implies its blobs are there.
-    for (what, d, data) in [
-        ("config", &config_digest, &config_bytes),
-        ("manifest", &manifest_digest, &manifest_bytes),
-    ] {
+    for (what, d, data) in [("config", &config_digest, &config_bytes), ("manifest", &manifest_digest, &manifest_bytes)]
+    {
         if !store.has_blob(d) {
             store.put_bytes(&format!("{what} {d}"), data, Some(d))?;
             fetched += 1;
         }
     }
-    let media_type = manifest
-        .media_type()
-        .clone()
-        .unwrap_or(MediaType::ImageManifest);
-    Ok(Fetched {
-        manifest: manifest_digest,
-        media_type,
-        blobs_fetched: fetched,
-        name: None,
-    })
+    let media_type = manifest.media_type().clone().unwrap_or(MediaType::ImageManifest);
+    Ok(Fetched { manifest: manifest_digest, media_type, blobs_fetched: fetched, name: None })
 }

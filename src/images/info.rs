@@ -27,22 +27,11 @@ pub const FORCED_VARIABLES: &[&str] = &[
     "IMAGE_ID",
 ];
 /// Variables hoist sets unless `--set` or the image's defaults give them.
-pub const OVERRIDABLE_VARIABLES: &[&str] = &[
-    "RUN_DIRECTORY",
-    "STATE_DIRECTORY",
-    "CONF_DIRECTORY",
-    "PIDFILE",
-    "UUID",
-    "ALL_PROCESS_CAPABILITIES",
-    "RUNTIME",
-];
+pub const OVERRIDABLE_VARIABLES: &[&str] =
+    &["RUN_DIRECTORY", "STATE_DIRECTORY", "CONF_DIRECTORY", "PIDFILE", "UUID", "ALL_PROCESS_CAPABILITIES", "RUNTIME"];
 
 /// The template files of the image contract, under `/exports`.
-pub const TEMPLATE_FILES: &[&str] = &[
-    "config.json.template",
-    "service.template",
-    "tmpfiles.template",
-];
+pub const TEMPLATE_FILES: &[&str] = &["config.json.template", "service.template", "tmpfiles.template"];
 
 #[derive(Debug, Serialize)]
 pub struct Variables {
@@ -75,15 +64,11 @@ pub fn find_in_layers(layer_roots: &[PathBuf], rel: &Path) -> Option<PathBuf> {
         let mut prefix = PathBuf::new();
         for (i, c) in comps.iter().enumerate() {
             let name = c.as_os_str().to_string_lossy();
-            if fs::symlink_metadata(root.join(&prefix).join(format!("{WHITEOUT_PREFIX}{name}")))
-                .is_ok()
-            {
+            if fs::symlink_metadata(root.join(&prefix).join(format!("{WHITEOUT_PREFIX}{name}"))).is_ok() {
                 return None;
             }
             prefix.push(c);
-            if i + 1 < comps.len()
-                && fs::symlink_metadata(root.join(&prefix).join(OPAQUE_MARKER)).is_ok()
-            {
+            if i + 1 < comps.len() && fs::symlink_metadata(root.join(&prefix).join(OPAQUE_MARKER)).is_ok() {
                 // Lower layers are hidden below here; this layer decides.
                 let p = root.join(rel);
                 return fs::symlink_metadata(&p).is_ok().then_some(p);
@@ -101,27 +86,14 @@ pub fn info(store: &Store, query: &str) -> Result<ImageInfo> {
     let img = store.resolve(query)?;
     let manifest = store.manifest(&img.manifest)?;
     let config = store.config(&manifest)?;
-    let labels: BTreeMap<String, String> = config
-        .config()
-        .as_ref()
-        .and_then(|c| c.labels().clone())
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
+    let labels: BTreeMap<String, String> =
+        config.config().as_ref().and_then(|c| c.labels().clone()).unwrap_or_default().into_iter().collect();
     let layers = extracted_layers(store, &img.manifest, &Progress::silent())?;
-    let roots: Vec<PathBuf> = layers
-        .iter()
-        .map(|(id, _)| store.layout().layer(id).join("rootfs"))
-        .collect();
-    let bad = |reason: String| ImagesError::Bad {
-        image: img.name.to_string(),
-        reason,
-    };
+    let roots: Vec<PathBuf> = layers.iter().map(|(id, _)| store.layout().layer(id).join("rootfs")).collect();
+    let bad = |reason: String| ImagesError::Bad { image: img.name.to_string(), reason };
     let read = |rel: &str| -> Result<Option<String>> {
         match find_in_layers(&roots, Path::new(rel)) {
-            Some(p) if p.is_file() => fs::read_to_string(&p)
-                .map(Some)
-                .map_err(|e| bad(format!("/{rel}: {e}"))),
+            Some(p) if p.is_file() => fs::read_to_string(&p).map(Some).map_err(|e| bad(format!("/{rel}: {e}"))),
             _ => Ok(None),
         }
     };
@@ -130,10 +102,7 @@ pub fn info(store: &Store, query: &str) -> Result<ImageInfo> {
     let mut templates = Vec::new();
     for f in TEMPLATE_FILES {
         if let Some(text) = read(&format!("exports/{f}"))? {
-            used.extend(
-                template::variables(&format!("/exports/{f}"), &text)
-                    .map_err(|e| bad(e.to_string()))?,
-            );
+            used.extend(template::variables(&format!("/exports/{f}"), &text).map_err(|e| bad(e.to_string()))?);
             templates.push(f.to_string());
         }
     }
@@ -143,43 +112,28 @@ pub fn info(store: &Store, query: &str) -> Result<ImageInfo> {
             serde_json::from_str(&text).map_err(|e| bad(format!("/exports/manifest.json: {e}")))?;
         if let Some(obj) = m.get("defaultValues").and_then(|v| v.as_object()) {
             for (k, v) in obj {
-                let v = v
-                    .as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| v.to_string());
+                let v = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
                 defaults.insert(k.clone(), v);
             }
         }
         if let Some(obj) = m.get("renameFiles").and_then(|v| v.as_object()) {
             for v in obj.values().filter_map(|v| v.as_str()) {
                 used.extend(
-                    template::variables("/exports/manifest.json renameFiles", v)
-                        .map_err(|e| bad(e.to_string()))?,
+                    template::variables("/exports/manifest.json renameFiles", v).map_err(|e| bad(e.to_string()))?,
                 );
             }
         }
-        for f in m
-            .get("installedFilesTemplate")
-            .and_then(|v| v.as_array())
-            .into_iter()
-            .flatten()
-            .filter_map(|v| v.as_str())
+        for f in
+            m.get("installedFilesTemplate").and_then(|v| v.as_array()).into_iter().flatten().filter_map(|v| v.as_str())
         {
             let rel = format!("exports/hostfs/{}", f.trim_start_matches('/'));
             if let Some(text) = read(&rel)? {
-                used.extend(
-                    template::variables(&format!("/{rel}"), &text)
-                        .map_err(|e| bad(e.to_string()))?,
-                );
+                used.extend(template::variables(&format!("/{rel}"), &text).map_err(|e| bad(e.to_string()))?);
             }
         }
     }
     let builtin = |v: &str| FORCED_VARIABLES.contains(&v) || OVERRIDABLE_VARIABLES.contains(&v);
-    let required = used
-        .iter()
-        .filter(|v| !defaults.contains_key(*v) && !builtin(v))
-        .cloned()
-        .collect();
+    let required = used.iter().filter(|v| !defaults.contains_key(*v) && !builtin(v)).cloned().collect();
     Ok(ImageInfo {
         name: img.name.to_string(),
         digest: img.manifest,
@@ -188,10 +142,6 @@ pub fn info(store: &Store, query: &str) -> Result<ImageInfo> {
         labels,
         exports,
         templates,
-        variables: Variables {
-            defaults,
-            required,
-            used: used.into_iter().collect(),
-        },
+        variables: Variables { defaults, required, used: used.into_iter().collect() },
     })
 }

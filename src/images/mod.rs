@@ -22,9 +22,7 @@ use crate::layout::Layout;
 use crate::progress::Progress;
 use crate::store::{Store, StoreError, StoredImage};
 
-pub use info::{
-    FORCED_VARIABLES, ImageInfo, OVERRIDABLE_VARIABLES, Variables, find_in_layers, info,
-};
+pub use info::{FORCED_VARIABLES, ImageInfo, OVERRIDABLE_VARIABLES, Variables, find_in_layers, info};
 pub use prune::{PruneReport, prune};
 
 pub type Result<T, E = ImagesError> = std::result::Result<T, E>;
@@ -80,15 +78,8 @@ pub fn pinned(layout: &Layout) -> BTreeMap<Digest, Vec<String>> {
         let Ok(v) = serde_json::from_slice::<serde_json::Value>(&data) else {
             continue;
         };
-        if let Some(d) = v
-            .get("manifest")
-            .and_then(|m| m.as_str())
-            .and_then(|m| m.parse().ok())
-        {
-            let container = name
-                .rsplit_once('.')
-                .map_or(name.as_str(), |(n, _)| n)
-                .to_string();
+        if let Some(d) = v.get("manifest").and_then(|m| m.as_str()).and_then(|m| m.parse().ok()) {
+            let container = name.rsplit_once('.').map_or(name.as_str(), |(n, _)| n).to_string();
             let users = out.entry(d).or_default();
             if !users.contains(&container) {
                 users.push(container);
@@ -130,10 +121,7 @@ pub fn list(store: &Store) -> Result<Vec<ImageSummary>> {
 pub fn remove(store: &Store, query: &str) -> Result<StoredImage> {
     let img = store.resolve(query)?;
     if let Some(users) = pinned(store.layout()).get(&img.manifest) {
-        return Err(ImagesError::InUse {
-            image: img.name.to_string(),
-            containers: users.join(", "),
-        });
+        return Err(ImagesError::InUse { image: img.name.to_string(), containers: users.join(", ") });
     }
     store.remove_ref(&img.name)?;
     Ok(img)
@@ -146,13 +134,7 @@ pub fn extracted_layers(
     progress: &Progress,
 ) -> Result<Vec<(Digest, LayerRecord)>> {
     let manifest = store.manifest(manifest_digest)?;
-    fetch::extract_layers(
-        store,
-        manifest_digest,
-        &manifest,
-        &PullOptions::default(),
-        progress,
-    )?;
+    fetch::extract_layers(store, manifest_digest, &manifest, &PullOptions::default(), progress)?;
     let mut out = Vec::new();
     for id in fetch::diff_ids(store, &manifest)? {
         let rec = layers::load_record(store.layout(), &id)?
@@ -164,27 +146,16 @@ pub fn extracted_layers(
 
 /// Checks out a stored image into `dest` (a new directory). Decompresses nothing when the
 /// image's layers are already extracted.
-pub fn checkout(
-    store: &Store,
-    manifest_digest: &Digest,
-    dest: &Path,
-    progress: &Progress,
-) -> Result<CheckoutStats> {
+pub fn checkout(store: &Store, manifest_digest: &Digest, dest: &Path, progress: &Progress) -> Result<CheckoutStats> {
     let layers = extracted_layers(store, manifest_digest, progress)?;
     let trees: Vec<LayerTree<'_>> = layers
         .iter()
-        .map(|(id, rec)| LayerTree {
-            diff_id: id,
-            root: store.layout().layer(id).join("rootfs"),
-            record: rec,
-        })
+        .map(|(id, rec)| LayerTree { diff_id: id, root: store.layout().layer(id).join("rootfs"), record: rec })
         .collect();
     Ok(checkout::merge(&trees, dest)?)
 }
 
 /// Resolves an IMAGE argument that must name a stored image.
 pub fn resolve_name(store: &Store, name: &ImageName) -> Result<StoredImage> {
-    Ok(store.lookup(name)?.ok_or_else(|| StoreError::NotFound {
-        query: name.to_string(),
-    })?)
+    Ok(store.lookup(name)?.ok_or_else(|| StoreError::NotFound { query: name.to_string() })?)
 }

@@ -57,10 +57,10 @@ pub fn prune(store: &Store) -> Result<PruneReport> {
             continue;
         };
         keep_blobs.extend(blobs);
-        if let Ok(manifest) = store.manifest(m) {
-            if let Ok(ids) = fetch::diff_ids(store, &manifest) {
-                keep_layers.extend(ids.into_iter().map(|d| d.hex().to_string()));
-            }
+        if let Ok(manifest) = store.manifest(m)
+            && let Ok(ids) = fetch::diff_ids(store, &manifest)
+        {
+            keep_layers.extend(ids.into_iter().map(|d| d.hex().to_string()));
         }
     }
     for d in store.all_blobs()? {

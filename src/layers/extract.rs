@@ -22,6 +22,9 @@ pub fn xattr_allowed(name: &str) -> bool {
     name == "security.capability" || name.starts_with("user.")
 }
 
+/// Allow-listed extended attributes of one entry: (name, value).
+pub(crate) type Xattrs = Vec<(String, Vec<u8>)>;
+
 /// Ownership, mode and time of an entry, from its header and PAX records.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Meta {
@@ -37,16 +40,11 @@ struct Extractor<'a> {
     opts: &'a ExtractOptions,
     implicit: HashSet<PathBuf>,
     /// Directories whose metadata is applied at the end (so read-only modes don't get in the way).
-    dirs: Vec<(PathBuf, Meta, Vec<(String, Vec<u8>)>)>,
+    dirs: Vec<(PathBuf, Meta, Xattrs)>,
     rec: LayerRecord,
 }
 
-pub fn extract(
-    layer: &Digest,
-    reader: Box<dyn Read>,
-    root: &Path,
-    opts: &ExtractOptions,
-) -> Result<LayerRecord> {
+pub fn extract(layer: &Digest, reader: Box<dyn Read>, root: &Path, opts: &ExtractOptions) -> Result<LayerRecord> {
     let archive_err = |source: io::Error| {
         if source.kind() == io::ErrorKind::FileTooLarge {
             LayerError::Limit {
@@ -56,16 +54,10 @@ pub fn extract(
                 env: super::ENV_MAX_LAYER_SIZE,
             }
         } else {
-            LayerError::Archive {
-                layer: layer.clone(),
-                source,
-            }
+            LayerError::Archive { layer: layer.clone(), source }
         }
     };
-    fsutil::ensure_dir(root, 0o755).map_err(|source| LayerError::Io {
-        layer: layer.clone(),
-        source,
-    })?;
+    fsutil::ensure_dir(root, 0o755).map_err(|source| LayerError::Io { layer: layer.clone(), source })?;
     let mut ex = Extractor {
         layer,
         root: root.to_path_buf(),
@@ -74,10 +66,7 @@ pub fn extract(
         dirs: Vec::new(),
         rec: LayerRecord::default(),
     };
-    let mut archive = tar::Archive::new(HashingReader::with_limit(
-        reader,
-        opts.limits.max_layer_bytes,
-    ));
+    let mut archive = tar::Archive::new(HashingReader::with_limit(reader, opts.limits.max_layer_bytes));
     for entry in archive.entries().map_err(archive_err)? {
         let entry = entry.map_err(archive_err)?;
         ex.rec.entries += 1;
@@ -98,11 +87,7 @@ pub fn extract(
     reader.drain().map_err(archive_err)?;
     let (diff_id, size) = reader.finish();
     ex.finish_dirs()?;
-    let mut implicit: Vec<String> = ex
-        .implicit
-        .iter()
-        .map(|p| p.to_string_lossy().into_owned())
-        .collect();
+    let mut implicit: Vec<String> = ex.implicit.iter().map(|p| p.to_string_lossy().into_owned()).collect();
     implicit.sort();
     ex.rec.implicit_dirs = implicit;
     ex.rec.diff_id = Some(diff_id);
@@ -112,26 +97,16 @@ pub fn extract(
 
 impl Extractor<'_> {
     fn bad(&self, entry: &Path, reason: impl Into<String>) -> LayerError {
-        LayerError::BadEntry {
-            layer: self.layer.clone(),
-            entry: entry.display().to_string(),
-            reason: reason.into(),
-        }
+        LayerError::BadEntry { layer: self.layer.clone(), entry: entry.display().to_string(), reason: reason.into() }
     }
 
     fn io(&self, path: &Path, e: io::Error) -> LayerError {
-        LayerError::Io {
-            layer: self.layer.clone(),
-            source: fsutil::PathError::new(path, e),
-        }
+        LayerError::Io { layer: self.layer.clone(), source: fsutil::PathError::new(path, e) }
     }
 
     fn normalize(&self, raw: &Path) -> Result<PathBuf> {
         paths::normalize(raw, self.opts.limits.max_path_len).map_err(|b| match b {
-            BadName::Traversal => LayerError::Traversal {
-                layer: self.layer.clone(),
-                entry: raw.display().to_string(),
-            },
+            BadName::Traversal => LayerError::Traversal { layer: self.layer.clone(), entry: raw.display().to_string() },
             BadName::TooLong => LayerError::Limit {
                 layer: self.layer.clone(),
                 what: "bytes in an entry name",
@@ -170,10 +145,7 @@ impl Extractor<'_> {
     }
 
     fn entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<()> {
-        let arch = |source| LayerError::Archive {
-            layer: self.layer.clone(),
-            source,
-        };
+        let arch = |source| LayerError::Archive { layer: self.layer.clone(), source };
         let raw = entry.path().map_err(arch)?.into_owned();
         let rel = self.normalize(&raw)?;
         let kind = entry.header().entry_type();
@@ -183,21 +155,17 @@ impl Extractor<'_> {
         }
         if rel.as_os_str().is_empty() {
             // The layer root ("./"): only a directory makes sense there.
-            return if kind.is_dir() {
-                Ok(())
-            } else {
-                Err(self.bad(&raw, "the root of a layer must be a directory"))
-            };
+            return if kind.is_dir() { Ok(()) } else { Err(self.bad(&raw, "the root of a layer must be a directory")) };
         }
         self.prepare_parents(&rel)?;
         let abs = self.root.join(&rel);
         // A later entry with the same name replaces the earlier one (tar semantics), except that
         // a directory entry over an existing directory only updates its metadata.
         let existing = fs::symlink_metadata(&abs).ok();
-        if let Some(m) = &existing {
-            if !(m.is_dir() && kind.is_dir()) {
-                fsutil::remove_any(&abs).map_err(|e| self.io(&abs, e))?;
-            }
+        if let Some(m) = &existing
+            && !(m.is_dir() && kind.is_dir())
+        {
+            fsutil::remove_any(&abs).map_err(|e| self.io(&abs, e))?;
         }
         match kind {
             EntryType::Directory => {
@@ -209,10 +177,7 @@ impl Extractor<'_> {
                 self.dirs.push((abs, meta, xattrs));
             }
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                let name = rel
-                    .file_name()
-                    .map(|n| n.to_string_lossy())
-                    .unwrap_or_default();
+                let name = rel.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
                 let mut f = OpenOptions::new()
                     .write(true)
                     .create_new(true)
@@ -227,18 +192,14 @@ impl Extractor<'_> {
                 set_xattrs(&abs, &xattrs).map_err(|e| self.io(&abs, e))?;
             }
             EntryType::Symlink => {
-                let target = entry
-                    .link_name()
-                    .map_err(arch)?
-                    .ok_or_else(|| self.bad(&raw, "symlink without a target"))?;
+                let target =
+                    entry.link_name().map_err(arch)?.ok_or_else(|| self.bad(&raw, "symlink without a target"))?;
                 std::os::unix::fs::symlink(&target, &abs).map_err(|e| self.io(&abs, e))?;
                 apply_path_meta(&abs, &meta, false).map_err(|e| self.io(&abs, e))?;
             }
             EntryType::Link => {
-                let target = entry
-                    .link_name()
-                    .map_err(arch)?
-                    .ok_or_else(|| self.bad(&raw, "hardlink without a target"))?;
+                let target =
+                    entry.link_name().map_err(arch)?.ok_or_else(|| self.bad(&raw, "hardlink without a target"))?;
                 self.hardlink(&rel, &target)?;
             }
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
@@ -259,11 +220,7 @@ impl Extractor<'_> {
                 apply_path_meta(&abs, &meta, true).map_err(|e| self.io(&abs, e))?;
             }
             other => {
-                self.rec.warnings.push(format!(
-                    "{}: skipped unsupported tar entry type {:?}",
-                    rel.display(),
-                    other
-                ));
+                self.rec.warnings.push(format!("{}: skipped unsupported tar entry type {:?}", rel.display(), other));
             }
         }
         Ok(())
@@ -277,19 +234,15 @@ impl Extractor<'_> {
             target: raw_target.display().to_string(),
             reason,
         };
-        let target = paths::normalize(raw_target, self.opts.limits.max_path_len)
-            .map_err(|_| bad("leaves the layer"))?;
+        let target =
+            paths::normalize(raw_target, self.opts.limits.max_path_len).map_err(|_| bad("leaves the layer"))?;
         if target.as_os_str().is_empty() {
             return Err(bad("points at the root"));
         }
-        match paths::ancestors(&self.root, &target)
-            .map_err(|e| self.io(&self.root.join(&target), e))?
-        {
+        match paths::ancestors(&self.root, &target).map_err(|e| self.io(&self.root.join(&target), e))? {
             Ancestors::Dirs => {}
             Ancestors::Missing(_) => {
-                self.rec
-                    .external_links
-                    .push((entry, target.display().to_string()));
+                self.rec.external_links.push((entry, target.display().to_string()));
                 return Ok(());
             }
             Ancestors::Symlink(_) => return Err(bad("goes through a symlink")),
@@ -299,12 +252,9 @@ impl Extractor<'_> {
         match fs::symlink_metadata(&target_abs) {
             Ok(m) if m.is_dir() => Err(bad("is a directory")),
             // link(2) without AT_SYMLINK_FOLLOW: a symlink target is linked itself, never followed.
-            Ok(_) => fs::hard_link(&target_abs, self.root.join(rel))
-                .map_err(|e| self.io(&self.root.join(rel), e)),
+            Ok(_) => fs::hard_link(&target_abs, self.root.join(rel)).map_err(|e| self.io(&self.root.join(rel), e)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                self.rec
-                    .external_links
-                    .push((entry, target.display().to_string()));
+                self.rec.external_links.push((entry, target.display().to_string()));
                 Ok(())
             }
             Err(e) => Err(self.io(&target_abs, e)),
@@ -324,7 +274,7 @@ impl Extractor<'_> {
 }
 
 /// Header fields, overridden by PAX `uid`/`gid`/`mtime`; allow-listed `SCHILY.xattr.*` records.
-fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<(Meta, Vec<(String, Vec<u8>)>)> {
+fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<(Meta, Xattrs)> {
     let h = entry.header();
     let mut meta = Meta {
         uid: h.uid().unwrap_or(0) as u32,
@@ -337,21 +287,16 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<(Meta, Vec<(S
         for ext in exts {
             let ext = ext?;
             let Ok(key) = ext.key() else { continue };
-            let num = || {
-                ext.value()
-                    .ok()
-                    .and_then(|v| v.split('.').next())
-                    .and_then(|v| v.parse::<i64>().ok())
-            };
+            let num = || ext.value().ok().and_then(|v| v.split('.').next()).and_then(|v| v.parse::<i64>().ok());
             match key {
                 "uid" => meta.uid = num().unwrap_or(meta.uid as i64) as u32,
                 "gid" => meta.gid = num().unwrap_or(meta.gid as i64) as u32,
                 "mtime" => meta.mtime = num().unwrap_or(meta.mtime),
                 k => {
-                    if let Some(name) = k.strip_prefix("SCHILY.xattr.") {
-                        if xattr_allowed(name) {
-                            xattrs.push((name.to_string(), ext.value_bytes().to_vec()));
-                        }
+                    if let Some(name) = k.strip_prefix("SCHILY.xattr.")
+                        && xattr_allowed(name)
+                    {
+                        xattrs.push((name.to_string(), ext.value_bytes().to_vec()));
                     }
                 }
             }
@@ -367,11 +312,7 @@ fn running_as_root() -> bool {
 /// chown, then chmod (so setuid bits survive), then times, on an open file or directory.
 pub(crate) fn apply_fd_meta(f: &fs::File, meta: &Meta) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    match nix::unistd::fchown(
-        f.as_raw_fd(),
-        Some(Uid::from_raw(meta.uid)),
-        Some(Gid::from_raw(meta.gid)),
-    ) {
+    match nix::unistd::fchown(f.as_raw_fd(), Some(Uid::from_raw(meta.uid)), Some(Gid::from_raw(meta.gid))) {
         Ok(()) => {}
         Err(nix::errno::Errno::EPERM) if !running_as_root() => {}
         Err(e) => return Err(e.into()),
@@ -420,16 +361,11 @@ fn set_xattrs(path: &Path, xattrs: &[(String, Vec<u8>)]) -> io::Result<()> {
 /// For callers that copy a tree: the metadata of an existing inode.
 pub(crate) fn meta_of(m: &fs::Metadata) -> Meta {
     use std::os::unix::fs::MetadataExt;
-    Meta {
-        uid: m.uid(),
-        gid: m.gid(),
-        mode: m.mode() & 0o7777,
-        mtime: m.mtime(),
-    }
+    Meta { uid: m.uid(), gid: m.gid(), mode: m.mode() & 0o7777, mtime: m.mtime() }
 }
 
 /// The allow-listed xattrs of an existing path (for copying directories at checkout).
-pub(crate) fn read_xattrs(path: &Path) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn read_xattrs(path: &Path) -> Xattrs {
     let Ok(names) = xattr::list(path) else {
         return Vec::new();
     };

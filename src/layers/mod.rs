@@ -40,45 +40,17 @@ pub enum LayerError {
     #[error("layer {layer}: entry {entry:?}: path escapes the layer (contains ..)")]
     Traversal { layer: Digest, entry: String },
     #[error("layer {layer}: entry {entry:?}: goes through symlink {symlink:?}")]
-    ThroughSymlink {
-        layer: Digest,
-        entry: String,
-        symlink: String,
-    },
+    ThroughSymlink { layer: Digest, entry: String, symlink: String },
     #[error("layer {layer}: entry {entry:?}: parent {parent:?} is not a directory")]
-    ParentNotDir {
-        layer: Digest,
-        entry: String,
-        parent: String,
-    },
+    ParentNotDir { layer: Digest, entry: String, parent: String },
     #[error("layer {layer}: entry {entry:?}: hardlink to {target:?} {reason}")]
-    BadHardlink {
-        layer: Digest,
-        entry: String,
-        target: String,
-        reason: &'static str,
-    },
+    BadHardlink { layer: Digest, entry: String, target: String, reason: &'static str },
     #[error("layer {layer}: entry {entry:?}: {reason}")]
-    BadEntry {
-        layer: Digest,
-        entry: String,
-        reason: String,
-    },
+    BadEntry { layer: Digest, entry: String, reason: String },
     #[error("layer {layer}: exceeds the limit of {limit} {what} (raise it with {env})")]
-    Limit {
-        layer: Digest,
-        what: &'static str,
-        limit: u64,
-        env: &'static str,
-    },
-    #[error(
-        "layer {layer}: uncompressed content is {actual}, but the image config says {expected}"
-    )]
-    DiffIdMismatch {
-        layer: Digest,
-        expected: Digest,
-        actual: Digest,
-    },
+    Limit { layer: Digest, what: &'static str, limit: u64, env: &'static str },
+    #[error("layer {layer}: uncompressed content is {actual}, but the image config says {expected}")]
+    DiffIdMismatch { layer: Digest, expected: Digest, actual: Digest },
     #[error("layer {layer}: unsupported media type {media_type}")]
     MediaType { layer: Digest, media_type: String },
     #[error("layer {layer}: reading the archive: {source}")]
@@ -107,11 +79,7 @@ pub const ENV_MAX_LAYER_ENTRIES: &str = "HOIST_MAX_LAYER_ENTRIES";
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_layer_bytes: 32 << 30,
-            max_entries: 4_000_000,
-            max_path_len: 4096,
-        }
+        Limits { max_layer_bytes: 32 << 30, max_entries: 4_000_000, max_path_len: 4096 }
     }
 }
 
@@ -119,16 +87,10 @@ impl Limits {
     /// Defaults, overridden by `HOIST_MAX_LAYER_SIZE` (bytes) and `HOIST_MAX_LAYER_ENTRIES`.
     pub fn from_env() -> Self {
         let mut l = Limits::default();
-        if let Some(v) = std::env::var(ENV_MAX_LAYER_SIZE)
-            .ok()
-            .and_then(|v| v.parse().ok())
-        {
+        if let Some(v) = std::env::var(ENV_MAX_LAYER_SIZE).ok().and_then(|v| v.parse().ok()) {
             l.max_layer_bytes = v;
         }
-        if let Some(v) = std::env::var(ENV_MAX_LAYER_ENTRIES)
-            .ok()
-            .and_then(|v| v.parse().ok())
-        {
+        if let Some(v) = std::env::var(ENV_MAX_LAYER_ENTRIES).ok().and_then(|v| v.parse().ok()) {
             l.max_entries = v;
         }
         l
@@ -185,9 +147,7 @@ impl Compression {
             "application/vnd.oci.image.layer.v1.tar+gzip"
             | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
             | "application/vnd.docker.image.rootfs.diff.tar.gzip"
-            | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => {
-                Some(Compression::Gzip)
-            }
+            | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => Some(Compression::Gzip),
             "application/vnd.oci.image.layer.v1.tar+zstd" => Some(Compression::Zstd),
             _ => None,
         }
@@ -209,21 +169,13 @@ impl Compression {
 /// that the media type is a layer type; a gzip blob labelled as plain tar still extracts).
 pub fn decompress(layer: &Digest, file: File) -> Result<Box<dyn Read>> {
     let mut r = BufReader::with_capacity(256 << 10, file);
-    let head = r.fill_buf().map_err(|source| LayerError::Archive {
-        layer: layer.clone(),
-        source,
-    })?;
+    let head = r.fill_buf().map_err(|source| LayerError::Archive { layer: layer.clone(), source })?;
     Ok(match Compression::sniff(head) {
         Compression::None => Box::new(r),
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(r)),
-        Compression::Zstd => {
-            Box::new(
-                zstd::Decoder::with_buffer(r).map_err(|source| LayerError::Archive {
-                    layer: layer.clone(),
-                    source,
-                })?,
-            )
-        }
+        Compression::Zstd => Box::new(
+            zstd::Decoder::with_buffer(r).map_err(|source| LayerError::Archive { layer: layer.clone(), source })?,
+        ),
     })
 }
 
@@ -231,14 +183,9 @@ pub fn decompress(layer: &Digest, file: File) -> Result<Box<dyn Read>> {
 pub fn load_record(layout: &Layout, diff_id: &Digest) -> Result<Option<LayerRecord>> {
     let path = layout.layer(diff_id).join("layer.json");
     match fs::read(&path) {
-        Ok(data) => {
-            serde_json::from_slice(&data)
-                .map(Some)
-                .map_err(|e| LayerError::CorruptRecord {
-                    path,
-                    reason: e.to_string(),
-                })
-        }
+        Ok(data) => serde_json::from_slice(&data)
+            .map(Some)
+            .map_err(|e| LayerError::CorruptRecord { path, reason: e.to_string() }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(LayerError::Record(PathError::new(path, e))),
     }
@@ -256,18 +203,12 @@ pub fn ensure_extracted(
     if let Some(rec) = load_record(layout, diff_id)? {
         return Ok((rec, false));
     }
-    if let Some(mt) = media_type {
-        if Compression::from_media_type(mt).is_none() {
-            return Err(LayerError::MediaType {
-                layer: blob.clone(),
-                media_type: mt.to_string(),
-            });
-        }
+    if let Some(mt) = media_type
+        && Compression::from_media_type(mt).is_none()
+    {
+        return Err(LayerError::MediaType { layer: blob.clone(), media_type: mt.to_string() });
     }
-    let io_err = |source| LayerError::Io {
-        layer: blob.clone(),
-        source,
-    };
+    let io_err = |source| LayerError::Io { layer: blob.clone(), source };
     let layers = layout.layers();
     if !layers.is_dir() {
         fsutil::ensure_dir(&layers, 0o700).map_err(io_err)?;
@@ -282,11 +223,7 @@ pub fn ensure_extracted(
         let mut rec = extract::extract(blob, reader, &tmp.join("rootfs"), opts)?;
         let actual = rec.diff_id.clone().expect("extract sets diff_id");
         if &actual != diff_id {
-            return Err(LayerError::DiffIdMismatch {
-                layer: blob.clone(),
-                expected: diff_id.clone(),
-                actual,
-            });
+            return Err(LayerError::DiffIdMismatch { layer: blob.clone(), expected: diff_id.clone(), actual });
         }
         rec.blob = Some(blob.clone());
         let json = serde_json::to_vec_pretty(&rec).expect("record serializes");

@@ -73,31 +73,14 @@ mod tests {
 
     #[test]
     fn normalize_names() {
-        let ok = [
-            ("a/b", "a/b"),
-            ("/etc/passwd", "etc/passwd"),
-            ("./x/./y/", "x/y"),
-            ("./", ""),
-            ("//a", "a"),
-        ];
+        let ok = [("a/b", "a/b"), ("/etc/passwd", "etc/passwd"), ("./x/./y/", "x/y"), ("./", ""), ("//a", "a")];
         for (input, want) in ok {
-            assert_eq!(
-                normalize(Path::new(input), 4096).unwrap(),
-                PathBuf::from(want),
-                "{input}"
-            );
+            assert_eq!(normalize(Path::new(input), 4096).unwrap(), PathBuf::from(want), "{input}");
         }
         for bad in ["../x", "a/../../x", "a/..", "/.."] {
-            assert_eq!(
-                normalize(Path::new(bad), 4096),
-                Err(BadName::Traversal),
-                "{bad}"
-            );
+            assert_eq!(normalize(Path::new(bad), 4096), Err(BadName::Traversal), "{bad}");
         }
-        assert_eq!(
-            normalize(Path::new(&"a/".repeat(100)), 50),
-            Err(BadName::TooLong)
-        );
+        assert_eq!(normalize(Path::new(&"a/".repeat(100)), 50), Err(BadName::TooLong));
     }
 
     #[test]
@@ -109,17 +92,8 @@ mod tests {
         fs::write(r.join("a/file"), "").unwrap();
         assert_eq!(ancestors(r, Path::new("a/b/c")).unwrap(), Ancestors::Dirs);
         assert_eq!(ancestors(r, Path::new("top")).unwrap(), Ancestors::Dirs);
-        assert_eq!(
-            ancestors(r, Path::new("a/x/y/z")).unwrap(),
-            Ancestors::Missing("a/x".into())
-        );
-        assert_eq!(
-            ancestors(r, Path::new("a/link/passwd")).unwrap(),
-            Ancestors::Symlink("a/link".into())
-        );
-        assert_eq!(
-            ancestors(r, Path::new("a/file/x")).unwrap(),
-            Ancestors::NotDir("a/file".into())
-        );
+        assert_eq!(ancestors(r, Path::new("a/x/y/z")).unwrap(), Ancestors::Missing("a/x".into()));
+        assert_eq!(ancestors(r, Path::new("a/link/passwd")).unwrap(), Ancestors::Symlink("a/link".into()));
+        assert_eq!(ancestors(r, Path::new("a/file/x")).unwrap(), Ancestors::NotDir("a/file".into()));
     }
 }

@@ -27,14 +27,8 @@ impl Env {
         let d = Digest::of_bytes(&blob);
         fs::write(self.layout.blob(&d), &blob).unwrap();
         let diff_id = Digest::of_bytes(tar);
-        ensure_extracted(
-            &self.layout,
-            &d,
-            Some("application/vnd.oci.image.layer.v1.tar+gzip"),
-            &diff_id,
-            opts,
-        )
-        .map(|(rec, _)| (diff_id, rec))
+        ensure_extracted(&self.layout, &d, Some("application/vnd.oci.image.layer.v1.tar+gzip"), &diff_id, opts)
+            .map(|(rec, _)| (diff_id, rec))
     }
 
     fn extract(&self, tar: &[u8]) -> Result<(Digest, LayerRecord)> {
@@ -47,16 +41,9 @@ impl Env {
 
     /// Extracts each tar as a layer and merges them into `<tmp>/merged`.
     fn checkout(&self, tars: &[Vec<u8>]) -> Result<std::path::PathBuf, CheckoutError> {
-        let layers: Vec<(Digest, LayerRecord)> =
-            tars.iter().map(|t| self.extract(t).unwrap()).collect();
-        let trees: Vec<LayerTree<'_>> = layers
-            .iter()
-            .map(|(id, rec)| LayerTree {
-                diff_id: id,
-                root: self.rootfs(id),
-                record: rec,
-            })
-            .collect();
+        let layers: Vec<(Digest, LayerRecord)> = tars.iter().map(|t| self.extract(t).unwrap()).collect();
+        let trees: Vec<LayerTree<'_>> =
+            layers.iter().map(|(id, rec)| LayerTree { diff_id: id, root: self.rootfs(id), record: rec }).collect();
         let dest = self.layout.root().join("merged");
         checkout::merge(&trees, &dest)?;
         Ok(dest)
@@ -64,12 +51,7 @@ impl Env {
 
     fn no_leftovers(&self) {
         let left: Vec<_> = fs::read_dir(self.layout.layers())
-            .map(|rd| {
-                rd.flatten()
-                    .map(|e| e.file_name())
-                    .filter(|n| n.to_string_lossy().starts_with(".tmp"))
-                    .collect()
-            })
+            .map(|rd| rd.flatten().map(|e| e.file_name()).filter(|n| n.to_string_lossy().starts_with(".tmp")).collect())
             .unwrap_or_default();
         assert!(left.is_empty(), "temporary extraction dirs left: {left:?}");
     }
@@ -112,10 +94,7 @@ fn extracts_entries_with_metadata() {
                 "bin/ping",
                 b"elf",
                 0o755,
-                &[
-                    ("SCHILY.xattr.user.test", b"v"),
-                    ("SCHILY.xattr.trusted.evil", b"x"),
-                ],
+                &[("SCHILY.xattr.user.test", b"v"), ("SCHILY.xattr.trusted.evil", b"x")],
             );
     });
     let (id, rec) = e.extract(&t).unwrap();
@@ -131,23 +110,12 @@ fn extracts_entries_with_metadata() {
         fs::metadata(r.join("etc/hostname2")).unwrap().ino(),
         fs::metadata(r.join("etc/hostname")).unwrap().ino()
     );
-    assert!(
-        fs::symlink_metadata(r.join("run/fifo"))
-            .unwrap()
-            .file_type()
-            .is_fifo()
-    );
+    assert!(fs::symlink_metadata(r.join("run/fifo")).unwrap().file_type().is_fifo());
     assert_eq!(f.mtime(), crate::oci_build::EPOCH as i64);
-    assert!(
-        rec.implicit_dirs.contains(&"usr".to_string())
-            && rec.implicit_dirs.contains(&"usr/bin".to_string())
-    );
+    assert!(rec.implicit_dirs.contains(&"usr".to_string()) && rec.implicit_dirs.contains(&"usr/bin".to_string()));
     assert!(!rec.implicit_dirs.contains(&"etc".to_string()));
     // xattrs: user.* kept where the filesystem supports them, trusted.* never.
-    assert_eq!(
-        xattr::get(r.join("bin/ping"), "trusted.evil").unwrap_or(None),
-        None
-    );
+    assert_eq!(xattr::get(r.join("bin/ping"), "trusted.evil").unwrap_or(None), None);
     assert_eq!(rec.diff_id.as_ref(), Some(&id));
     assert_eq!(rec.entries, 10);
 }
@@ -161,15 +129,15 @@ fn second_extraction_is_free() {
     let (id, _) = e.extract(&t).unwrap();
     let blob = Digest::of_bytes(&compress(&t, Compress::Gzip));
     fs::remove_file(e.layout.blob(&blob)).unwrap(); // would fail if it were read again
-    let (_, again) =
-        ensure_extracted(&e.layout, &blob, None, &id, &ExtractOptions::default()).unwrap();
+    let (_, again) = ensure_extracted(&e.layout, &blob, None, &id, &ExtractOptions::default()).unwrap();
     assert!(!again);
 }
 
 #[test]
 fn hostile_entries_are_refused() {
     type Craft = fn(&mut LayerBuilder);
-    let cases: &[(&str, Craft, fn(&LayerError) -> bool)] = &[
+    type Expect = fn(&LayerError) -> bool;
+    let cases: &[(&str, Craft, Expect)] = &[
         (
             "dotdot",
             |b| {
@@ -203,12 +171,7 @@ fn hostile_entries_are_refused() {
         (
             "hardlink out of the layer",
             |b| {
-                b.raw(
-                    link_header(tar::EntryType::Link),
-                    "h",
-                    Some("../../../../etc/passwd"),
-                    b"",
-                );
+                b.raw(link_header(tar::EntryType::Link), "h", Some("../../../../etc/passwd"), b"");
             },
             |e| matches!(e, LayerError::BadHardlink { .. }),
         ),
@@ -246,13 +209,10 @@ fn hostile_entries_are_refused() {
     ];
     for (name, craft, want) in cases {
         let e = env();
-        let t = tar(|b| craft(b));
+        let t = tar(craft);
         let err = e.extract(&t).expect_err(name);
         assert!(want(&err), "{name}: unexpected error {err}");
-        assert!(
-            err.to_string().starts_with("layer sha256:"),
-            "{name}: error names the layer: {err}"
-        );
+        assert!(err.to_string().starts_with("layer sha256:"), "{name}: error names the layer: {err}");
         e.no_leftovers();
     }
 }
@@ -277,10 +237,7 @@ fn hardlink_to_symlink_links_the_symlink() {
         b.hardlink("h", "s");
     });
     let (id, _) = e.extract(&t).unwrap();
-    assert_eq!(
-        fs::read_link(e.rootfs(&id).join("h")).unwrap(),
-        Path::new("/etc/passwd")
-    );
+    assert_eq!(fs::read_link(e.rootfs(&id).join("h")).unwrap(), Path::new("/etc/passwd"));
 }
 
 #[test]
@@ -294,15 +251,7 @@ fn devices_skipped_unless_allowed() {
     assert_eq!(rec.skipped_devices, ["dev/null", "dev/sda"]);
     assert!(!e.rootfs(&id).join("dev/null").exists());
     let e = env();
-    let (id, rec) = e
-        .extract_with(
-            &t,
-            &ExtractOptions {
-                allow_devices: true,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    let (id, rec) = e.extract_with(&t, &ExtractOptions { allow_devices: true, ..Default::default() }).unwrap();
     assert!(rec.skipped_devices.is_empty());
     let m = fs::symlink_metadata(e.rootfs(&id).join("dev/null")).unwrap();
     assert!(m.file_type().is_char_device());
@@ -316,18 +265,10 @@ fn limits_stop_bombs() {
         b.file("zeros", &vec![0u8; 8 << 20], 0o644);
     });
     let e = env();
-    let small = ExtractOptions {
-        limits: Limits {
-            max_layer_bytes: 1 << 20,
-            ..Default::default()
-        },
-        allow_devices: false,
-    };
+    let small =
+        ExtractOptions { limits: Limits { max_layer_bytes: 1 << 20, ..Default::default() }, allow_devices: false };
     let err = e.extract_with(&t, &small).unwrap_err();
-    assert!(
-        matches!(err, LayerError::Limit { what: "bytes", .. }),
-        "{err}"
-    );
+    assert!(matches!(err, LayerError::Limit { what: "bytes", .. }), "{err}");
     assert!(err.to_string().contains(ENV_MAX_LAYER_SIZE));
     e.no_leftovers();
     assert!(!e.layout.layer(&Digest::of_bytes(&t)).exists());
@@ -337,43 +278,14 @@ fn limits_stop_bombs() {
             b.file(&format!("f{i}"), b"", 0o644);
         }
     });
-    let few = ExtractOptions {
-        limits: Limits {
-            max_entries: 10,
-            ..Default::default()
-        },
-        allow_devices: false,
-    };
-    assert!(matches!(
-        e.extract_with(&many, &few).unwrap_err(),
-        LayerError::Limit {
-            what: "entries",
-            ..
-        }
-    ));
+    let few = ExtractOptions { limits: Limits { max_entries: 10, ..Default::default() }, allow_devices: false };
+    assert!(matches!(e.extract_with(&many, &few).unwrap_err(), LayerError::Limit { what: "entries", .. }));
 
     let long = tar(|b| {
-        b.file(
-            &"d/"
-                .repeat(40)
-                .to_string()
-                .trim_end_matches('/')
-                .to_string(),
-            b"",
-            0o644,
-        );
+        b.file("d/".repeat(40).to_string().trim_end_matches('/'), b"", 0o644);
     });
-    let short = ExtractOptions {
-        limits: Limits {
-            max_path_len: 20,
-            ..Default::default()
-        },
-        allow_devices: false,
-    };
-    assert!(matches!(
-        e.extract_with(&long, &short).unwrap_err(),
-        LayerError::Limit { .. }
-    ));
+    let short = ExtractOptions { limits: Limits { max_path_len: 20, ..Default::default() }, allow_devices: false };
+    assert!(matches!(e.extract_with(&long, &short).unwrap_err(), LayerError::Limit { .. }));
 }
 
 #[test]
@@ -386,8 +298,7 @@ fn diff_id_mismatch_is_refused() {
     let d = Digest::of_bytes(&blob);
     fs::write(e.layout.blob(&d), &blob).unwrap();
     let wrong = Digest::of_bytes(b"something else");
-    let err =
-        ensure_extracted(&e.layout, &d, None, &wrong, &ExtractOptions::default()).unwrap_err();
+    let err = ensure_extracted(&e.layout, &d, None, &wrong, &ExtractOptions::default()).unwrap_err();
     assert!(matches!(err, LayerError::DiffIdMismatch { .. }), "{err}");
     assert!(!e.layout.layer(&wrong).exists());
     e.no_leftovers();
@@ -400,10 +311,7 @@ fn zstd_and_plain_layers() {
         b.file("z", b"zstd", 0o644);
     });
     for (c, mt) in [
-        (
-            Compress::Zstd,
-            "application/vnd.oci.image.layer.v1.tar+zstd",
-        ),
+        (Compress::Zstd, "application/vnd.oci.image.layer.v1.tar+zstd"),
         (Compress::None, "application/vnd.oci.image.layer.v1.tar"),
     ] {
         let blob = compress(&t, c);
@@ -428,48 +336,33 @@ fn zstd_and_plain_layers() {
 fn whiteouts_and_opaque_dirs() {
     let e = env();
     let l1 = tar(|b| {
-        b.file("a", b"a", 0o644)
-            .file("keep", b"k", 0o644)
-            .dir("dir", 0o755)
-            .file("dir/x", b"x", 0o644)
-            .file("dir/sub/y", b"y", 0o644);
-        b.dir("other", 0o755)
-            .file("other/o", b"o", 0o644)
-            .file("replaced", b"file", 0o644)
-            .dir("gone", 0o755)
-            .file("gone/deep", b"d", 0o644);
+        b.file("a", b"a", 0o644).file("keep", b"k", 0o644).dir("dir", 0o755).file("dir/x", b"x", 0o644).file(
+            "dir/sub/y",
+            b"y",
+            0o644,
+        );
+        b.dir("other", 0o755).file("other/o", b"o", 0o644).file("replaced", b"file", 0o644).dir("gone", 0o755).file(
+            "gone/deep",
+            b"d",
+            0o644,
+        );
     });
     let l2 = tar(|b| {
-        b.whiteout("a")
-            .opaque("dir")
-            .file("dir/z", b"z", 0o644)
-            .whiteout("gone");
+        b.whiteout("a").opaque("dir").file("dir/z", b"z", 0o644).whiteout("gone");
         b.dir("replaced", 0o700).file("replaced/inner", b"i", 0o644);
         b.whiteout("keep").file("keep", b"new", 0o644); // whiteout + re-add in one layer
     });
     let m = e.checkout(&[l1, l2]).unwrap();
     assert!(!m.join("a").exists());
-    let mut dir: Vec<_> = fs::read_dir(m.join("dir"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
+    let mut dir: Vec<_> = fs::read_dir(m.join("dir")).unwrap().map(|e| e.unwrap().file_name()).collect();
     dir.sort();
     assert_eq!(dir, ["z"], "opaque dir hides lower entries only");
     assert!(!m.join("gone").exists());
     assert_eq!(fs::read(m.join("other/o")).unwrap(), b"o");
     assert!(m.join("replaced").is_dir());
-    assert_eq!(
-        fs::metadata(m.join("replaced")).unwrap().mode() & 0o777,
-        0o700
-    );
+    assert_eq!(fs::metadata(m.join("replaced")).unwrap().mode() & 0o777, 0o700);
     assert_eq!(fs::read(m.join("keep")).unwrap(), b"new");
-    assert!(
-        fs::read_dir(&m).unwrap().all(|e| !e
-            .unwrap()
-            .file_name()
-            .to_string_lossy()
-            .starts_with(".wh."))
-    );
+    assert!(fs::read_dir(&m).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().starts_with(".wh.")));
 }
 
 #[test]
@@ -484,11 +377,7 @@ fn symlink_planted_in_lower_layer_is_not_followed() {
     });
     let err = e.checkout(&[l1, l2]).unwrap_err();
     assert!(matches!(err, CheckoutError::ThroughSymlink { .. }), "{err}");
-    assert_eq!(
-        fs::read_dir(outside.path()).unwrap().count(),
-        0,
-        "nothing written outside"
-    );
+    assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0, "nothing written outside");
 }
 
 #[test]
@@ -517,15 +406,9 @@ fn hardlinks_into_lower_layers() {
         b.hardlink("bin/sh", "usr/bin/busybox");
     });
     let (_, rec2) = e.extract(&l2).unwrap();
-    assert_eq!(
-        rec2.external_links,
-        [("bin/sh".to_string(), "usr/bin/busybox".to_string())]
-    );
+    assert_eq!(rec2.external_links, [("bin/sh".to_string(), "usr/bin/busybox".to_string())]);
     let m = e.checkout(&[l1, l2]).unwrap();
-    assert_eq!(
-        fs::metadata(m.join("bin/sh")).unwrap().ino(),
-        fs::metadata(m.join("usr/bin/busybox")).unwrap().ino()
-    );
+    assert_eq!(fs::metadata(m.join("bin/sh")).unwrap().ino(), fs::metadata(m.join("usr/bin/busybox")).unwrap().ino());
 
     let e = env();
     let l1 = tar(|b| {
@@ -534,18 +417,12 @@ fn hardlinks_into_lower_layers() {
     let l2 = tar(|b| {
         b.hardlink("h", "s/shadow");
     });
-    assert!(matches!(
-        e.checkout(&[l1, l2]).unwrap_err(),
-        CheckoutError::BadHardlink { .. }
-    ));
+    assert!(matches!(e.checkout(&[l1, l2]).unwrap_err(), CheckoutError::BadHardlink { .. }));
     let e = env();
     let l2 = tar(|b| {
         b.hardlink("h", "/etc/shadow");
     });
-    assert!(matches!(
-        e.checkout(&[l2]).unwrap_err(),
-        CheckoutError::BadHardlink { .. }
-    ));
+    assert!(matches!(e.checkout(&[l2]).unwrap_err(), CheckoutError::BadHardlink { .. }));
 }
 
 #[test]
@@ -556,8 +433,5 @@ fn checkout_shares_inodes_with_the_layer_area() {
     });
     let (id, _) = e.extract(&l1).unwrap();
     let m = e.checkout(&[l1]).unwrap();
-    assert_eq!(
-        fs::metadata(m.join("big")).unwrap().ino(),
-        fs::metadata(e.rootfs(&id).join("big")).unwrap().ino()
-    );
+    assert_eq!(fs::metadata(m.join("big")).unwrap().ino(), fs::metadata(e.rootfs(&id).join("big")).unwrap().ino());
 }

@@ -15,6 +15,7 @@
 //! - `index.json` is replaced atomically; a stored name always points at a manifest whose config and
 //!   layers are all present (refs are written last);
 //! - the layout stays readable by other tools (`skopeo copy oci:<root>/store:hello:latest …`).
+//!
 //! Callers hold the state lock for every mutation.
 
 mod refs;
@@ -40,18 +41,10 @@ pub enum StoreError {
     Io(#[from] PathError),
     /// A blob's content does not hash to the digest it was announced with.
     #[error("{what}: digest mismatch: expected {expected}, got {actual}")]
-    DigestMismatch {
-        what: String,
-        expected: Digest,
-        actual: Digest,
-    },
+    DigestMismatch { what: String, expected: Digest, actual: Digest },
     /// A blob is not the size its descriptor says.
     #[error("{what}: size mismatch: expected {expected} bytes, got {actual}")]
-    SizeMismatch {
-        what: String,
-        expected: u64,
-        actual: u64,
-    },
+    SizeMismatch { what: String, expected: u64, actual: u64 },
     /// A stored JSON document (index, manifest, config) does not parse.
     #[error("{}: {reason}", path.display())]
     Corrupt { path: PathBuf, reason: String },
@@ -73,11 +66,9 @@ pub struct Store {
 impl Store {
     /// Opens the store, creating the layout (and the state root, mode 0700) when missing.
     pub fn open(layout: &Layout) -> Result<Self> {
-        for (dir, mode) in [
-            (layout.root().to_path_buf(), 0o700),
-            (layout.store().join("blobs/sha256"), 0o755),
-            (layout.tmp(), 0o700),
-        ] {
+        for (dir, mode) in
+            [(layout.root().to_path_buf(), 0o700), (layout.store().join("blobs/sha256"), 0o755), (layout.tmp(), 0o700)]
+        {
             if !dir.is_dir() {
                 fsutil::ensure_dir(&dir, mode)?;
             }
@@ -86,9 +77,7 @@ impl Store {
         if !marker.exists() {
             fsutil::write_atomic(&marker, br#"{"imageLayoutVersion":"1.0.0"}"#, 0o644)?;
         }
-        Ok(Store {
-            layout: layout.clone(),
-        })
+        Ok(Store { layout: layout.clone() })
     }
 
     pub fn layout(&self) -> &Layout {
@@ -119,69 +108,50 @@ impl Store {
         expected: Option<&Digest>,
         expected_size: Option<u64>,
     ) -> Result<(Digest, u64)> {
-        if let Some(d) = expected {
-            if self.has_blob(d) {
-                let size = fs::metadata(self.blob_path(d))
-                    .map(|m| m.len())
-                    .unwrap_or(0);
-                return Ok((d.clone(), size));
-            }
+        if let Some(d) = expected
+            && self.has_blob(d)
+        {
+            let size = fs::metadata(self.blob_path(d)).map(|m| m.len()).unwrap_or(0);
+            return Ok((d.clone(), size));
         }
         let tmp_dir = self.layout.tmp();
         let tmp = tempfile::NamedTempFile::new_in(&tmp_dir).at(&tmp_dir)?;
         let mut w = HashingWriter::new(tmp);
         let mut reader = reader;
-        io::copy(&mut reader, &mut w).map_err(|source| StoreError::Read {
-            what: what.to_string(),
-            source,
-        })?;
+        io::copy(&mut reader, &mut w).map_err(|source| StoreError::Read { what: what.to_string(), source })?;
         let (tmp, actual, size) = w.finish();
-        if let Some(expected) = expected {
-            if *expected != actual {
-                return Err(StoreError::DigestMismatch {
-                    what: what.to_string(),
-                    expected: expected.clone(),
-                    actual,
-                });
-            }
+        if let Some(expected) = expected
+            && *expected != actual
+        {
+            return Err(StoreError::DigestMismatch { what: what.to_string(), expected: expected.clone(), actual });
         }
-        if let Some(expected) = expected_size {
-            if expected != size {
-                return Err(StoreError::SizeMismatch {
-                    what: what.to_string(),
-                    expected,
-                    actual: size,
-                });
-            }
+        if let Some(expected) = expected_size
+            && expected != size
+        {
+            return Err(StoreError::SizeMismatch { what: what.to_string(), expected, actual: size });
         }
         tmp.as_file().sync_data().at(tmp.path())?;
         let dest = self.blob_path(&actual);
-        tmp.persist(&dest)
-            .map_err(|e| PathError::new(&dest, e.error))?;
+        tmp.persist(&dest).map_err(|e| PathError::new(&dest, e.error))?;
         Ok((actual, size))
     }
 
     /// Stores an in-memory blob (manifests, configs).
     pub fn put_bytes(&self, what: &str, data: &[u8], expected: Option<&Digest>) -> Result<Digest> {
-        self.put_blob(what, data, expected, Some(data.len() as u64))
-            .map(|(d, _)| d)
+        self.put_blob(what, data, expected, Some(data.len() as u64)).map(|(d, _)| d)
     }
 
     pub fn manifest(&self, d: &Digest) -> Result<ImageManifest> {
         let data = self.read_blob(d)?;
-        serde_json::from_slice(&data).map_err(|e| StoreError::Corrupt {
-            path: self.blob_path(d),
-            reason: format!("manifest: {e}"),
-        })
+        serde_json::from_slice(&data)
+            .map_err(|e| StoreError::Corrupt { path: self.blob_path(d), reason: format!("manifest: {e}") })
     }
 
     pub fn config(&self, manifest: &ImageManifest) -> Result<ImageConfiguration> {
         let d: Digest = parse_digest(manifest.config().digest().as_ref(), &self.layout.store())?;
         let data = self.read_blob(&d)?;
-        serde_json::from_slice(&data).map_err(|e| StoreError::Corrupt {
-            path: self.blob_path(&d),
-            reason: format!("image config: {e}"),
-        })
+        serde_json::from_slice(&data)
+            .map_err(|e| StoreError::Corrupt { path: self.blob_path(&d), reason: format!("image config: {e}") })
     }
 
     /// Every blob digest a manifest needs: itself, its config and its layers.
@@ -225,38 +195,26 @@ impl Store {
     /// Looks up a stored image by name (`hello`, `hello:v2`) or manifest digest prefix.
     pub fn resolve(&self, query: &str) -> Result<StoredImage> {
         let images = self.images()?;
-        if let Some(name) = ImageName::parse(query) {
-            if let Some(img) = images.iter().find(|i| i.name == name) {
-                return Ok(img.clone());
-            }
+        if let Some(name) = ImageName::parse(query)
+            && let Some(img) = images.iter().find(|i| i.name == name)
+        {
+            return Ok(img.clone());
         }
         let hex = query.strip_prefix("sha256:").unwrap_or(query);
         if hex.len() >= 4 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             let hex = hex.to_ascii_lowercase();
-            let mut hits: Vec<&StoredImage> = images
-                .iter()
-                .filter(|i| i.manifest.hex().starts_with(&hex))
-                .collect();
+            let mut hits: Vec<&StoredImage> = images.iter().filter(|i| i.manifest.hex().starts_with(&hex)).collect();
             hits.dedup_by(|a, b| a.manifest == b.manifest);
             match hits.len() {
                 0 => {}
                 1 => return Ok(hits[0].clone()),
                 _ => {
-                    let matches = hits
-                        .iter()
-                        .map(|i| i.name.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    return Err(StoreError::Ambiguous {
-                        query: query.to_string(),
-                        matches,
-                    });
+                    let matches = hits.iter().map(|i| i.name.to_string()).collect::<Vec<_>>().join(", ");
+                    return Err(StoreError::Ambiguous { query: query.to_string(), matches });
                 }
             }
         }
-        Err(StoreError::NotFound {
-            query: query.to_string(),
-        })
+        Err(StoreError::NotFound { query: query.to_string() })
     }
 
     /// The image a name points at, if any.
@@ -267,11 +225,10 @@ impl Store {
 
 /// Parses a digest found inside a stored document.
 pub fn parse_digest(s: &str, doc: &std::path::Path) -> Result<Digest> {
-    s.parse()
-        .map_err(|e: crate::digest::InvalidDigest| StoreError::Corrupt {
-            path: doc.to_path_buf(),
-            reason: e.to_string(),
-        })
+    s.parse().map_err(|e: crate::digest::InvalidDigest| StoreError::Corrupt {
+        path: doc.to_path_buf(),
+        reason: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -284,10 +241,7 @@ mod tests {
         let store = Store::open(&Layout::new(d.path().join("root"))).unwrap();
         let good = Digest::of_bytes(b"hello");
         let bad = Digest::of_bytes(b"other");
-        assert!(matches!(
-            store.put_bytes("x", b"hello", Some(&bad)),
-            Err(StoreError::DigestMismatch { .. })
-        ));
+        assert!(matches!(store.put_bytes("x", b"hello", Some(&bad)), Err(StoreError::DigestMismatch { .. })));
         assert!(!store.has_blob(&bad) && !store.has_blob(&good));
         assert!(matches!(
             store.put_blob("x", &b"hello"[..], Some(&good), Some(9)),
@@ -303,10 +257,6 @@ mod tests {
             }
         }
         store.put_blob("x", Boom, Some(&good), None).unwrap();
-        assert_eq!(
-            fs::read_dir(store.layout().tmp()).unwrap().count(),
-            0,
-            "no temp files left"
-        );
+        assert_eq!(fs::read_dir(store.layout().tmp()).unwrap().count(), 0, "no temp files left");
     }
 }

@@ -30,10 +30,7 @@ impl Store {
     fn read_index(&self) -> Result<ImageIndex> {
         let path = self.layout().store().join("index.json");
         match fs::read(&path) {
-            Ok(data) => serde_json::from_slice(&data).map_err(|e| StoreError::Corrupt {
-                path,
-                reason: e.to_string(),
-            }),
+            Ok(data) => serde_json::from_slice(&data).map_err(|e| StoreError::Corrupt { path, reason: e.to_string() }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(empty_index()),
             Err(e) => Err(fsutil::PathError::new(path, e).into()),
         }
@@ -54,10 +51,7 @@ impl Store {
             let Some(ann) = desc.annotations() else {
                 continue;
             };
-            let Some(name) = ann
-                .get(ANNOTATION_REF_NAME)
-                .and_then(|n| ImageName::parse(n))
-            else {
+            let Some(name) = ann.get(ANNOTATION_REF_NAME).and_then(|n| ImageName::parse(n)) else {
                 continue;
             };
             out.push(StoredImage {
@@ -72,18 +66,9 @@ impl Store {
     }
 
     /// Points `name` at a manifest already in the store (replacing what it pointed at).
-    pub fn set_ref(
-        &self,
-        name: &ImageName,
-        manifest: &Digest,
-        media_type: MediaType,
-        source: &str,
-    ) -> Result<()> {
+    pub fn set_ref(&self, name: &ImageName, manifest: &Digest, media_type: MediaType, source: &str) -> Result<()> {
         let size = self.read_blob(manifest)?.len() as u64;
-        let pulled = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let pulled = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let mut desc = Descriptor::new(
             media_type,
             size,
@@ -95,12 +80,7 @@ impl Store {
             (ANNOTATION_PULLED.to_string(), pulled.to_string()),
         ])));
         let mut index = self.read_index()?;
-        let mut manifests: Vec<Descriptor> = index
-            .manifests()
-            .iter()
-            .filter(|d| !names(d, name))
-            .cloned()
-            .collect();
+        let mut manifests: Vec<Descriptor> = index.manifests().iter().filter(|d| !names(d, name)).cloned().collect();
         manifests.push(desc);
         index.set_manifests(manifests);
         self.write_index(&index)
@@ -110,12 +90,7 @@ impl Store {
     pub fn remove_ref(&self, name: &ImageName) -> Result<bool> {
         let mut index = self.read_index()?;
         let before = index.manifests().len();
-        let manifests: Vec<Descriptor> = index
-            .manifests()
-            .iter()
-            .filter(|d| !names(d, name))
-            .cloned()
-            .collect();
+        let manifests: Vec<Descriptor> = index.manifests().iter().filter(|d| !names(d, name)).cloned().collect();
         let removed = manifests.len() != before;
         index.set_manifests(manifests);
         self.write_index(&index)?;
@@ -132,9 +107,5 @@ fn names(desc: &Descriptor, name: &ImageName) -> bool {
 }
 
 fn empty_index() -> ImageIndex {
-    ImageIndexBuilder::default()
-        .schema_version(2u32)
-        .manifests(Vec::new())
-        .build()
-        .expect("empty index")
+    ImageIndexBuilder::default().schema_version(2u32).manifests(Vec::new()).build().expect("empty index")
 }

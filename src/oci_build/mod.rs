@@ -10,6 +10,8 @@ use serde_json::{Value, json};
 
 use crate::digest::Digest;
 
+pub mod spec;
+
 /// Entry times in built layers (reproducible builds).
 pub const EPOCH: u64 = 1_700_000_000;
 
@@ -43,13 +45,7 @@ impl LayerBuilder {
     }
 
     /// Appends an entry with a name written verbatim (no `..` check): for crafting hostile layers.
-    pub fn raw(
-        &mut self,
-        mut h: tar::Header,
-        name: &str,
-        link: Option<&str>,
-        data: &[u8],
-    ) -> &mut Self {
+    pub fn raw(&mut self, mut h: tar::Header, name: &str, link: Option<&str>, data: &[u8]) -> &mut Self {
         h.set_size(data.len() as u64);
         {
             let gnu = h.as_gnu_mut().expect("gnu header");
@@ -68,9 +64,7 @@ impl LayerBuilder {
 
     fn append(&mut self, mut h: tar::Header, path: &str, data: &[u8]) -> &mut Self {
         let path = path.trim_start_matches('/');
-        self.tar
-            .append_data(&mut h, path, data)
-            .expect("in-memory tar");
+        self.tar.append_data(&mut h, path, data).expect("in-memory tar");
         self
     }
 
@@ -79,21 +73,10 @@ impl LayerBuilder {
     }
 
     pub fn file(&mut self, path: &str, data: &[u8], mode: u32) -> &mut Self {
-        self.append(
-            header(tar::EntryType::Regular, mode, data.len() as u64),
-            path,
-            data,
-        )
+        self.append(header(tar::EntryType::Regular, mode, data.len() as u64), path, data)
     }
 
-    pub fn file_owned(
-        &mut self,
-        path: &str,
-        data: &[u8],
-        mode: u32,
-        uid: u64,
-        gid: u64,
-    ) -> &mut Self {
+    pub fn file_owned(&mut self, path: &str, data: &[u8], mode: u32, uid: u64, gid: u64) -> &mut Self {
         let mut h = header(tar::EntryType::Regular, mode, data.len() as u64);
         h.set_uid(uid);
         h.set_gid(gid);
@@ -102,20 +85,14 @@ impl LayerBuilder {
 
     pub fn symlink(&mut self, path: &str, target: &str) -> &mut Self {
         let mut h = header(tar::EntryType::Symlink, 0o777, 0);
-        self.tar
-            .append_link(&mut h, path.trim_start_matches('/'), target)
-            .expect("in-memory tar");
+        self.tar.append_link(&mut h, path.trim_start_matches('/'), target).expect("in-memory tar");
         self
     }
 
     pub fn hardlink(&mut self, path: &str, target: &str) -> &mut Self {
         let mut h = header(tar::EntryType::Link, 0o644, 0);
         self.tar
-            .append_link(
-                &mut h,
-                path.trim_start_matches('/'),
-                target.trim_start_matches('/'),
-            )
+            .append_link(&mut h, path.trim_start_matches('/'), target.trim_start_matches('/'))
             .expect("in-memory tar");
         self
     }
@@ -123,10 +100,7 @@ impl LayerBuilder {
     /// `.wh.NAME` next to `path`.
     pub fn whiteout(&mut self, path: &str) -> &mut Self {
         let p = Path::new(path.trim_start_matches('/'));
-        let name = p
-            .file_name()
-            .expect("whiteout of a named path")
-            .to_string_lossy();
+        let name = p.file_name().expect("whiteout of a named path").to_string_lossy();
         let wh = p.with_file_name(format!(".wh.{name}"));
         self.file(&wh.to_string_lossy(), &[], 0o600)
     }
@@ -138,11 +112,7 @@ impl LayerBuilder {
     }
 
     pub fn device(&mut self, path: &str, block: bool, major: u32, minor: u32) -> &mut Self {
-        let kind = if block {
-            tar::EntryType::Block
-        } else {
-            tar::EntryType::Char
-        };
+        let kind = if block { tar::EntryType::Block } else { tar::EntryType::Char };
         let mut h = header(kind, 0o666, 0);
         h.set_device_major(major).expect("gnu header");
         h.set_device_minor(minor).expect("gnu header");
@@ -154,16 +124,8 @@ impl LayerBuilder {
     }
 
     /// A file with PAX records (xattrs: `SCHILY.xattr.NAME`).
-    pub fn file_with_pax(
-        &mut self,
-        path: &str,
-        data: &[u8],
-        mode: u32,
-        pax: &[(&str, &[u8])],
-    ) -> &mut Self {
-        self.tar
-            .append_pax_extensions(pax.iter().copied())
-            .expect("in-memory tar");
+    pub fn file_with_pax(&mut self, path: &str, data: &[u8], mode: u32, pax: &[(&str, &[u8])]) -> &mut Self {
+        self.tar.append_pax_extensions(pax.iter().copied()).expect("in-memory tar");
         self.file(path, data, mode)
     }
 
@@ -185,9 +147,7 @@ pub fn compress(tar: &[u8], c: Compress) -> Vec<u8> {
     match c {
         Compress::None => tar.to_vec(),
         Compress::Gzip => {
-            let mut e = flate2::GzBuilder::new()
-                .mtime(0)
-                .write(Vec::new(), flate2::Compression::new(6));
+            let mut e = flate2::GzBuilder::new().mtime(0).write(Vec::new(), flate2::Compression::new(6));
             e.write_all(tar).expect("in-memory gzip");
             e.finish().expect("in-memory gzip")
         }
@@ -216,11 +176,7 @@ pub struct Built {
 
 impl ImageBuilder {
     pub fn new(layers: Vec<Vec<u8>>, config: Value) -> Self {
-        ImageBuilder {
-            layers,
-            config,
-            compression: Compress::Gzip,
-        }
+        ImageBuilder { layers, config, compression: Compress::Gzip }
     }
 
     pub fn build(&self) -> Built {
@@ -237,8 +193,7 @@ impl ImageBuilder {
             diff_ids.push(Digest::of_bytes(tar).to_string());
             let blob = compress(tar, self.compression);
             let d = Digest::of_bytes(&blob);
-            layer_descs
-                .push(json!({"mediaType": media, "digest": d.to_string(), "size": blob.len()}));
+            layer_descs.push(json!({"mediaType": media, "digest": d.to_string(), "size": blob.len()}));
             layers.push(d.clone());
             blobs.push((d, blob));
         }
@@ -263,14 +218,7 @@ impl ImageBuilder {
         let manifest_digest = Digest::of_bytes(&manifest_bytes);
         blobs.push((config_digest.clone(), config_bytes.clone()));
         blobs.push((manifest_digest.clone(), manifest_bytes.clone()));
-        Built {
-            blobs,
-            manifest: manifest_digest,
-            manifest_bytes,
-            config: config_digest,
-            config_bytes,
-            layers,
-        }
+        Built { blobs, manifest: manifest_digest, manifest_bytes, config: config_digest, config_bytes, layers }
     }
 }
 
@@ -311,32 +259,22 @@ impl Built {
     /// An `oci-archive` tar (a tarred OCI layout).
     pub fn oci_archive(&self, ref_name: &str) -> Vec<u8> {
         let index = self.index(ref_name);
-        let mut files: Vec<(String, &[u8])> = vec![
-            ("oci-layout".into(), br#"{"imageLayoutVersion":"1.0.0"}"#),
-            ("index.json".into(), &index),
-        ];
-        files.extend(
-            self.blobs
-                .iter()
-                .map(|(d, data)| (format!("blobs/sha256/{}", d.hex()), data.as_slice())),
-        );
+        let mut files: Vec<(String, &[u8])> =
+            vec![("oci-layout".into(), br#"{"imageLayoutVersion":"1.0.0"}"#), ("index.json".into(), &index)];
+        files.extend(self.blobs.iter().map(|(d, data)| (format!("blobs/sha256/{}", d.hex()), data.as_slice())));
         Self::tar_of(files)
     }
 
     /// A `docker-archive` tar (`docker save` layout, uncompressed layers) tagged `repo_tag`.
     pub fn docker_archive(&self, layer_tars: &[Vec<u8>], repo_tag: &str) -> Vec<u8> {
         let cfg_name = format!("{}.json", self.config.hex());
-        let layer_names: Vec<String> = layer_tars
-            .iter()
-            .map(|t| format!("{}/layer.tar", Digest::of_bytes(t).hex()))
-            .collect();
-        let manifest = serde_json::to_vec(
-            &json!([{"Config": cfg_name, "RepoTags": [repo_tag], "Layers": layer_names}]),
-        )
-        .expect("json");
+        let layer_names: Vec<String> =
+            layer_tars.iter().map(|t| format!("{}/layer.tar", Digest::of_bytes(t).hex())).collect();
+        let manifest =
+            serde_json::to_vec(&json!([{"Config": cfg_name, "RepoTags": [repo_tag], "Layers": layer_names}]))
+                .expect("json");
         let mut b = LayerBuilder::new();
-        b.file("manifest.json", &manifest, 0o644)
-            .file(&cfg_name, &self.config_bytes, 0o644);
+        b.file("manifest.json", &manifest, 0o644).file(&cfg_name, &self.config_bytes, 0o644);
         for (name, tar) in layer_names.iter().zip(layer_tars) {
             b.file(name, tar, 0o644);
         }

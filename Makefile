@@ -1,0 +1,52 @@
+# hoist — build, fixture images, tests, demo.
+#   make            release build (target/release/hoist)
+#   make images     pack the fixture images into target/images/*.tar (no network)
+#   make test       install the Debian packages the tests need, build images, run every test tier
+#   make lint       cargo fmt --check + clippy -D warnings
+#   make demo       the guided tour (see README)
+
+CARGO    ?= cargo
+HOIST    := target/release/hoist
+IMAGEDIR := target/images
+# Debian packages: fixture image contents, and the reference extractor the tests compare with.
+DEB_PKGS := busybox-static etcd-server etcd-client umoci
+
+IMAGES := $(IMAGEDIR)/hello.tar $(IMAGEDIR)/hello-v1.tar $(IMAGEDIR)/hello-v2.tar \
+          $(IMAGEDIR)/etcd.tar $(IMAGEDIR)/layered.tar
+
+.PHONY: all build deps images test lint demo clean
+
+all: build
+
+build:
+	$(CARGO) build --release --locked
+
+# Idempotent: installs only what is missing (apt-get needs root, as the tests do).
+deps:
+	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+images: deps
+	$(CARGO) build --release --locked --example mkimage
+	@mkdir -p $(IMAGEDIR)
+	target/release/examples/mkimage images/hello/image.json $(IMAGEDIR)/hello.tar
+	target/release/examples/mkimage images/hello/image.json $(IMAGEDIR)/hello-v1.tar
+	target/release/examples/mkimage images/hello/image-v2.json $(IMAGEDIR)/hello-v2.tar
+	target/release/examples/mkimage images/etcd/image.json $(IMAGEDIR)/etcd.tar
+	target/release/examples/mkimage images/layered/image.json $(IMAGEDIR)/layered.tar
+
+test: deps images
+	$(CARGO) test --locked -- --test-threads=2
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+demo: build images
+	tests/demo.sh
+
+clean:
+	$(CARGO) clean

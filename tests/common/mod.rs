@@ -1,0 +1,154 @@
+//! Shared helpers for the integration tests: a scratch state root, the hoist binary, and the
+//! fixture images (built from `images/*/image.json` in process, once per test binary run).
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+
+use hoist::oci_build::spec;
+
+pub const HOIST: &str = env!("CARGO_BIN_EXE_hoist");
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// `target/test-images/<file>.tar`, built from `images/<spec>` once per test process (so it
+/// always reflects the current sources; the build is deterministic, so concurrent test binaries
+/// write identical files).
+pub fn fixture(spec_rel: &str, file: &str) -> PathBuf {
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let out = repo().join("target/test-images").join(format!("{file}.tar"));
+    let spec_path = repo().join("images").join(spec_rel);
+    if !built.iter().any(|b| b == file) {
+        built.push(file.to_string());
+        let img = spec::build(&spec_path).unwrap_or_else(|e| panic!("{e}"));
+        fs::create_dir_all(out.parent().unwrap()).unwrap();
+        let tmp = out.with_extension(format!("tmp{}", std::process::id()));
+        fs::write(&tmp, img.build().oci_archive("latest")).unwrap();
+        fs::rename(&tmp, &out).unwrap();
+    }
+    out
+}
+
+pub fn hello() -> PathBuf {
+    fixture("hello/image.json", "hello")
+}
+pub fn hello_v2() -> PathBuf {
+    fixture("hello/image-v2.json", "hello-v2")
+}
+pub fn etcd() -> PathBuf {
+    fixture("etcd/image.json", "etcd")
+}
+pub fn layered() -> PathBuf {
+    fixture("layered/image.json", "layered")
+}
+
+/// A scratch state root and a way to run hoist against it.
+pub struct Root {
+    pub dir: tempfile::TempDir,
+}
+
+impl Root {
+    pub fn new() -> Self {
+        Root { dir: tempfile::Builder::new().prefix("hoist-test-").tempdir_in(repo().join("target")).unwrap() }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(HOIST);
+        c.env("HOIST_ROOT", self.path()).env_remove("HOIST_MAX_LAYER_SIZE").env_remove("HOIST_MAX_LAYER_ENTRIES");
+        c
+    }
+
+    /// Runs hoist with `args`; returns the output whatever the status.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().expect("hoist runs")
+    }
+
+    /// Runs hoist and insists on success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "hoist {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&o.stderr),
+            String::from_utf8_lossy(&o.stdout)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    /// Runs hoist and insists on failure with `code`; returns stderr.
+    pub fn fails(&self, args: &[&str], code: i32) -> String {
+        let o = self.run(args);
+        assert_eq!(
+            o.status.code(),
+            Some(code),
+            "hoist {args:?}: stdout {} stderr {}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let err = String::from_utf8(o.stderr).unwrap();
+        assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "no panics: {err}");
+        err
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&a)).expect("valid JSON")
+    }
+
+    pub fn pull(&self, archive: &Path) -> serde_json::Value {
+        self.json(&["pull", &format!("oci-archive:{}", archive.display())])
+    }
+
+    pub fn count(&self, sub: &str) -> usize {
+        fs::read_dir(self.path().join(sub)).map(|rd| rd.count()).unwrap_or(0)
+    }
+}
+
+/// What a tree looks like, for comparing checkouts: path → (kind, mode, uid, gid, content/link).
+pub fn snapshot(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+        let mut entries: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap()).collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let p = e.path();
+            let m = fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            let ft = m.file_type();
+            let what = if ft.is_dir() {
+                "dir".to_string()
+            } else if ft.is_symlink() {
+                format!("link -> {}", fs::read_link(&p).unwrap().display())
+            } else if ft.is_file() {
+                let data = fs::read(&p).unwrap();
+                format!("file {} {} mtime {}", data.len(), hoist::digest::Digest::of_bytes(&data).short(), m.mtime())
+            } else {
+                format!("special {:o}", m.mode() & 0o170000)
+            };
+            let mode = if ft.is_symlink() { 0 } else { m.mode() & 0o7777 };
+            out.insert(rel, format!("{what} mode {mode:o} owner {}:{}", m.uid(), m.gid()));
+            if ft.is_dir() {
+                walk(root, &p, out);
+            }
+        }
+    }
+    walk(root, root, &mut out);
+    out
+}
+
+pub fn have(cmd: &str) -> bool {
+    Command::new("sh").arg("-c").arg(format!("command -v {cmd}")).output().is_ok_and(|o| o.status.success())
+}
