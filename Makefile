@@ -8,8 +8,10 @@
 CARGO    ?= cargo
 HOIST    := target/release/hoist
 IMAGEDIR := target/images
-# Debian packages: fixture image contents, and the reference extractor the tests compare with.
-DEB_PKGS := busybox-static etcd-server etcd-client umoci
+# Debian packages: libseccomp for the runner's seccomp support; fixture image contents; the
+# reference extractor the tests compare with; systemd, dbus and util-linux for the testbed.
+DEB_PKGS := libseccomp-dev pkg-config busybox-static etcd-server etcd-client umoci \
+            systemd dbus util-linux procps
 
 IMAGES := $(IMAGEDIR)/hello.tar $(IMAGEDIR)/hello-v1.tar $(IMAGEDIR)/hello-v2.tar \
           $(IMAGEDIR)/etcd.tar $(IMAGEDIR)/layered.tar
@@ -18,7 +20,7 @@ IMAGES := $(IMAGEDIR)/hello.tar $(IMAGEDIR)/hello-v1.tar $(IMAGEDIR)/hello-v2.ta
 
 all: build
 
-build:
+build: deps
 	$(CARGO) build --release --locked
 
 # Idempotent: installs only what is missing (apt-get needs root, as the tests do).
@@ -29,15 +31,19 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
+# Built with the test profile (dependencies optimised), so `make test` compiles nothing twice.
+MKIMAGE := target/debug/examples/mkimage
 images: deps
-	$(CARGO) build --release --locked --example mkimage
+	$(CARGO) build --locked --example mkimage
 	@mkdir -p $(IMAGEDIR)
-	target/release/examples/mkimage images/hello/image.json $(IMAGEDIR)/hello.tar
-	target/release/examples/mkimage images/hello/image.json $(IMAGEDIR)/hello-v1.tar
-	target/release/examples/mkimage images/hello/image-v2.json $(IMAGEDIR)/hello-v2.tar
-	target/release/examples/mkimage images/etcd/image.json $(IMAGEDIR)/etcd.tar
-	target/release/examples/mkimage images/layered/image.json $(IMAGEDIR)/layered.tar
+	$(MKIMAGE) images/hello/image.json $(IMAGEDIR)/hello.tar
+	$(MKIMAGE) images/hello/image.json $(IMAGEDIR)/hello-v1.tar
+	$(MKIMAGE) images/hello/image-v2.json $(IMAGEDIR)/hello-v2.tar
+	$(MKIMAGE) images/etcd/image.json $(IMAGEDIR)/etcd.tar
+	$(MKIMAGE) images/layered/image.json $(IMAGEDIR)/layered.tar
 
+# Tiers: unit tests (lib), tests/images.rs and tests/runner.rs (root, no systemd),
+# tests/systemd.rs (units under a throwaway systemd: tests/testbed/testbed).
 test: deps images
 	$(CARGO) test --locked -- --test-threads=2
 

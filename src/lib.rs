@@ -28,5 +28,6 @@ pub mod lock;
 pub mod mount;
 pub mod oci_build;
 pub mod progress;
+pub mod runner;
 pub mod store;
 pub mod template;

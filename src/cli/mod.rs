@@ -2,6 +2,7 @@
 //! each mapping arguments to a library call and printing its result (a table or `--json`).
 
 mod images;
+mod internal;
 mod mount;
 mod output;
 mod pull;
@@ -53,6 +54,9 @@ pub enum Command {
     Mount(mount::MountArgs),
     /// Remove a view made by `hoist mount`
     Umount(mount::UmountArgs),
+    /// Plumbing used by generated units
+    #[command(hide = true)]
+    Internal(internal::InternalArgs),
 }
 
 /// What every handler gets.
@@ -99,12 +103,18 @@ impl Ctx {
 }
 
 pub fn run(cli: Cli) -> Result<()> {
+    // The runner must stay single-threaded and free of any runtime: dispatch it first.
+    let command = match cli.command {
+        Command::Internal(args) => internal::run(args),
+        other => other,
+    };
     let layout = Layout::new(&cli.global.root);
     let ctx = Ctx { global: cli.global, layout };
-    match cli.command {
+    match command {
         Command::Pull(a) => pull::run(&ctx, a),
         Command::Images(a) => images::run(&ctx, a),
         Command::Mount(a) => mount::mount(&ctx, a),
         Command::Umount(a) => mount::umount(&ctx, a),
+        Command::Internal(args) => internal::run(args),
     }
 }

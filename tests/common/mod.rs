@@ -152,3 +152,57 @@ pub fn snapshot(root: &Path) -> BTreeMap<String, String> {
 pub fn have(cmd: &str) -> bool {
     Command::new("sh").arg("-c").arg(format!("command -v {cmd}")).output().is_ok_and(|o| o.status.success())
 }
+
+/// Makes an OCI bundle in `dir`: the hello image's rootfs (hard-link checkout through the
+/// library) and a config.json running `args` with `spec_extra` merged into the spec.
+pub fn bundle(dir: &Path, args: &[&str], spec_extra: serde_json::Value) -> PathBuf {
+    use hoist::fetch::{self, PullOptions};
+    use hoist::imgref::ImageArg;
+    use hoist::progress::Progress;
+    let layout = hoist::layout::Layout::new(dir.join("state"));
+    let store = hoist::store::Store::open(&layout).unwrap();
+    let hoist::imgref::ImageArg::Source(src) = ImageArg::parse(&format!("oci-archive:{}", hello().display())).unwrap() else {
+        unreachable!()
+    };
+    let pulled = fetch::pull(&store, &src, &PullOptions::default(), &Progress::silent()).unwrap();
+    let b = dir.join("bundle");
+    hoist::images::checkout(&store, &pulled.manifest, &b.join("rootfs"), &Progress::silent()).unwrap();
+    let mut spec = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": {"terminal": false, "user": {"uid": 0, "gid": 0}, "args": args, "env": ["PATH=/bin:/usr/bin"], "cwd": "/"},
+        "root": {"path": "rootfs", "readonly": true},
+        "hostname": "c1",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]},
+            {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=1777"]}
+        ],
+        "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "uts"}, {"type": "ipc"}]}
+    });
+    merge(&mut spec, spec_extra);
+    fs::write(b.join("config.json"), serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
+    b
+}
+
+fn merge(a: &mut serde_json::Value, b: serde_json::Value) {
+    match (a, b) {
+        (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k).or_insert(serde_json::Value::Null), v);
+            }
+        }
+        (a, b) => *a = b,
+    }
+}
+
+/// Polls `f` until it returns Some, or panics with `what` after `secs`.
+pub fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out after {secs}s waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

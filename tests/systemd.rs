@@ -1,0 +1,170 @@
+//! Tier 3: the runner as the main process of real units, under a throwaway systemd (the testbed,
+//! `tests/testbed/testbed`): start, journal, stop, crash, in hybrid and unified cgroup guests.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::*;
+
+static N: AtomicUsize = AtomicUsize::new(0);
+
+/// A booted testbed; torn down on drop.
+struct Testbed {
+    dir: PathBuf,
+}
+
+impl Testbed {
+    fn up(cgroup: &str) -> Testbed {
+        let dir = PathBuf::from(format!("/var/tmp/hoist-test-tb-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+        let tb = Testbed { dir };
+        let o = tb.script().arg("up").env("TESTBED_CGROUP", cgroup).output().unwrap();
+        assert!(o.status.success(), "testbed up: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        tb
+    }
+
+    fn script(&self) -> Command {
+        let mut c = Command::new(repo().join("tests/testbed/testbed"));
+        c.env("HOIST_TESTBED_DIR", &self.dir).env("HOIST_BIN", HOIST).current_dir(repo());
+        c
+    }
+
+    fn sh(&self, script: &str) -> Output {
+        self.script().args(["exec", "sh", "-c", script]).output().unwrap()
+    }
+
+    /// Runs a shell script inside; insists on success; returns stdout.
+    fn ok(&self, script: &str) -> String {
+        let o = self.sh(script);
+        assert!(o.status.success(), "{script}\nstdout: {}\nstderr: {}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn prop(&self, unit: &str, prop: &str) -> String {
+        self.ok(&format!("systemctl show -P {prop} {unit}")).trim().to_string()
+    }
+
+    fn journal(&self, unit: &str) -> String {
+        self.ok(&format!("journalctl -u {unit} --no-pager -o cat"))
+    }
+
+    /// A busybox bundle inside the guest at /var/lib/hoist/bundles/NAME, and a unit running it.
+    fn unit(&self, name: &str, script: &str) {
+        let hello = hello();
+        let config = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "process": {"terminal": false, "user": {"uid": 0, "gid": 0}, "args": ["/bin/sh", "-c", script], "env": ["PATH=/bin"], "cwd": "/"},
+            "root": {"path": "rootfs", "readonly": true},
+            "hostname": name,
+            "mounts": [
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]}
+            ],
+            "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "uts"}, {"type": "ipc"}]}
+        });
+        self.ok(&format!(
+            r#"set -e
+            hoist -q pull oci-archive:{hello}
+            b=/var/lib/hoist/bundles/{name}
+            mkdir -p $b/rootfs
+            hoist -q mount hello $b/rootfs
+            cat > $b/config.json <<'EOC'
+{config}
+EOC
+            cat > /etc/systemd/system/{name}.service <<'EOU'
+[Unit]
+Description=test container {name}
+[Service]
+Type=notify
+NotifyAccess=main
+ExecStart=/usr/local/bin/hoist internal run-bundle --name %N --bundle /var/lib/hoist/bundles/%N
+KillMode=mixed
+Delegate=yes
+SyslogIdentifier=%N
+EOU
+            systemctl daemon-reload"#,
+            hello = hello.display()
+        ));
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        let _ = self.script().arg("down").output();
+    }
+}
+
+fn lifecycle(cgroup: &str) {
+    let tb = Testbed::up(cgroup);
+    tb.unit("svc", "echo hello from svc; trap 'echo svc got TERM; exit 0' TERM; while :; do sleep 1; done");
+    tb.ok("systemctl start svc");
+    assert_eq!(tb.prop("svc", "ActiveState"), "active");
+    let init = tb.ok(r#"sed 's/.*"pid":\([0-9]*\).*/\1/' /run/hoist/containers/svc/state.json"#).trim().to_string();
+    assert_eq!(tb.prop("svc", "StatusText"), format!("container svc running (pid {init})"));
+    wait_for("the container's line in the journal", 10, || tb.journal("svc").contains("hello from svc").then_some(()));
+    // The container runs inside the unit's cgroup, so stop, KillMode and the journal find it.
+    assert_eq!(tb.prop("svc", "ControlGroup"), "/system.slice/svc.service");
+    let cg = tb.ok(&format!("cat /proc/{init}/cgroup"));
+    assert!(cg.lines().any(|l| l.ends_with("/system.slice/svc.service/payload")), "{cg}");
+    assert!(tb.ok("systemctl show -P MainPID svc").trim() != init, "the runner, not the container, is the main process");
+    tb.ok("systemctl stop svc");
+    assert_eq!(tb.prop("svc", "ActiveState"), "inactive", "stopped cleanly, not failed");
+    assert_eq!(tb.prop("svc", "Result"), "success");
+    assert!(tb.journal("svc").contains("svc got TERM"));
+    tb.ok("test ! -e /run/hoist/containers/svc && test ! -e /run/hoist/bundles/svc");
+    wait_for("the unit's cgroups to be removed", 10, || {
+        tb.sh("ls -d /sys/fs/cgroup/system.slice/svc.service /sys/fs/cgroup/*/system.slice/svc.service 2>/dev/null").stdout.is_empty().then_some(())
+    });
+    // And it starts again.
+    tb.ok("systemctl start svc && systemctl stop svc");
+}
+
+#[test]
+fn unit_lifecycle_hybrid_cgroups() {
+    lifecycle("hybrid");
+}
+
+#[test]
+fn unit_lifecycle_unified_cgroups() {
+    lifecycle("unified");
+}
+
+#[test]
+fn crashing_container_fails_the_unit() {
+    let tb = Testbed::up("hybrid");
+    tb.unit("crash", "echo about to fail; sleep 0.2; exit 42");
+    // Type=notify: the start job succeeds once the container runs; then it dies.
+    let _ = tb.sh("systemctl start crash");
+    wait_for("the unit to fail", 10, || (tb.prop("crash", "ActiveState") == "failed").then_some(()));
+    assert_eq!(tb.prop("crash", "ExecMainStatus"), "42");
+    assert_eq!(tb.prop("crash", "Result"), "exit-code");
+    assert!(tb.journal("crash").contains("about to fail"));
+    tb.ok("test ! -e /run/hoist/containers/crash");
+}
+
+#[test]
+fn testbed_commands() {
+    let tb = Testbed::up("hybrid");
+    let st = tb.script().arg("status").output().unwrap();
+    assert!(String::from_utf8_lossy(&st.stdout).starts_with("running:"));
+    // `up` on a running testbed refuses.
+    let again = tb.script().arg("up").output().unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already runs"));
+    // exec passes the exit status, stdin and the working directory through, and runs our hoist.
+    assert_eq!(tb.sh("exit 5").status.code(), Some(5));
+    let mut child = tb.script().args(["exec", "cat"]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"through").unwrap();
+    drop(child.stdin.take());
+    assert_eq!(child.wait_with_output().unwrap().stdout, b"through");
+    assert_eq!(tb.ok("pwd").trim(), repo().display().to_string());
+    assert!(tb.ok("hoist --version").starts_with("hoist "));
+    assert_eq!(tb.ok("systemctl is-system-running").trim(), "running");
+    // The guest's /tmp is its own.
+    let marker = format!("/tmp/hoist-tb-marker-{}", std::process::id());
+    tb.ok(&format!("touch {marker}"));
+    assert!(!std::path::Path::new(&marker).exists());
+    drop(tb);
+}
