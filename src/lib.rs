@@ -16,6 +16,7 @@
 
 pub mod checkout;
 pub mod cli;
+pub mod deploy;
 pub mod digest;
 pub mod error;
 pub mod fetch;

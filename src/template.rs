@@ -18,7 +18,8 @@ pub enum TemplateError {
 #[derive(Debug, PartialEq)]
 enum Piece<'a> {
     Text(&'a str),
-    Var(&'a str),
+    /// A variable and the byte offset of its `$` in the template.
+    Var(&'a str, usize),
 }
 
 fn ident_len(s: &str) -> usize {
@@ -47,14 +48,14 @@ fn parse<'a>(file: &str, text: &'a str) -> Result<Vec<Piece<'a>>, TemplateError>
             if n == 0 || !r[n..].starts_with('}') {
                 return Err(invalid());
             }
-            out.push(Piece::Var(&r[..n]));
+            out.push(Piece::Var(&r[..n], text.len() - rest.len() + i));
             rest = &r[n + 1..];
         } else {
             let n = ident_len(after);
             if n == 0 {
                 return Err(invalid());
             }
-            out.push(Piece::Var(&after[..n]));
+            out.push(Piece::Var(&after[..n], text.len() - rest.len() + i));
             rest = &after[n..];
         }
     }
@@ -67,7 +68,7 @@ pub fn variables(file: &str, text: &str) -> Result<BTreeSet<String>, TemplateErr
     Ok(parse(file, text)?
         .into_iter()
         .filter_map(|p| match p {
-            Piece::Var(v) => Some(v.to_string()),
+            Piece::Var(v, _) => Some(v.to_string()),
             Piece::Text(_) => None,
         })
         .collect())
@@ -75,12 +76,21 @@ pub fn variables(file: &str, text: &str) -> Result<BTreeSet<String>, TemplateErr
 
 /// Renders `text`; `value(name)` returns the (already escaped) replacement or `None` if unknown.
 pub fn render(file: &str, text: &str, value: impl Fn(&str) -> Option<String>) -> Result<String, TemplateError> {
+    render_at(file, text, |v, _| value(v))
+}
+
+/// Like [`render`], also telling `value` the byte offset of the placeholder in `text`.
+pub fn render_at(
+    file: &str,
+    text: &str,
+    value: impl Fn(&str, usize) -> Option<String>,
+) -> Result<String, TemplateError> {
     let mut out = String::with_capacity(text.len());
     for p in parse(file, text)? {
         match p {
             Piece::Text(t) => out.push_str(t),
-            Piece::Var(v) => out.push_str(
-                &value(v).ok_or_else(|| TemplateError::Unknown { file: file.to_string(), var: v.to_string() })?,
+            Piece::Var(v, at) => out.push_str(
+                &value(v, at).ok_or_else(|| TemplateError::Unknown { file: file.to_string(), var: v.to_string() })?,
             ),
         }
     }

@@ -22,7 +22,11 @@ fn setup(args: &[&str], extra: serde_json::Value) -> Run {
     let dir = tempfile::Builder::new().prefix("hoist-runner-").tempdir_in(repo().join("target")).unwrap();
     let bundle = bundle(dir.path(), args, extra);
     let state = dir.path().join("run");
-    let name = format!("rt{}-{}", std::process::id(), dir.path().file_name().unwrap().to_string_lossy().rsplit('-').next().unwrap().to_lowercase());
+    let name = format!(
+        "rt{}-{}",
+        std::process::id(),
+        dir.path().file_name().unwrap().to_string_lossy().rsplit('-').next().unwrap().to_lowercase()
+    );
     Run { _dir: dir, bundle, state, name }
 }
 
@@ -94,7 +98,10 @@ fn wait_line(child: &mut Child, needle: &str) {
 
 #[test]
 fn signals_are_forwarded() {
-    let r = setup(&["/bin/sh", "-c", "trap 'echo got TERM; exit 3' TERM; echo ready; while :; do sleep 1; done"], json!({}));
+    let r = setup(
+        &["/bin/sh", "-c", "trap 'echo got TERM; exit 3' TERM; echo ready; while :; do sleep 1; done"],
+        json!({}),
+    );
     let mut child = r.spawn();
     wait_line(&mut child, "ready");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
@@ -180,11 +187,23 @@ fn bad_bundles_are_refused_clearly() {
     assert!(!err.contains("panicked"));
 
     let missing = Path::new("/nonexistent-bundle");
-    let o = Command::new(HOIST).args(["internal", "run-bundle", "--name", "x", "--bundle"]).arg(missing).arg("--state-root").arg(r.state.as_os_str()).output().unwrap();
+    let o = Command::new(HOIST)
+        .args(["internal", "run-bundle", "--name", "x", "--bundle"])
+        .arg(missing)
+        .arg("--state-root")
+        .arg(r.state.as_os_str())
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent-bundle"));
 
-    let o = Command::new(HOIST).args(["internal", "run-bundle", "--name", "../x", "--bundle"]).arg(&r.bundle).arg("--state-root").arg(r.state.as_os_str()).output().unwrap();
+    let o = Command::new(HOIST)
+        .args(["internal", "run-bundle", "--name", "../x", "--bundle"])
+        .arg(&r.bundle)
+        .arg("--state-root")
+        .arg(r.state.as_os_str())
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("invalid container name"));
     assert!(!r.state.join("x").exists());

@@ -18,10 +18,19 @@ struct Testbed {
 
 impl Testbed {
     fn up(cgroup: &str) -> Testbed {
-        let dir = PathBuf::from(format!("/var/tmp/hoist-test-tb-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+        let dir = PathBuf::from(format!(
+            "/var/tmp/hoist-test-tb-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
         let tb = Testbed { dir };
         let o = tb.script().arg("up").env("TESTBED_CGROUP", cgroup).output().unwrap();
-        assert!(o.status.success(), "testbed up: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "testbed up: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
         tb
     }
 
@@ -38,7 +47,12 @@ impl Testbed {
     /// Runs a shell script inside; insists on success; returns stdout.
     fn ok(&self, script: &str) -> String {
         let o = self.sh(script);
-        assert!(o.status.success(), "{script}\nstdout: {}\nstderr: {}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "{script}\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
@@ -108,14 +122,20 @@ fn lifecycle(cgroup: &str) {
     assert_eq!(tb.prop("svc", "ControlGroup"), "/system.slice/svc.service");
     let cg = tb.ok(&format!("cat /proc/{init}/cgroup"));
     assert!(cg.lines().any(|l| l.ends_with("/system.slice/svc.service/payload")), "{cg}");
-    assert!(tb.ok("systemctl show -P MainPID svc").trim() != init, "the runner, not the container, is the main process");
+    assert!(
+        tb.ok("systemctl show -P MainPID svc").trim() != init,
+        "the runner, not the container, is the main process"
+    );
     tb.ok("systemctl stop svc");
     assert_eq!(tb.prop("svc", "ActiveState"), "inactive", "stopped cleanly, not failed");
     assert_eq!(tb.prop("svc", "Result"), "success");
     assert!(tb.journal("svc").contains("svc got TERM"));
     tb.ok("test ! -e /run/hoist/containers/svc && test ! -e /run/hoist/bundles/svc");
     wait_for("the unit's cgroups to be removed", 10, || {
-        tb.sh("ls -d /sys/fs/cgroup/system.slice/svc.service /sys/fs/cgroup/*/system.slice/svc.service 2>/dev/null").stdout.is_empty().then_some(())
+        tb.sh("ls -d /sys/fs/cgroup/system.slice/svc.service /sys/fs/cgroup/*/system.slice/svc.service 2>/dev/null")
+            .stdout
+            .is_empty()
+            .then_some(())
     });
     // And it starts again.
     tb.ok("systemctl start svc && systemctl stop svc");
@@ -155,7 +175,13 @@ fn testbed_commands() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("already runs"));
     // exec passes the exit status, stdin and the working directory through, and runs our hoist.
     assert_eq!(tb.sh("exit 5").status.code(), Some(5));
-    let mut child = tb.script().args(["exec", "cat"]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut child = tb
+        .script()
+        .args(["exec", "cat"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"through").unwrap();
     drop(child.stdin.take());
     assert_eq!(child.wait_with_output().unwrap().stdout, b"through");

@@ -13,22 +13,7 @@ use crate::progress::Progress;
 use crate::store::Store;
 use crate::template;
 
-/// Variables hoist always sets itself (a `--set` cannot change them).
-pub const FORCED_VARIABLES: &[&str] = &[
-    "NAME",
-    "DESTDIR",
-    "EXEC_START",
-    "EXEC_STOP",
-    "EXEC_STARTPRE",
-    "EXEC_STOPPOST",
-    "HOST_UID",
-    "HOST_GID",
-    "IMAGE_NAME",
-    "IMAGE_ID",
-];
-/// Variables hoist sets unless `--set` or the image's defaults give them.
-pub const OVERRIDABLE_VARIABLES: &[&str] =
-    &["RUN_DIRECTORY", "STATE_DIRECTORY", "CONF_DIRECTORY", "PIDFILE", "UUID", "ALL_PROCESS_CAPABILITIES", "RUNTIME"];
+pub use crate::deploy::values::{FORCED as FORCED_VARIABLES, OVERRIDABLE as OVERRIDABLE_VARIABLES};
 
 /// The template files of the image contract, under `/exports`.
 pub const TEMPLATE_FILES: &[&str] = &["config.json.template", "service.template", "tmpfiles.template"];

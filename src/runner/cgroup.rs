@@ -82,7 +82,8 @@ pub fn current() -> Option<String> {
 mod tests {
     use super::*;
 
-    const HYBRID: &str = "12:memory:/process_api/7\n1:name=systemd:/system.slice/etcd.service\n0::/system.slice/etcd.service\n";
+    const HYBRID: &str =
+        "12:memory:/process_api/7\n1:name=systemd:/system.slice/etcd.service\n0::/system.slice/etcd.service\n";
     const UNIFIED: &str = "0::/system.slice/hello.service\n";
 
     #[test]
@@ -96,7 +97,10 @@ mod tests {
     fn placements() {
         assert_eq!(
             placement("/system.slice/hello.service", "hello", true, true),
-            Placement { payload: "/system.slice/hello.service/payload".into(), supervisor: Some("/system.slice/hello.service/supervisor".into()) }
+            Placement {
+                payload: "/system.slice/hello.service/payload".into(),
+                supervisor: Some("/system.slice/hello.service/supervisor".into())
+            }
         );
         assert_eq!(placement("/system.slice/hello.service", "hello", true, false).supervisor, None);
         assert_eq!(placement("/", "t1", false, false).payload, PathBuf::from("/hoist-t1"));

@@ -133,7 +133,10 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, RunnerError> {
 
 /// libcontainer's id rule, checked before the name is used in any path.
 fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name != "." && name != ".." && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+-.".contains(&b))
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+-.".contains(&b))
 }
 
 /// Forwards signals to `init` and reaps children until `init` exits.
@@ -210,7 +213,8 @@ fn prepare_bundle(opts: &RunOptions) -> Result<(PathBuf, cgroup::Placement), Run
     let dir = opts.state_root.join("bundles").join(name);
     fsutil::ensure_dir(&dir, 0o700).map_err(|source| RunnerError::Io { name: name.to_string(), source })?;
     let data = serde_json::to_vec_pretty(&spec).map_err(|e| bad(e.to_string()))?;
-    fsutil::write_atomic(&dir.join("config.json"), &data, 0o600).map_err(|source| RunnerError::Io { name: name.to_string(), source })?;
+    fsutil::write_atomic(&dir.join("config.json"), &data, 0o600)
+        .map_err(|source| RunnerError::Io { name: name.to_string(), source })?;
     Ok((dir, place))
 }
 
@@ -220,7 +224,19 @@ pub fn exit_like(outcome: Outcome) -> ! {
         Outcome::Exited(code) => std::process::exit(code),
         Outcome::Signaled(sig) => {
             // Signals that would dump core are reported as 128+n instead of dumping the runner.
-            let core = matches!(sig, Signal::SIGQUIT | Signal::SIGABRT | Signal::SIGSEGV | Signal::SIGBUS | Signal::SIGILL | Signal::SIGFPE | Signal::SIGSYS | Signal::SIGTRAP | Signal::SIGXCPU | Signal::SIGXFSZ);
+            let core = matches!(
+                sig,
+                Signal::SIGQUIT
+                    | Signal::SIGABRT
+                    | Signal::SIGSEGV
+                    | Signal::SIGBUS
+                    | Signal::SIGILL
+                    | Signal::SIGFPE
+                    | Signal::SIGSYS
+                    | Signal::SIGTRAP
+                    | Signal::SIGXCPU
+                    | Signal::SIGXFSZ
+            );
             if !core {
                 // Default dispositions are in place (the runner installs no handlers; SIGPIPE
                 // was reset at start) and the mask is lifted: this kills us with `sig`.

@@ -43,7 +43,8 @@ mod tests {
 
         use std::os::linux::net::SocketAddrExt;
         let name = format!("hoist-test-{}", std::process::id());
-        let rx = UnixDatagram::bind_addr(&std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap()).unwrap();
+        let rx = UnixDatagram::bind_addr(&std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap())
+            .unwrap();
         send(&format!("@{name}"), "READY=1").unwrap();
         let n = rx.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"READY=1");

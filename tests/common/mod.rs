@@ -161,7 +161,8 @@ pub fn bundle(dir: &Path, args: &[&str], spec_extra: serde_json::Value) -> PathB
     use hoist::progress::Progress;
     let layout = hoist::layout::Layout::new(dir.join("state"));
     let store = hoist::store::Store::open(&layout).unwrap();
-    let hoist::imgref::ImageArg::Source(src) = ImageArg::parse(&format!("oci-archive:{}", hello().display())).unwrap() else {
+    let hoist::imgref::ImageArg::Source(src) = ImageArg::parse(&format!("oci-archive:{}", hello().display())).unwrap()
+    else {
         unreachable!()
     };
     let pulled = fetch::pull(&store, &src, &PullOptions::default(), &Progress::silent()).unwrap();

@@ -1,0 +1,257 @@
+//! Rendering `config.json`, the OCI runtime config of a deployment: the image's
+//! `config.json.template`, or one generated from the image config when the image has no
+//! `/exports`. Pure (the one lookup, a user name in the image's `/etc/passwd`, is passed in).
+//!
+//! Rules every config must keep (atomic's, checked after rendering): `root.path` is `rootfs`,
+//! `root.readonly` is true, `process.terminal` is false.
+
+use std::collections::BTreeMap;
+
+use oci_spec::image::ImageConfiguration;
+use serde_json::{Value, json};
+
+use super::values::{Target, ValueError, Values};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error(transparent)]
+    Value(#[from] ValueError),
+    #[error("{file}: rendered config is not valid JSON: {reason} (check --set values used in it)")]
+    Json { file: String, reason: String },
+    #[error("{file}: not a valid OCI runtime config: {reason}")]
+    Spec { file: String, reason: String },
+    #[error("{file}: {reason}")]
+    Rule { file: String, reason: &'static str },
+    #[error("image config: {0}")]
+    Image(String),
+}
+
+/// Docker's default capability set: what a generated config grants.
+pub const DEFAULT_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// Renders (or generates) the config and checks the rules. Returns pretty JSON.
+pub fn render(
+    template: Option<&str>,
+    image: &ImageConfiguration,
+    values: &Values,
+    user: Option<(u32, u32)>,
+) -> Result<String, BundleError> {
+    let (file, spec) = match template {
+        Some(t) => {
+            let file = "/exports/config.json.template";
+            let text = values.render(file, t, Target::Json)?;
+            let v: Value = serde_json::from_str(&text)
+                .map_err(|e| BundleError::Json { file: file.into(), reason: e.to_string() })?;
+            (file, v)
+        }
+        None => ("generated config", generate(image, values, user)?),
+    };
+    check(file, &spec)?;
+    Ok(serde_json::to_string_pretty(&spec).expect("json"))
+}
+
+fn check(file: &str, spec: &Value) -> Result<(), BundleError> {
+    let rule = |reason| BundleError::Rule { file: file.to_string(), reason };
+    serde_json::from_value::<oci_spec::runtime::Spec>(spec.clone())
+        .map_err(|e| BundleError::Spec { file: file.into(), reason: e.to_string() })?;
+    if spec["root"]["path"] != "rootfs" {
+        return Err(rule("root.path must be \"rootfs\""));
+    }
+    if spec["root"]["readonly"] != true {
+        return Err(rule("root.readonly must be true (system containers run from a read-only checkout)"));
+    }
+    if spec["process"]["terminal"] == true {
+        return Err(rule("process.terminal must be false (a service has no console)"));
+    }
+    Ok(())
+}
+
+/// Where an image VOLUME lives on the host: `$STATE_DIRECTORY/$NAME/<path with / as ->`.
+pub fn volume_source(values: &Values, volume: &str) -> String {
+    let state = values.get("STATE_DIRECTORY").unwrap_or("/var/lib");
+    let name = values.get("NAME").unwrap_or("container");
+    let flat = volume.trim_matches('/').replace('/', "-");
+    format!("{state}/{name}/{}", if flat.is_empty() { "root" } else { &flat })
+}
+
+/// A config for an image without `/exports`: its Entrypoint/Cmd, Env, WorkingDir, User, and one
+/// host directory per VOLUME; host network, own pid/ipc/uts/mount namespaces.
+pub fn generate(image: &ImageConfiguration, values: &Values, user: Option<(u32, u32)>) -> Result<Value, BundleError> {
+    let cfg = image.config().clone().unwrap_or_default();
+    let mut args: Vec<String> = cfg.entrypoint().clone().unwrap_or_default();
+    args.extend(cfg.cmd().clone().unwrap_or_default());
+    if args.is_empty() {
+        return Err(BundleError::Image("no Entrypoint or Cmd: the image needs /exports/config.json.template".into()));
+    }
+    let mut env: Vec<String> = cfg.env().clone().unwrap_or_default();
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    }
+    if let Some(name) = values.get("NAME") {
+        env.push(format!("NAME={name}"));
+    }
+    let (uid, gid) = user.unwrap_or((0, 0));
+    let mut mounts = vec![
+        json!({"destination": "/proc", "type": "proc", "source": "proc"}),
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]}),
+        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
+        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
+        json!({"destination": "/run", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=755"]}),
+        json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"]}),
+    ];
+    let volumes: BTreeMap<String, ()> =
+        cfg.volumes().clone().unwrap_or_default().into_iter().map(|v| (v, ())).collect();
+    for v in volumes.keys() {
+        mounts.push(
+            json!({"destination": v, "type": "bind", "source": volume_source(values, v), "options": ["rbind", "rw"]}),
+        );
+    }
+    Ok(json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": {"uid": uid, "gid": gid},
+            "args": args,
+            "env": env,
+            "cwd": cfg.working_dir().clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into()),
+            "capabilities": {"bounding": DEFAULT_CAPS, "effective": DEFAULT_CAPS, "permitted": DEFAULT_CAPS},
+            "noNewPrivileges": true
+        },
+        "root": {"path": "rootfs", "readonly": true},
+        "hostname": values.get("NAME").unwrap_or("container"),
+        "mounts": mounts,
+        "linux": {
+            "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}],
+            "maskedPaths": ["/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware"],
+            "readonlyPaths": ["/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+        }
+    }))
+}
+
+/// Host directories the config bind-mounts (tmpfiles creates the missing ones).
+pub fn bind_sources(config_json: &str) -> Vec<String> {
+    let v: Value = serde_json::from_str(config_json).unwrap_or(Value::Null);
+    v["mounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| {
+            m["type"] == "bind"
+                || m["options"].as_array().is_some_and(|o| o.iter().any(|x| x == "bind" || x == "rbind"))
+        })
+        .filter_map(|m| m["source"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Resolves an image `User` (`uid[:gid]` or `name[:group]`) with the image's passwd/group text.
+pub fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<(u32, u32), BundleError> {
+    let (u, g) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let lookup = |table: &str, name: &str, field: usize| {
+        table.lines().find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.first() == Some(&name)).then(|| f.get(field).and_then(|x| x.parse::<u32>().ok())).flatten()
+        })
+    };
+    let uid = u
+        .parse()
+        .ok()
+        .or_else(|| lookup(passwd, u, 2))
+        .ok_or_else(|| BundleError::Image(format!("user {u:?} not found in the image's /etc/passwd")))?;
+    let gid = match g {
+        Some(g) => g
+            .parse()
+            .ok()
+            .or_else(|| lookup(group, g, 2))
+            .ok_or_else(|| BundleError::Image(format!("group {g:?} not found in the image's /etc/group")))?,
+        None => passwd
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.get(2).and_then(|x| x.parse::<u32>().ok()) == Some(uid))
+                    .then(|| f.get(3).and_then(|x| x.parse().ok()))
+                    .flatten()
+            })
+            .unwrap_or(0),
+    };
+    Ok((uid, gid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values() -> Values {
+        Values(
+            [("NAME", "web"), ("STATE_DIRECTORY", "/var/lib"), ("PORT", "80")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    fn image(cfg: Value) -> ImageConfiguration {
+        serde_json::from_value(json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}, "config": cfg})).unwrap()
+    }
+
+    #[test]
+    fn generated_from_image_config() {
+        let img = image(
+            json!({"Entrypoint": ["/bin/httpd"], "Cmd": ["-f"], "Env": ["A=1"], "WorkingDir": "/srv", "Volumes": {"/var/www/data": {}}}),
+        );
+        let text = render(None, &img, &values(), Some((33, 33))).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["process"]["args"], json!(["/bin/httpd", "-f"]));
+        assert_eq!(v["process"]["cwd"], "/srv");
+        assert_eq!(v["process"]["user"], json!({"uid": 33, "gid": 33}));
+        assert!(v["process"]["env"].as_array().unwrap().contains(&json!("A=1")));
+        assert_eq!(bind_sources(&text), ["/var/lib/web/var-www-data"]);
+        assert!(v["linux"]["namespaces"].as_array().unwrap().iter().all(|n| n["type"] != "network"), "host network");
+        assert!(matches!(render(None, &image(json!({})), &values(), None), Err(BundleError::Image(_))));
+    }
+
+    #[test]
+    fn template_rules() {
+        let img = image(json!({}));
+        let ok = r#"{"ociVersion": "1.0.2", "process": {"args": ["/x"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "env": ["PORT=$PORT"]}, "root": {"path": "rootfs", "readonly": true}}"#;
+        assert!(render(Some(ok), &img, &values(), None).unwrap().contains("PORT=80"));
+        let rw = ok.replace("\"readonly\": true", "\"readonly\": false");
+        assert!(matches!(render(Some(&rw), &img, &values(), None), Err(BundleError::Rule { .. })));
+        let path = ok.replace("\"path\": \"rootfs\"", "\"path\": \"/\"");
+        assert!(matches!(render(Some(&path), &img, &values(), None), Err(BundleError::Rule { .. })));
+        let broken = ok.replace("\"PORT=$PORT\"", "$PORT");
+        let hostile = Values(BTreeMap::from([("PORT".into(), "1, 2".into())]));
+        assert!(matches!(render(Some(&broken), &img, &hostile, None), Err(BundleError::Value(_))));
+        let unclosed = ok.replace("\"PORT=$PORT\"]", "\"PORT=$PORT\"");
+        assert!(matches!(render(Some(&unclosed), &img, &values(), None), Err(BundleError::Json { .. })));
+    }
+
+    #[test]
+    fn users() {
+        let passwd = "root:x:0:0::/root:/bin/sh\nwww:x:33:34::/var/www:/bin/false\n";
+        let group = "root:x:0:\nwww:x:34:\nadm:x:4:\n";
+        assert_eq!(resolve_user("www", passwd, group).unwrap(), (33, 34));
+        assert_eq!(resolve_user("1000:adm", passwd, group).unwrap(), (1000, 4));
+        assert_eq!(resolve_user("33", passwd, group).unwrap(), (33, 34));
+        assert!(resolve_user("nobody", passwd, group).is_err());
+    }
+}

@@ -1,0 +1,8 @@
+//! Deployments: turning a stored image into a bundle, a unit and host files.
+//!
+//! Pure renderers ([`values`], [`bundle`], [`unit`], [`unitfile`]) and the deployment record.
+
+pub mod bundle;
+pub mod unit;
+pub mod unitfile;
+pub mod values;
