@@ -31,4 +31,5 @@ pub mod oci_build;
 pub mod progress;
 pub mod runner;
 pub mod store;
+pub mod systemd;
 pub mod template;
