@@ -20,6 +20,10 @@ pub enum Error {
     Images(#[from] ImagesError),
     #[error(transparent)]
     Mount(#[from] MountError),
+    #[error(transparent)]
+    Ops(#[from] crate::ops::OpsError),
+    #[error(transparent)]
+    Systemd(#[from] crate::systemd::SystemdError),
     #[error("state root: {0}")]
     State(PathError),
     /// Arguments that parse but make no sense together.

@@ -28,6 +28,7 @@ pub mod layout;
 pub mod lock;
 pub mod mount;
 pub mod oci_build;
+pub mod ops;
 pub mod progress;
 pub mod runner;
 pub mod store;

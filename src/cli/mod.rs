@@ -2,10 +2,15 @@
 //! each mapping arguments to a library call and printing its result (a table or `--json`).
 
 mod images;
+mod install;
 mod internal;
+mod list;
+mod logs;
 mod mount;
 mod output;
 mod pull;
+mod run;
+mod uninstall;
 
 use std::path::PathBuf;
 
@@ -46,6 +51,18 @@ pub struct GlobalOpts {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Install an image as a systemd service (pulls it first if needed)
+    Install(install::InstallArgs),
+    /// Stop, disable and remove system containers (data stays unless --purge)
+    Uninstall(uninstall::UninstallArgs),
+    /// List system containers (running ones; -a for all)
+    List(list::ListArgs),
+    /// A container's unit state and deployment
+    Status(list::StatusArgs),
+    /// A container's journal
+    Logs(logs::LogsArgs),
+    /// Run a command in a container (exec when running, one-shot when stopped)
+    Run(run::RunArgs),
     /// Fetch an image into the local store (idempotent)
     Pull(pull::PullArgs),
     /// List, remove, inspect and prune stored images
@@ -63,6 +80,7 @@ pub enum Command {
 pub struct Ctx {
     pub global: GlobalOpts,
     pub layout: Layout,
+    pub host: crate::ops::Host,
 }
 
 impl Ctx {
@@ -108,9 +126,17 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Internal(args) => internal::run(args),
         other => other,
     };
-    let layout = Layout::new(&cli.global.root);
-    let ctx = Ctx { global: cli.global, layout };
+    // Deployments record absolute paths (units point at them): make the root absolute.
+    let root = std::env::current_dir().map(|d| d.join(&cli.global.root)).unwrap_or_else(|_| cli.global.root.clone());
+    let layout = Layout::new(root);
+    let ctx = Ctx { global: cli.global, layout, host: crate::ops::Host::default() };
     match command {
+        Command::Install(a) => install::run(&ctx, a),
+        Command::Uninstall(a) => uninstall::run(&ctx, a),
+        Command::List(a) => list::list(&ctx, a),
+        Command::Status(a) => list::status(&ctx, a),
+        Command::Logs(a) => logs::run(&ctx, a),
+        Command::Run(a) => run::run(&ctx, a),
         Command::Pull(a) => pull::run(&ctx, a),
         Command::Images(a) => images::run(&ctx, a),
         Command::Mount(a) => mount::mount(&ctx, a),

@@ -3,6 +3,8 @@
 //! Pure renderers ([`values`], [`bundle`], [`unit`], [`unitfile`]) and the deployment record.
 
 pub mod bundle;
+pub mod hostfs;
+pub mod record;
 pub mod unit;
 pub mod unitfile;
 pub mod values;

@@ -38,7 +38,10 @@ pub struct Placement {
 }
 
 pub fn placement(own: &str, name: &str, under_systemd: bool, unified: bool) -> Placement {
-    let base = PathBuf::from(if own.is_empty() { "/" } else { own });
+    // Outside our cgroup namespace's root (e.g. entered with nsenter) the path reads "/..":
+    // start from the namespace root then.
+    let usable = own.starts_with('/') && !own.split('/').any(|c| c == "..");
+    let base = PathBuf::from(if usable { own } else { "/" });
     if under_systemd {
         Placement { payload: base.join("payload"), supervisor: unified.then(|| base.join("supervisor")) }
     } else {
@@ -104,5 +107,6 @@ mod tests {
         );
         assert_eq!(placement("/system.slice/hello.service", "hello", true, false).supervisor, None);
         assert_eq!(placement("/", "t1", false, false).payload, PathBuf::from("/hoist-t1"));
+        assert_eq!(placement("/..", "t1", false, false).payload, PathBuf::from("/hoist-t1"));
     }
 }

@@ -42,7 +42,7 @@ pub enum RunnerError {
     #[error("{name}: bundle {}: {reason}", bundle.display())]
     Spec { name: String, bundle: PathBuf, reason: String },
     #[error("{name}: {step}: {source}")]
-    Container { name: String, step: &'static str, source: LibcontainerError },
+    Container { name: String, step: &'static str, source: Box<LibcontainerError> },
     #[error("{name}: {step}: {source}")]
     Sys { name: String, step: &'static str, source: nix::Error },
     #[error("{name}: {source}")]
@@ -87,7 +87,7 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, RunnerError> {
     clean_stale(name, &containers.join(name));
 
     let (runtime_bundle, place) = prepare_bundle(opts)?;
-    let lc = |step| move |source| RunnerError::Container { name: name.to_string(), step, source };
+    let lc = |step| move |source| RunnerError::Container { name: name.to_string(), step, source: Box::new(source) };
     let mut container = ContainerBuilder::new(name.to_string(), SyscallType::default())
         .with_root_path(&containers)
         .map_err(lc("state root"))?

@@ -131,10 +131,10 @@ impl Systemd {
         let job = f().await.map_err(call(unit, verb))?;
         let wait = async {
             while let Some(sig) = removed.next().await {
-                if let Ok(args) = sig.args() {
-                    if args.job().as_str() == job.as_str() {
-                        return Ok(args.result().to_string());
-                    }
+                if let Ok(args) = sig.args()
+                    && args.job().as_str() == job.as_str()
+                {
+                    return Ok(args.result().to_string());
                 }
             }
             Err(SystemdError::Call {

@@ -1,0 +1,71 @@
+use std::path::PathBuf;
+
+use clap::Args;
+use serde::Serialize;
+
+use super::pull::stored_query;
+use super::{Ctx, output};
+use crate::deploy::values::parse_sets;
+use crate::error::{Error, Result};
+use crate::ops::install::{self, InstallOptions};
+use crate::systemd::{self, Systemd};
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// Container and unit name (default: the image's last path component, -TAG unless latest)
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Template value NAME=VALUE (repeatable; see `hoist images info IMAGE`)
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub sets: Vec<String>,
+    /// Run the container with this OCI runtime (runc, crun) instead of hoist's runner
+    #[arg(long, value_name = "PATH")]
+    pub runtime: Option<PathBuf>,
+    /// Start the service too (waits for it to be running)
+    #[arg(long)]
+    pub now: bool,
+    /// A stored image or a source reference (pulled first if missing)
+    pub image: String,
+}
+
+#[derive(Serialize)]
+struct J<'a> {
+    action: &'static str,
+    result: &'static str,
+    #[serde(flatten)]
+    installed: &'a install::Installed,
+}
+
+pub fn run(ctx: &Ctx, args: InstallArgs) -> Result<()> {
+    let sets = parse_sets(&args.sets).map_err(|e| Error::Usage(e.to_string()))?;
+    let query = stored_query(ctx, &args.image)?;
+    let (store, _lock) = ctx.store_locked()?;
+    let img = store.resolve(&query)?;
+    let opts = InstallOptions { name: args.name, sets, runtime: args.runtime, now: args.now };
+    let progress = ctx.progress();
+    let installed = systemd::block_on(async {
+        let sd = Systemd::connect().await?;
+        Ok::<_, Error>(install::install(&store, &sd, &ctx.host, &img, &opts, &progress).await?)
+    })?;
+    if ctx.global.json {
+        output::json(&J { action: "install", result: "done", installed: &installed });
+        return Ok(());
+    }
+    for f in &installed.host_files {
+        ctx.say(&format!("Created file {f}"));
+    }
+    for f in &installed.skipped_host_files {
+        ctx.say(&format!("Kept existing file {f} (not managed by hoist)"));
+    }
+    let what = if installed.started { "installed, enabled and started" } else { "installed and enabled" };
+    ctx.say(&format!(
+        "{}: {what} from {} ({})",
+        installed.name,
+        installed.image,
+        &installed.digest["sha256:".len()..][..12]
+    ));
+    if !installed.started {
+        ctx.say(&format!("Start it with: systemctl start {}", installed.name));
+    }
+    Ok(())
+}

@@ -1,0 +1,92 @@
+use clap::Args;
+
+use super::{Ctx, output};
+use crate::error::{Error, Result};
+use crate::ops::query;
+use crate::systemd::{self, Systemd};
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Show every container, not only running ones
+    #[arg(short, long)]
+    pub all: bool,
+    /// Show full digests
+    #[arg(long)]
+    pub no_trunc: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    pub name: String,
+}
+
+pub fn list(ctx: &Ctx, args: ListArgs) -> Result<()> {
+    let rows = systemd::block_on(async {
+        // Listing works without systemd (states read "unknown"), so a broken bus never hides
+        // what is installed.
+        let sd = Systemd::connect().await.ok();
+        query::list(&ctx.layout, sd.as_ref()).await
+    });
+    let rows: Vec<_> = rows.into_iter().filter(|r| args.all || r.state == "running").collect();
+    if ctx.global.json {
+        output::json(&rows);
+        return Ok(());
+    }
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let digest = r.digest.strip_prefix("sha256:").unwrap_or(&r.digest);
+            let digest = if args.no_trunc || digest.len() < 12 { r.digest.clone() } else { digest[..12].to_string() };
+            vec![
+                r.name.clone(),
+                r.image.clone(),
+                digest,
+                r.deployment.map(|d| d.to_string()).unwrap_or_else(|| "-".into()),
+                r.state.clone(),
+                r.runtime.clone(),
+            ]
+        })
+        .collect();
+    output::table(&["NAME", "IMAGE", "DIGEST", "DEPLOYMENT", "STATE", "RUNTIME"], &table);
+    Ok(())
+}
+
+pub fn status(ctx: &Ctx, args: StatusArgs) -> Result<()> {
+    let st = systemd::block_on(async {
+        let sd = Systemd::connect().await?;
+        Ok::<_, Error>(query::status(&ctx.layout, &sd, &args.name).await?)
+    })?;
+    if ctx.global.json {
+        output::json(&st);
+        return Ok(());
+    }
+    let s = &st.summary;
+    println!("{}: {}", s.name, s.state);
+    println!("  image:       {} ({})", s.image, s.digest);
+    if let Some(src) = &st.source {
+        println!("  source:      {src}");
+    }
+    println!(
+        "  deployment:  {} (of {})",
+        s.deployment.map(|d| d.to_string()).unwrap_or_else(|| "?".into()),
+        st.deployments.iter().map(|(n, i)| format!("{n}: {i}")).collect::<Vec<_>>().join(", ")
+    );
+    println!("  runtime:     {}", s.runtime);
+    if let Some(u) = &st.unit {
+        println!("  unit:        {}.service {} ({}), {}", s.name, u.active_state, u.sub_state, u.unit_file_state);
+        if u.main_pid != 0 {
+            println!("  main pid:    {}", u.main_pid);
+        }
+        if u.result != "success" && !u.result.is_empty() {
+            println!("  last result: {} (exit status {})", u.result, u.exec_main_status);
+        }
+        if u.n_restarts > 0 {
+            println!("  restarts:    {}", u.n_restarts);
+        }
+    }
+    for f in &st.host_files {
+        println!("  host file:   {f}");
+    }
+    println!("Logs: hoist logs {}   (journalctl -u {})", s.name, s.name);
+    Ok(())
+}

@@ -1,0 +1,42 @@
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use clap::Args;
+
+use super::Ctx;
+use crate::error::{Error, Result};
+use crate::ops::{self, OpsError};
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    pub name: String,
+    /// Keep printing new lines
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Number of lines to show
+    #[arg(short = 'n', long, value_name = "N")]
+    pub lines: Option<u64>,
+}
+
+/// The unit's journal, through journalctl (handles rotation, namespaces and permissions).
+pub fn run(ctx: &Ctx, args: LogsArgs) -> Result<()> {
+    if !ops::valid_name(&args.name) {
+        return Err(OpsError::BadName(args.name).into());
+    }
+    if ops::current_slot(&ctx.layout, &args.name).is_none() {
+        return Err(OpsError::NoSuch(args.name).into());
+    }
+    let mut c = Command::new("journalctl");
+    c.arg("-u").arg(format!("{}.service", args.name)).arg("--no-pager");
+    if args.follow {
+        c.arg("-f");
+    }
+    if let Some(n) = args.lines {
+        c.arg("-n").arg(n.to_string());
+    }
+    if ctx.global.json {
+        c.args(["-o", "json"]);
+    }
+    let e = c.exec();
+    Err(Error::Usage(format!("cannot run journalctl: {e}")))
+}
