@@ -87,7 +87,6 @@ fn testbed_commands() {
     // ... so relative source paths work inside.
     let _ = hello();
     assert!(tb.ok("hoist --root /tmp/r pull oci-archive:target/test-images/hello.tar").contains("Pulled hello:latest"));
-    );
     assert!(tb.ok("hoist --version").starts_with("hoist "));
     assert_eq!(tb.ok("systemctl is-system-running").trim(), "running");
     // The guest's /tmp is its own.
