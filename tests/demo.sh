@@ -1,40 +1,82 @@
 #!/usr/bin/env bash
-# `make demo`: a guided tour of what hoist can do so far, printed like a tutorial.
-# It uses its own state root (target/demo/root), so it never touches /var/lib/hoist.
+# `make demo`: etcd as a system container, end to end, printed like a tutorial.
+#
+# Where: on this host's systemd when PID 1 is systemd (after asking), otherwise - or with
+# `make demo DEMO_TESTBED=1` - on a throwaway systemd booted by tests/testbed/testbed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-HOIST="$PWD/target/release/hoist"
-export HOIST_ROOT="$PWD/target/demo/root"
-rm -rf "$HOIST_ROOT"
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-run() { printf '$ %s\n' "$*"; "$@"; }
+CHECKOUT=$PWD
+export HOIST_BIN="$CHECKOUT/target/release/hoist"
+ETCD_IMAGE="oci-archive:$CHECKOUT/target/images/etcd.tar"
 
-step "Pull the fixture images built by 'make images' (OCI archives, no network)"
-run "$HOIST" pull oci-archive:target/images/hello.tar
-run "$HOIST" pull oci-archive:target/images/etcd.tar
-run "$HOIST" pull oci-archive:target/images/layered.tar
+bold() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+say() { printf '%s\n' "$*"; }
 
-step "Pulling again does no work"
-run "$HOIST" pull oci-archive:target/images/etcd.tar
+use_testbed=${DEMO_TESTBED:-}
+if [ -z "$use_testbed" ]; then
+  if [ "$(cat /proc/1/comm 2>/dev/null)" = systemd ]; then
+    if [ -t 0 ]; then
+      read -r -p "PID 1 is systemd: install etcd as a service on THIS host (a unit, /etc/etcd, /usr/local/bin/etcdctl; all removed at the end)? [y/N] " answer
+      case "$answer" in y|Y|yes) use_testbed=0 ;; *) use_testbed=1 ;; esac
+    else
+      say "PID 1 is systemd but nobody can confirm touching it: using a throwaway testbed."
+      use_testbed=1
+    fi
+  else
+    use_testbed=1
+  fi
+fi
 
-step "The local store"
-run "$HOIST" images
-echo "(hello and etcd start from the same busybox layer: it is stored and extracted once)"
+if [ "$use_testbed" = 1 ]; then
+  export HOIST_TESTBED_DIR=${HOIST_TESTBED_DIR:-/var/tmp/hoist-demo-testbed}
+  bold "Boot a throwaway systemd (PID 1 of its own namespaces, over an overlay of this host)"
+  tests/testbed/testbed down >/dev/null 2>&1 || true
+  tests/testbed/testbed up
+  trap 'tests/testbed/testbed down >/dev/null 2>&1 || true' EXIT
+  X=(tests/testbed/testbed exec)
+  say "Every command below runs inside it, exactly as on a systemd host."
+else
+  X=(env PATH="$(dirname "$HOIST_BIN"):$PATH")
+fi
+run() { printf '\033[36m# %s\033[0m\n' "$*"; "${X[@]}" "$@"; }
 
-step "What an image expects at install time"
-run "$HOIST" images info etcd
+bold "1. Pull the etcd image (an OCI archive built by 'make images' from Debian's etcd-server)"
+run hoist pull "$ETCD_IMAGE"
+run hoist images
 
-step "A read-only view of an image's root filesystem"
-mnt=$(mktemp -d)
-run "$HOIST" mount etcd "$mnt"
-run ls "$mnt" "$mnt/usr/bin"
-run "$mnt/usr/bin/etcd" --version
-run "$HOIST" umount "$mnt"
-rmdir "$mnt"
+bold "2. What the image expects: its /exports contract"
+run hoist images info etcd
 
-step "Remove an image and free what nothing uses"
-run "$HOIST" images rm layered
-run "$HOIST" images prune
-run "$HOIST" --json images
+bold "3. Install it: a unit, a tmpfiles.d snippet, host files, an enabled service"
+run hoist install etcd
+run systemctl is-enabled etcd
+run systemctl cat etcd
 
-printf '\nDone. State root: %s (remove it when you like).\n' "$HOIST_ROOT"
+bold "4. Start it like any service"
+run systemctl start etcd
+run hoist list
+
+bold "5. Use it: etcdctl is a host file the image installed as /usr/local/bin/etcdctl (\${NAME}ctl)"
+for _ in $(seq 100); do "${X[@]}" etcdctl endpoint health >/dev/null 2>&1 && break; sleep 0.1; done
+run etcdctl put /demo/greeting "hello from a system container"
+run etcdctl get /demo/greeting
+
+bold "6. Its logs are the unit's journal"
+run journalctl -u etcd --no-pager -n 5 -o cat
+
+bold "7. Status, and a command inside the running container"
+run hoist status etcd
+run hoist run etcd etcdctl get --print-value-only /demo/greeting
+
+bold "8. Stop it: inactive (not failed); the data stays"
+run systemctl stop etcd
+run hoist list -a
+run ls /var/lib/etcd/etcd.etcd
+
+bold "9. Uninstall: unit, snippet, host files and deployments go; data stays unless --purge"
+run hoist uninstall etcd
+run sh -c 'ls /etc/systemd/system/etcd.service /etc/tmpfiles.d/etcd.conf /usr/local/bin/etcdctl /var/lib/hoist/containers/etcd* 2>&1 | sed "s/^/  /"; true'
+run hoist list -a
+
+say ""
+say "Done. (update and rollback arrive with the next milestone.)"
