@@ -170,6 +170,6 @@ fn hello_without_systemd_reachable_fails_clearly() {
     }
     let r = Root::new();
     let err = r.fails(&["install", &format!("oci-archive:{}", hello().display())], 1);
-    assert!(err.contains("cannot reach systemd over D-Bus"), "{err}");
+    assert!(err.contains("cannot reach systemd over the system bus"), "{err}");
     assert_eq!(r.count("containers"), 0);
 }

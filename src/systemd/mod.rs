@@ -1,7 +1,7 @@
 //! systemd over D-Bus: `org.freedesktop.systemd1.Manager` through zbus and zbus_systemd.
 //!
-//! Connection: the system bus (`$DBUS_SYSTEM_BUS_ADDRESS` is honoured), and for root the
-//! manager's private socket `/run/systemd/private` when no bus answers (early boot, dbus down).
+//! Connection: the system bus (`$DBUS_SYSTEM_BUS_ADDRESS` is honoured); see [`Systemd::connect`]
+//! for why not the manager's private socket.
 //! Every job (start/stop/restart) is waited for without races: the `JobRemoved` stream is
 //! opened before the method call, so the signal cannot be missed, and the wait has a deadline.
 //! A job's result other than `done` is an error naming the unit.
@@ -23,11 +23,10 @@ use zbus_systemd::systemd1::{ManagerProxy, ServiceProxy, UnitProxy};
 const METHOD_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a start/stop/restart job may take before hoist gives up waiting.
 pub const JOB_TIMEOUT: Duration = Duration::from_secs(300);
-pub const PRIVATE_SOCKET: &str = "/run/systemd/private";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SystemdError {
-    #[error("cannot reach systemd over D-Bus ({0}); is this a systemd host? (on others, see tests/testbed)")]
+    #[error("cannot reach systemd over the system bus ({0}); is this a systemd host with dbus running? (elsewhere, see tests/testbed)")]
     NoBus(zbus::Error),
     #[error("{unit}: {what}: {source}")]
     Call { unit: String, what: &'static str, source: zbus::Error },
@@ -65,23 +64,14 @@ fn call<'a>(unit: &'a str, what: &'static str) -> impl FnOnce(zbus::Error) -> Sy
 }
 
 impl Systemd {
-    /// System bus first; the private socket as root's fallback.
+    /// Connects over the system bus (`$DBUS_SYSTEM_BUS_ADDRESS` is honoured).
+    ///
+    /// Not over systemd's private socket (`/run/systemd/private`): systemd stamps its replies
+    /// there with the sender `org.freedesktop.systemd1`, which zbus 6 rejects as "Invalid unique
+    /// name", so a fallback would fail later and more confusingly than a clear error now.
     pub async fn connect() -> Result<Self> {
-        let bus = async { zbus::connection::Builder::system().method_timeout(METHOD_TIMEOUT).build().await };
-        match bus.await {
-            Ok(conn) => Self::with_connection(conn).await,
-            Err(bus_err) => {
-                if nix::unistd::geteuid().is_root() && std::path::Path::new(PRIVATE_SOCKET).exists() {
-                    let private = zbus::connection::Builder::address(format!("unix:path={PRIVATE_SOCKET}").as_str())
-                        .p2p()
-                        .method_timeout(METHOD_TIMEOUT);
-                    if let Ok(conn) = private.build().await {
-                        return Self::with_connection(conn).await;
-                    }
-                }
-                Err(SystemdError::NoBus(bus_err))
-            }
-        }
+        let conn = zbus::connection::Builder::system().method_timeout(METHOD_TIMEOUT).build().await.map_err(SystemdError::NoBus)?;
+        Self::with_connection(conn).await
     }
 
     /// Uses an existing connection (tests: a peer-to-peer connection to a fake manager).
