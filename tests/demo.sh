@@ -2,7 +2,8 @@
 # `make demo`: etcd as a system container, end to end, printed like a tutorial.
 #
 # Where: on this host's systemd when PID 1 is systemd (after asking), otherwise - or with
-# `make demo DEMO_TESTBED=1` - on a throwaway systemd booted by tests/testbed/testbed.
+# `tests/demo.sh --testbed` / `make demo DEMO_TESTBED=1` - on a throwaway systemd booted by
+# tests/testbed/testbed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CHECKOUT=$PWD
@@ -13,6 +14,7 @@ bold() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 say() { printf '%s\n' "$*"; }
 
 use_testbed=${DEMO_TESTBED:-}
+[ "${1:-}" = --testbed ] && use_testbed=1
 if [ -z "$use_testbed" ]; then
   if [ "$(cat /proc/1/comm 2>/dev/null)" = systemd ]; then
     if [ -t 0 ]; then
