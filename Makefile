@@ -14,7 +14,7 @@ DEB_PKGS := libseccomp-dev pkg-config busybox-static etcd-server etcd-client umo
             systemd dbus util-linux procps
 
 IMAGES := $(IMAGEDIR)/hello.tar $(IMAGEDIR)/hello-v1.tar $(IMAGEDIR)/hello-v2.tar \
-          $(IMAGEDIR)/etcd.tar $(IMAGEDIR)/layered.tar
+          $(IMAGEDIR)/hello-broken.tar $(IMAGEDIR)/etcd.tar $(IMAGEDIR)/layered.tar
 
 .PHONY: all build deps images test lint demo clean
 
@@ -39,6 +39,7 @@ images: deps
 	$(MKIMAGE) images/hello/image.json $(IMAGEDIR)/hello.tar
 	$(MKIMAGE) images/hello/image.json $(IMAGEDIR)/hello-v1.tar
 	$(MKIMAGE) images/hello/image-v2.json $(IMAGEDIR)/hello-v2.tar
+	$(MKIMAGE) images/hello/image-broken.json $(IMAGEDIR)/hello-broken.tar
 	$(MKIMAGE) images/etcd/image.json $(IMAGEDIR)/etcd.tar
 	$(MKIMAGE) images/layered/image.json $(IMAGEDIR)/layered.tar
 

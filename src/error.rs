@@ -29,6 +29,9 @@ pub enum Error {
     /// Arguments that parse but make no sense together.
     #[error("{0}")]
     Usage(String),
+    /// A failure whose explanation was already printed (exit 1, nothing more to say).
+    #[error("")]
+    Reported,
 }
 
 impl Error {

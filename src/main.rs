@@ -4,7 +4,10 @@ fn main() {
     reset_sigpipe();
     let cli = hoist::cli::Cli::parse();
     if let Err(e) = hoist::cli::run(cli) {
-        eprintln!("hoist: {e}");
+        let msg = e.to_string();
+        if !msg.is_empty() {
+            eprintln!("hoist: {msg}");
+        }
         std::process::exit(e.exit_code());
     }
 }

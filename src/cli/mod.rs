@@ -11,6 +11,7 @@ mod output;
 mod pull;
 mod run;
 mod uninstall;
+mod update;
 
 use std::path::PathBuf;
 
@@ -55,6 +56,10 @@ pub enum Command {
     Install(install::InstallArgs),
     /// Stop, disable and remove system containers (data stays unless --purge)
     Uninstall(uninstall::UninstallArgs),
+    /// Move containers to a new image or new values, with automatic rollback on failure
+    Update(update::UpdateArgs),
+    /// Switch a container back to its previous deployment (again: forward)
+    Rollback(update::RollbackArgs),
     /// List system containers (running ones; -a for all)
     List(list::ListArgs),
     /// A container's unit state and deployment
@@ -133,6 +138,8 @@ pub fn run(cli: Cli) -> Result<()> {
     match command {
         Command::Install(a) => install::run(&ctx, a),
         Command::Uninstall(a) => uninstall::run(&ctx, a),
+        Command::Update(a) => update::update(&ctx, a),
+        Command::Rollback(a) => update::rollback(&ctx, a),
         Command::List(a) => list::list(&ctx, a),
         Command::Status(a) => list::status(&ctx, a),
         Command::Logs(a) => logs::run(&ctx, a),

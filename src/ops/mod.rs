@@ -6,6 +6,7 @@ pub mod install;
 pub mod query;
 pub mod run;
 pub mod uninstall;
+pub mod update;
 
 use std::path::{Path, PathBuf};
 

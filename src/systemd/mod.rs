@@ -26,7 +26,9 @@ pub const JOB_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SystemdError {
-    #[error("cannot reach systemd over the system bus ({0}); is this a systemd host with dbus running? (elsewhere, see tests/testbed)")]
+    #[error(
+        "cannot reach systemd over the system bus ({0}); is this a systemd host with dbus running? (elsewhere, see tests/testbed)"
+    )]
     NoBus(zbus::Error),
     #[error("{unit}: {what}: {source}")]
     Call { unit: String, what: &'static str, source: zbus::Error },
@@ -70,7 +72,11 @@ impl Systemd {
     /// there with the sender `org.freedesktop.systemd1`, which zbus 6 rejects as "Invalid unique
     /// name", so a fallback would fail later and more confusingly than a clear error now.
     pub async fn connect() -> Result<Self> {
-        let conn = zbus::connection::Builder::system().method_timeout(METHOD_TIMEOUT).build().await.map_err(SystemdError::NoBus)?;
+        let conn = zbus::connection::Builder::system()
+            .method_timeout(METHOD_TIMEOUT)
+            .build()
+            .await
+            .map_err(SystemdError::NoBus)?;
         Self::with_connection(conn).await
     }
 

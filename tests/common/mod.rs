@@ -45,6 +45,9 @@ pub fn hello() -> PathBuf {
 pub fn hello_v2() -> PathBuf {
     fixture("hello/image-v2.json", "hello-v2")
 }
+pub fn hello_broken() -> PathBuf {
+    fixture("hello/image-broken.json", "hello-broken")
+}
 pub fn etcd() -> PathBuf {
     fixture("etcd/image.json", "etcd")
 }

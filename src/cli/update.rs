@@ -1,0 +1,135 @@
+use std::time::Duration;
+
+use clap::Args;
+
+use super::pull::{query_of, source_of};
+use super::{Ctx, output};
+use crate::deploy::record::Record;
+use crate::deploy::values::parse_sets;
+use crate::error::{Error, Result};
+use crate::fetch::{self, PullOptions};
+use crate::imgref::ImageArg;
+use crate::ops::update::{self, Switched, UpdateOptions};
+use crate::ops::{self, query};
+use crate::store::{Store, StoredImage};
+use crate::systemd::{self, Systemd};
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// Containers to update
+    #[arg(required_unless_present = "all", conflicts_with = "all", value_name = "NAME")]
+    pub names: Vec<String>,
+    /// Update every installed container
+    #[arg(long)]
+    pub all: bool,
+    /// Change a template value NAME=VALUE (kept for later updates)
+    #[arg(long = "set", value_name = "NAME=VALUE", conflicts_with = "all")]
+    pub sets: Vec<String>,
+    /// Switch to another image
+    #[arg(long, value_name = "IMAGE", conflicts_with = "all")]
+    pub rebase: Option<String>,
+    /// Use the stored image as it is; do not re-read its source
+    #[arg(long)]
+    pub no_pull: bool,
+    /// Keep a new deployment that fails its health check instead of switching back
+    #[arg(long)]
+    pub no_rollback: bool,
+    /// Seconds the restarted service must stay up to count as healthy
+    #[arg(long, default_value_t = 3, value_name = "SECONDS")]
+    pub grace: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    pub name: String,
+}
+
+/// The image an update moves to: the rebase target, or the recorded image re-read from its source.
+fn target(ctx: &Ctx, store: &Store, rec: &Record, rebase: Option<&str>, no_pull: bool) -> Result<StoredImage> {
+    let progress = ctx.progress();
+    let (reference, fallback) = match rebase {
+        Some(r) => (Some(r.to_string()), query_of(r)?),
+        None => (rec.source.clone(), rec.image.clone()),
+    };
+    if !no_pull {
+        if let Some(r) = reference {
+            if let ImageArg::Source(_) = ImageArg::parse(&r)? {
+                let src = source_of(ctx, &r)?;
+                let pulled = fetch::pull(store, &src, &PullOptions::default(), &progress)?;
+                return Ok(store.resolve(&pulled.name.to_string())?);
+            }
+        }
+    }
+    Ok(store.resolve(&fallback)?)
+}
+
+fn report(ctx: &Ctx, results: &[Switched]) -> Result<()> {
+    if ctx.global.json {
+        output::json(&results);
+    } else {
+        for r in results {
+            let short = |d: &str| d.strip_prefix("sha256:").unwrap_or(d).chars().take(12).collect::<String>();
+            match r.result {
+                "unchanged" => ctx.say(&format!("{}: already up to date ({})", r.name, short(&r.from))),
+                "done" => ctx.say(&format!(
+                    "{}: {} {} -> {} (deployment {}){}",
+                    r.name,
+                    if r.action == "rollback" { "rolled back" } else { "updated" },
+                    short(&r.from),
+                    short(&r.to),
+                    r.deployment,
+                    if r.restarted { ", restarted" } else { ", not running: not started" }
+                )),
+                _ => {
+                    let what = if r.result == "failed" {
+                        format!("update to {} failed and was kept (--no-rollback)", short(&r.to))
+                    } else {
+                        format!("update to {} failed; rolled back to {}", short(&r.to), short(&r.from))
+                    };
+                    eprintln!("hoist: {}: {what}: {}", r.name, r.reason.as_deref().unwrap_or("unhealthy"));
+                    for l in &r.journal {
+                        eprintln!("  | {l}");
+                    }
+                }
+            }
+        }
+    }
+    // A failed update exits 1; what went wrong was printed above (or is in the JSON).
+    if results.iter().any(|r| r.result == "rolled-back" || r.result == "failed") {
+        Err(Error::Reported)
+    } else {
+        Ok(())
+    }
+}
+
+pub fn update(ctx: &Ctx, args: UpdateArgs) -> Result<()> {
+    let sets = parse_sets(&args.sets).map_err(|e| Error::Usage(e.to_string()))?;
+    let (store, _lock) = ctx.store_locked()?;
+    let names = if args.all { query::names(&ctx.layout) } else { args.names.clone() };
+    let opts = UpdateOptions { sets, no_rollback: args.no_rollback, grace: Duration::from_secs(args.grace) };
+    let progress = ctx.progress();
+    let results = systemd::block_on(async {
+        let sd = Systemd::connect().await?;
+        let mut out = Vec::new();
+        for name in &names {
+            if !ops::valid_name(name) {
+                return Err(ops::OpsError::BadName(name.clone()).into());
+            }
+            let slot = ops::current_slot(&ctx.layout, name).ok_or_else(|| ops::OpsError::NoSuch(name.clone()))?;
+            let rec = Record::load(&slot).map_err(ops::OpsError::from)?;
+            let img = target(ctx, &store, &rec, args.rebase.as_deref(), args.no_pull)?;
+            out.push(update::update(&store, &sd, &ctx.host, name, &img, &opts, &progress).await?);
+        }
+        Ok::<_, Error>(out)
+    })?;
+    report(ctx, &results)
+}
+
+pub fn rollback(ctx: &Ctx, args: RollbackArgs) -> Result<()> {
+    let (store, _lock) = ctx.store_locked()?;
+    let r = systemd::block_on(async {
+        let sd = Systemd::connect().await?;
+        Ok::<_, Error>(update::rollback(&store, &sd, &ctx.host, &args.name).await?)
+    })?;
+    report(ctx, &[r])
+}

@@ -1,0 +1,220 @@
+//! `hoist update` and `hoist rollback`: switch a container between its two deployment slots.
+//!
+//! Update prepares the other slot from scratch (`prepare_slot`: fresh directory, renamed into
+//! place only when complete; stored `--set` values plus new ones; the UUID kept; the new image's
+//! defaults applied to every key the user never set), then switches in one step:
+//! host files (old unchanged ones out, new ones in), unit and tmpfiles snippet (atomic writes),
+//! `containers/NAME` (rename of a new symlink), daemon-reload; and restarts the service if it
+//! was running. The result is judged by the restart job's result plus a grace period (the unit
+//! still active, its main PID alive, no automatic restart). On failure hoist switches back and
+//! restarts the old deployment ("rolled back", with the journal lines that explain it), unless
+//! `--no-rollback`. Rollback is the same switch towards the other slot: nothing is pulled or
+//! extracted, so its cost does not depend on the image's size.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::install::{SlotSpec, install_host_files, prepare_slot, publish_unit};
+use super::{Host, OpsError, Result, current_slot, slot_dir, switch_link, valid_name};
+use crate::deploy::hostfs;
+use crate::deploy::record::Record;
+use crate::progress::Progress;
+use crate::store::{Store, StoredImage};
+use crate::systemd::Systemd;
+
+#[derive(Debug, Clone)]
+pub struct UpdateOptions {
+    pub sets: BTreeMap<String, String>,
+    /// Keep a failed new deployment instead of switching back.
+    pub no_rollback: bool,
+    /// How long the restarted service must stay up to count as healthy.
+    pub grace: Duration,
+}
+
+/// The outcome of an update or rollback (`--json`: stable keys).
+#[derive(Debug, Serialize)]
+pub struct Switched {
+    pub name: String,
+    pub action: &'static str,
+    /// done, unchanged, rolled-back (or failed with --no-rollback)
+    pub result: &'static str,
+    pub from: String,
+    pub to: String,
+    pub deployment: u8,
+    pub restarted: bool,
+    /// Why the new deployment was judged failed.
+    pub reason: Option<String>,
+    /// The failed deployment's last journal lines.
+    pub journal: Vec<String>,
+}
+
+fn slot_of(name: &str, layout: &crate::layout::Layout) -> Result<(u8, std::path::PathBuf, Record)> {
+    if !valid_name(name) {
+        return Err(OpsError::BadName(name.to_string()));
+    }
+    let dir = current_slot(layout, name).ok_or_else(|| OpsError::NoSuch(name.to_string()))?;
+    let rec = Record::load(&dir)?;
+    Ok((rec.slot, dir, rec))
+}
+
+/// Switches the live configuration from the deployment `from` to the one in `to_dir`.
+async fn switch(
+    sd: &Systemd,
+    host: &Host,
+    layout: &crate::layout::Layout,
+    from: &Record,
+    to_dir: &Path,
+) -> Result<Record> {
+    let mut to = Record::load(to_dir)?;
+    let kept = hostfs::remove(&host.root, &from.host_files);
+    let (files, _skipped) = install_host_files(host, to_dir, &to)?;
+    // Files the old deployment left because they were modified stay; the new one does not own them.
+    to.host_files = files.into_iter().filter(|(p, _)| !kept.contains(p)).collect();
+    to.save(to_dir)?;
+    if to.has_service {
+        publish_unit(host, to_dir, &to.name)?;
+    }
+    switch_link(&layout.containers().join(&to.name), &format!("{}.{}", to.name, to.slot))?;
+    sd.reload().await?;
+    Ok(to)
+}
+
+/// Restarts and judges: job result, then the grace period.
+async fn restart_and_check(sd: &Systemd, unit: &str, grace: Duration) -> std::result::Result<(), String> {
+    sd.restart(unit).await.map_err(|e| e.to_string())?;
+    let before = sd.status(unit).await.map_err(|e| e.to_string())?;
+    let deadline = tokio::time::Instant::now() + grace;
+    loop {
+        let st = sd.status(unit).await.map_err(|e| e.to_string())?;
+        if st.active_state != "active" {
+            return Err(format!(
+                "the service is {} ({}, exit status {}) after the restart",
+                st.active_state, st.result, st.exec_main_status
+            ));
+        }
+        if st.n_restarts > before.n_restarts || st.main_pid != before.main_pid {
+            return Err(format!(
+                "the service restarted by itself {} time(s) within the grace period",
+                st.n_restarts - before.n_restarts.min(st.n_restarts)
+            ));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn journal_tail(unit: &str, n: usize) -> Vec<String> {
+    std::process::Command::new("journalctl")
+        .args(["-u", unit, "--no-pager", "-o", "cat", "-n", &n.to_string()])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+fn is_running(state: &str) -> bool {
+    matches!(state, "active" | "activating" | "reloading")
+}
+
+pub async fn update(
+    store: &Store,
+    sd: &Systemd,
+    host: &Host,
+    name: &str,
+    img: &StoredImage,
+    opts: &UpdateOptions,
+    progress: &Progress,
+) -> Result<Switched> {
+    let layout = store.layout();
+    let (cur, cur_dir, rec) = slot_of(name, layout)?;
+    let mut sets = rec.sets.clone();
+    sets.extend(opts.sets.clone());
+    let from = rec.manifest.to_string();
+    if img.manifest == rec.manifest && sets == rec.sets && img.name.to_string() == rec.image {
+        return Ok(Switched {
+            name: name.into(),
+            action: "update",
+            result: "unchanged",
+            from: from.clone(),
+            to: from,
+            deployment: cur,
+            restarted: false,
+            reason: None,
+            journal: vec![],
+        });
+    }
+    let other = 1 - cur;
+    // Only what the user set, and the UUID, carry over: new image defaults apply to the rest.
+    let mut stored = rec.clone();
+    stored.values = sets.clone();
+    if let Some(uuid) = rec.values.get("UUID") {
+        stored.values.insert("UUID".into(), uuid.clone());
+    }
+    let spec = SlotSpec { name, slot: other, sets: &sets, stored: Some(&stored), runtime: rec.runtime.as_deref() };
+    prepare_slot(store, img, &spec, progress)?;
+    let unit = format!("{name}.service");
+    let was_running = rec.has_service && is_running(&sd.status(&unit).await?.active_state);
+    let new_dir = slot_dir(layout, name, other);
+    let new = switch(sd, host, layout, &rec, &new_dir).await?;
+    let mut out = Switched {
+        name: name.into(),
+        action: "update",
+        result: "done",
+        from,
+        to: new.manifest.to_string(),
+        deployment: other,
+        restarted: was_running,
+        reason: None,
+        journal: vec![],
+    };
+    if !was_running || !new.has_service {
+        return Ok(out);
+    }
+    if let Err(reason) = restart_and_check(sd, &unit, opts.grace).await {
+        out.journal = journal_tail(&unit, 10);
+        out.reason = Some(reason);
+        if opts.no_rollback {
+            out.result = "failed";
+            return Ok(out);
+        }
+        switch(sd, host, layout, &new, &cur_dir).await?;
+        let _ = sd.reset_failed(&unit).await;
+        sd.restart(&unit).await?;
+        out.result = "rolled-back";
+        out.deployment = cur;
+    }
+    Ok(out)
+}
+
+pub async fn rollback(store: &Store, sd: &Systemd, host: &Host, name: &str) -> Result<Switched> {
+    let layout = store.layout();
+    let (cur, _cur_dir, rec) = slot_of(name, layout)?;
+    let other = 1 - cur;
+    let other_dir = slot_dir(layout, name, other);
+    let target = Record::load(&other_dir).map_err(|_| OpsError::Failed {
+        name: name.to_string(),
+        reason: "no previous deployment to roll back to (update first)".into(),
+    })?;
+    let unit = format!("{name}.service");
+    let was_running = rec.has_service && is_running(&sd.status(&unit).await?.active_state);
+    let to = switch(sd, host, layout, &rec, &other_dir).await?;
+    if was_running && to.has_service {
+        let _ = sd.reset_failed(&unit).await;
+        sd.restart(&unit).await?;
+    }
+    Ok(Switched {
+        name: name.into(),
+        action: "rollback",
+        result: "done",
+        from: rec.manifest.to_string(),
+        to: target.manifest.to_string(),
+        deployment: other,
+        restarted: was_running,
+        reason: None,
+        journal: vec![],
+    })
+}

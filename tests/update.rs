@@ -1,0 +1,103 @@
+//! Tier 3: update and rollback on a real (throwaway) systemd: hello v1 -> v2 while running, a
+//! `--set` change, automatic rollback of a failing v3, manual rollback and roll forward,
+//! stopped containers stay stopped, uninstall after updates removes both slots, prune keeps
+//! what both slots need.
+
+mod common;
+
+use std::fs;
+
+use common::testbed::Testbed;
+use common::*;
+use serde_json::Value;
+
+fn json_of(s: &str) -> Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+/// Answer of the hello service (retried while it starts).
+fn hello_says(tb: &Testbed) -> String {
+    wait_for("hello to answer", 10, || {
+        let o = tb.sh("busybox nc 127.0.0.1 8081 </dev/null");
+        (o.status.success() && !o.stdout.is_empty()).then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    })
+}
+
+/// Replaces the archive the container was installed from (a local source re-read by update).
+fn publish(tb: &Testbed, archive: &std::path::Path) {
+    fs::copy(archive, tb.dir.join("state/src/hello.tar")).unwrap();
+}
+
+#[test]
+fn update_rollback_and_automatic_rollback() {
+    let tb = Testbed::up("hybrid");
+    fs::create_dir_all(tb.dir.join("state/src")).unwrap();
+    publish(&tb, &hello());
+    tb.ok("hoist -q install --now oci-archive:/var/lib/hoist/src/hello.tar");
+    assert_eq!(hello_says(&tb), "Hi world (v1)");
+
+    // Nothing new: nothing done.
+    let j = json_of(&tb.ok("hoist --json update hello"));
+    assert_eq!(j[0]["result"], "unchanged");
+
+    // v1 -> v2 while running: restarted on the new deployment.
+    publish(&tb, &hello_v2());
+    let j = json_of(&tb.ok("hoist --json update hello"));
+    assert_eq!(
+        (j[0]["result"].as_str(), j[0]["deployment"].as_u64(), j[0]["restarted"].as_bool()),
+        (Some("done"), Some(1), Some(true))
+    );
+    assert_eq!(hello_says(&tb), "Hi world (v2)");
+    assert_eq!(json_of(&tb.ok("hoist --json list"))[0]["deployment"], 1);
+    tb.ok("test \"$(readlink /var/lib/hoist/containers/hello)\" = hello.1");
+    // Both slots pin their images: prune frees nothing they need.
+    tb.ok("hoist -q images prune");
+    assert_eq!(json_of(&tb.ok("hoist --json images")).as_array().unwrap().len(), 1);
+
+    // Rollback and roll forward: pointer switches, no pull.
+    assert_eq!(json_of(&tb.ok("hoist --json rollback hello"))[0]["deployment"], 0);
+    assert_eq!(hello_says(&tb), "Hi world (v1)");
+    tb.ok("hoist -q rollback hello");
+    assert_eq!(hello_says(&tb), "Hi world (v2)");
+
+    // A value change only; the host file follows it; the UUID stays.
+    let uuid = tb.ok("hoist --json status hello");
+    tb.ok("hoist -q update --set RECEIVER=planet hello");
+    assert_eq!(hello_says(&tb), "Hi planet (v2)");
+    assert!(tb.ok("cat /etc/hello/hello.conf").contains("receiver=planet"));
+    assert_eq!(json_of(&uuid)["values"]["UUID"], json_of(&tb.ok("hoist --json status hello"))["values"]["UUID"]);
+
+    // A v3 that dies at start: rolled back automatically, v2 keeps serving, exit status 1.
+    publish(&tb, &hello_broken());
+    let o = tb.sh("hoist update hello");
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("failed; rolled back to"), "{err}");
+    assert!(err.contains("broken on purpose"), "the journal lines that explain it: {err}");
+    assert_eq!(hello_says(&tb), "Hi planet (v2)");
+    let l = json_of(&tb.ok("hoist --json list"));
+    assert_eq!(l[0]["state"], "running");
+    // The --set value survived the failed attempt.
+    assert!(tb.ok("cat /etc/hello/hello.conf").contains("receiver=planet"));
+
+    // A stopped container is updated but stays stopped.
+    tb.ok("systemctl stop hello");
+    publish(&tb, &hello());
+    let j = json_of(&tb.ok("hoist --json update hello"));
+    assert_eq!((j[0]["result"].as_str(), j[0]["restarted"].as_bool()), (Some("done"), Some(false)));
+    assert_eq!(tb.prop("hello", "ActiveState"), "inactive");
+
+    // Uninstall after updates removes both deployments.
+    tb.ok("hoist -q uninstall hello");
+    tb.ok("test -z \"$(ls /var/lib/hoist/containers)\" && test ! -e /etc/hello/hello.conf");
+}
+
+#[test]
+fn rollback_needs_a_previous_deployment() {
+    let tb = Testbed::up("hybrid");
+    tb.ok(&format!("hoist -q install oci-archive:{}", hello().display()));
+    let o = tb.sh("hoist rollback hello");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no previous deployment"));
+    assert!(String::from_utf8_lossy(&tb.sh("hoist update nope").stderr).contains("no container named nope"));
+}
