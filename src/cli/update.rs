@@ -51,14 +51,13 @@ fn target(ctx: &Ctx, store: &Store, rec: &Record, rebase: Option<&str>, no_pull:
         Some(r) => (Some(r.to_string()), query_of(r)?),
         None => (rec.source.clone(), rec.image.clone()),
     };
-    if !no_pull {
-        if let Some(r) = reference {
-            if let ImageArg::Source(_) = ImageArg::parse(&r)? {
-                let src = source_of(ctx, &r)?;
-                let pulled = fetch::pull(store, &src, &PullOptions::default(), &progress)?;
-                return Ok(store.resolve(&pulled.name.to_string())?);
-            }
-        }
+    if !no_pull
+        && let Some(r) = reference
+        && let ImageArg::Source(_) = ImageArg::parse(&r)?
+    {
+        let src = source_of(ctx, &r)?;
+        let pulled = fetch::pull(store, &src, &PullOptions::default(), &progress)?;
+        return Ok(store.resolve(&pulled.name.to_string())?);
     }
     Ok(store.resolve(&fallback)?)
 }
