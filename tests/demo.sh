@@ -70,15 +70,25 @@ bold "7. Status, and a command inside the running container"
 run hoist status etcd
 run hoist run etcd etcdctl get --print-value-only /demo/greeting
 
-bold "8. Stop it: inactive (not failed); the data stays"
+bold "8. Update it (here: a new value; a new image works the same): a fresh deployment, restarted, judged healthy"
+run hoist update --set ETCD_SNAPSHOT_COUNT=5000 etcd
+run hoist list
+for _ in $(seq 100); do "${X[@]}" etcdctl endpoint health >/dev/null 2>&1 && break; sleep 0.1; done
+run etcdctl get --print-value-only /demo/greeting
+
+bold "9. Roll back: a pointer switch and a restart, no pull (run it again to roll forward)"
+run hoist rollback etcd
+run hoist list
+
+bold "10. Stop it: inactive (not failed); the data stays"
 run systemctl stop etcd
 run hoist list -a
 run ls /var/lib/etcd/etcd.etcd
 
-bold "9. Uninstall: unit, snippet, host files and deployments go; data stays unless --purge"
+bold "11. Uninstall: unit, snippet, host files and both deployments go; data stays unless --purge"
 run hoist uninstall etcd
 run sh -c 'ls /etc/systemd/system/etcd.service /etc/tmpfiles.d/etcd.conf /usr/local/bin/etcdctl /var/lib/hoist/containers/etcd* 2>&1 | sed "s/^/  /"; true'
 run hoist list -a
 
 say ""
-say "Done. (update and rollback arrive with the next milestone.)"
+say "Done."
