@@ -207,6 +207,7 @@ fn rm_and_prune_respect_users() {
 
     // A dangling deployment (interrupted install) is pruned.
     fs::create_dir_all(r.path().join("containers/ghost.1")).unwrap();
+    fs::create_dir_all(r.path().join("containers/.half.0.tmp/rootfs")).unwrap();
     let short = &h["digest"].as_str().unwrap()["sha256:".len()..][..8];
     let rm = r.json(&["images", "rm", short]);
     assert_eq!(rm[0]["name"], "hello:latest");
@@ -215,6 +216,7 @@ fn rm_and_prune_respect_users() {
     assert_eq!(pr["layers"], 1);
     assert_eq!(pr["deployments"], json!(["ghost.1"]));
     assert!(r.path().join("containers/db.0").is_dir());
+    assert!(!r.path().join("containers/.half.0.tmp").exists(), "an interrupted slot preparation is freed");
     assert_eq!(r.count("layers"), 2);
     assert_eq!(r.json(&["images", "prune"])["result"], "unchanged");
     // etcd still checks out after the prune.

@@ -2,8 +2,9 @@
 //!
 //! Roots: every stored name, and every manifest a container deployment records. Everything they
 //! reach (manifest, config, layer blobs; extracted layers by diff_id) stays. Freed: other blobs,
-//! other extracted layers, leftovers of interrupted work (`tmp/*`, `layers/.tmp-*`), and dangling
-//! deployments (`containers/NAME.N` with no `containers/NAME` link: an interrupted install).
+//! other extracted layers, leftovers of interrupted work (`tmp/*`, `layers/.tmp-*`,
+//! `containers/.NAME.N.tmp`), and dangling deployments (`containers/NAME.N` with no
+//! `containers/NAME` link: an interrupted install).
 
 use std::collections::HashSet;
 use std::fs;
