@@ -21,6 +21,7 @@ pub struct StatusArgs {
 }
 
 pub fn list(ctx: &Ctx, args: ListArgs) -> Result<()> {
+    ctx.repair_if_needed()?;
     let rows = systemd::block_on(async {
         // Listing works without systemd (states read "unknown"), so a broken bus never hides
         // what is installed.
@@ -52,6 +53,7 @@ pub fn list(ctx: &Ctx, args: ListArgs) -> Result<()> {
 }
 
 pub fn status(ctx: &Ctx, args: StatusArgs) -> Result<()> {
+    ctx.repair_if_needed()?;
     let st = systemd::block_on(async {
         let sd = Systemd::connect().await?;
         Ok::<_, Error>(query::status(&ctx.layout, &sd, &args.name).await?)

@@ -98,7 +98,8 @@ impl Ctx {
         Ok(Store::open(&self.layout)?)
     }
 
-    /// Opens the store and takes the state lock for a mutating command.
+    /// Opens the store and takes the state lock for a mutating command; then repairs what a
+    /// killed hoist left half done (see `ops::txn`).
     pub fn store_locked(&self) -> Result<(Store, StateLock)> {
         let store = self.store()?;
         let quiet = self.global.quiet;
@@ -108,7 +109,31 @@ impl Ctx {
             }
         })
         .map_err(Error::State)?;
+        self.repair()?;
         Ok((store, lock))
+    }
+
+    /// Repairs interrupted transactions (the caller holds the lock).
+    fn repair(&self) -> Result<()> {
+        if crate::ops::txn::pending(&self.layout).is_empty() {
+            return Ok(());
+        }
+        let lines = crate::systemd::block_on(async {
+            let sd = crate::systemd::Systemd::connect().await?;
+            Ok::<_, Error>(crate::ops::repair::repair_all(&self.layout, &sd, &self.host).await?)
+        })?;
+        for l in lines {
+            self.warn(&format!("repaired {l}"));
+        }
+        Ok(())
+    }
+
+    /// For readers (`list`, `status`): repair first if something is half done.
+    pub fn repair_if_needed(&self) -> Result<()> {
+        if crate::ops::txn::pending(&self.layout).is_empty() {
+            return Ok(());
+        }
+        self.store_locked().map(|_| ())
     }
 
     pub fn warn(&self, msg: &str) {

@@ -58,16 +58,19 @@ pub fn query_of(image: &str) -> Result<String> {
     })
 }
 
-/// Like [`query_of`], but a source reference whose name is not stored yet is pulled first.
+/// Like [`query_of`], but makes sure the image is stored: a local source (file or directory)
+/// is always read again (cheap when nothing changed: no blob is copied twice), a registry
+/// reference is pulled when its name is not stored yet.
 pub fn stored_query(ctx: &Ctx, image: &str) -> Result<String> {
     let query = query_of(image)?;
-    if let ImageArg::Source(_) = ImageArg::parse(image)?
-        && ctx.store()?.resolve(&query).is_err()
-    {
-        let source = source_of(ctx, image)?;
-        let (store, _lock) = ctx.store_locked()?;
-        let r = fetch::pull(&store, &source, &PullOptions::default(), &ctx.progress())?;
-        return Ok(r.name.to_string());
+    if let ImageArg::Source(src) = ImageArg::parse(image)? {
+        let local = !matches!(src, Source::Registry(_));
+        if local || ctx.store()?.resolve(&query).is_err() {
+            let source = source_of(ctx, image)?;
+            let (store, _lock) = ctx.store_locked()?;
+            let r = fetch::pull(&store, &source, &PullOptions::default(), &ctx.progress())?;
+            return Ok(r.name.to_string());
+        }
     }
     Ok(query)
 }

@@ -35,6 +35,9 @@ pub struct HostFiles<'a> {
     pub rename: &'a BTreeMap<String, String>,
     pub templated: &'a [String],
     pub values: &'a Values,
+    /// Track an existing destination whose content is exactly what would be installed (a
+    /// repeated or resumed install) instead of leaving it alone untracked.
+    pub adopt_identical: bool,
 }
 
 /// One planned copy.
@@ -95,6 +98,35 @@ impl HostFiles<'_> {
         Ok(out)
     }
 
+    /// What `item` would install: its checksum string as recorded (see `Record::host_files`).
+    fn planned_sum(&self, item: &Item) -> Result<String, HostfsError> {
+        let m = fs::symlink_metadata(&item.src).at(&item.src)?;
+        Ok(if m.file_type().is_symlink() {
+            format!("symlink:{}", fs::read_link(&item.src).at(&item.src)?.display())
+        } else if m.is_dir() {
+            "dir".to_string()
+        } else if self.templated.iter().any(|t| t == &item.image_path) {
+            let text = fs::read_to_string(&item.src).at(&item.src)?;
+            let out = self.values.render(&format!("/exports/hostfs{}", item.image_path), &text, Target::Raw)?;
+            Digest::of_bytes(out.as_bytes()).hex().to_string()
+        } else {
+            sha_of(&item.src).at(&item.src)?
+        })
+    }
+
+    /// The destinations that hold exactly what an install would put there: path → checksum.
+    pub fn identical_on_host(&self) -> Result<BTreeMap<String, String>, HostfsError> {
+        let mut out = BTreeMap::new();
+        for item in self.plan()? {
+            let dest = self.host_root.join(item.dest.trim_start_matches('/'));
+            let sum = self.planned_sum(&item)?;
+            if matches_sum(&dest, &sum) {
+                out.insert(item.dest, sum);
+            }
+        }
+        Ok(out)
+    }
+
     /// Copies the files; returns what was installed (path → checksum) and what was skipped.
     /// On error, removes what it installed.
     pub fn install(&self) -> Result<(BTreeMap<String, String>, Vec<String>), HostfsError> {
@@ -104,6 +136,13 @@ impl HostFiles<'_> {
             for item in self.plan()? {
                 let dest = self.host_root.join(item.dest.trim_start_matches('/'));
                 if fs::symlink_metadata(&dest).is_ok() {
+                    if self.adopt_identical {
+                        let sum = self.planned_sum(&item)?;
+                        if matches_sum(&dest, &sum) {
+                            installed.insert(item.dest.clone(), sum);
+                            continue;
+                        }
+                    }
                     skipped.push(item.dest.clone());
                     continue;
                 }
@@ -145,6 +184,18 @@ impl HostFiles<'_> {
     }
 }
 
+/// Whether the host path holds what `sum` (a recorded checksum) describes.
+fn matches_sum(p: &Path, sum: &str) -> bool {
+    let Ok(m) = fs::symlink_metadata(p) else { return false };
+    if let Some(target) = sum.strip_prefix("symlink:") {
+        fs::read_link(p).is_ok_and(|t| t == Path::new(target))
+    } else if sum == "dir" {
+        m.is_dir()
+    } else {
+        m.is_file() && sha_of(p).is_ok_and(|s| s == sum)
+    }
+}
+
 /// Removes recorded host files that are unchanged; returns the ones kept because they changed.
 pub fn remove(host_root: &Path, files: &BTreeMap<String, String>) -> Vec<String> {
     let mut kept = Vec::new();
@@ -154,13 +205,7 @@ pub fn remove(host_root: &Path, files: &BTreeMap<String, String>) -> Vec<String>
     for (path, sum) in paths {
         let p = host_root.join(path.trim_start_matches('/'));
         let Ok(m) = fs::symlink_metadata(&p) else { continue };
-        let unchanged = if let Some(target) = sum.strip_prefix("symlink:") {
-            fs::read_link(&p).is_ok_and(|t| t == Path::new(target))
-        } else if sum == "dir" {
-            m.is_dir()
-        } else {
-            m.is_file() && sha_of(&p).is_ok_and(|s| &s == sum)
-        };
+        let unchanged = matches_sum(&p, sum);
         let removed = unchanged && if m.is_dir() { fs::remove_dir(&p).is_ok() } else { fs::remove_file(&p).is_ok() };
         if !removed {
             kept.push(path.clone());
@@ -197,7 +242,14 @@ mod tests {
             ("/usr/local/bin/appctl".to_string(), "/usr/local/bin/${NAME}ctl".to_string()),
         ]);
         let templated = vec!["/etc/app/app.conf".to_string()];
-        let h = HostFiles { src: &src, host_root: &host, rename: &rename, templated: &templated, values: &values };
+        let h = HostFiles {
+            src: &src,
+            host_root: &host,
+            rename: &rename,
+            templated: &templated,
+            values: &values,
+            adopt_identical: false,
+        };
         // A file the host already has is left alone.
         fs::create_dir_all(host.join("usr/local/bin")).unwrap();
         fs::write(host.join("usr/local/bin/ctl"), "host's own").unwrap();
@@ -215,7 +267,14 @@ mod tests {
         assert_eq!(fs::read_to_string(host.join("usr/local/bin/ctl")).unwrap(), "host's own");
 
         let evil = BTreeMap::from([("/etc/app".to_string(), "/etc/${NAME}/../../root".to_string())]);
-        let h = HostFiles { src: &src, host_root: &host, rename: &evil, templated: &templated, values: &values };
+        let h = HostFiles {
+            src: &src,
+            host_root: &host,
+            rename: &evil,
+            templated: &templated,
+            values: &values,
+            adopt_identical: false,
+        };
         assert!(h.install().is_err());
     }
 }

@@ -19,6 +19,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use super::txn::{self, Op, Txn, fault};
 use super::{Host, OpsError, Result, current_slot, slot_dir, switch_link, valid_name};
 use crate::deploy::hostfs::{self, HostFiles};
 use crate::deploy::record::{RECORD_VERSION, Record};
@@ -293,20 +294,48 @@ fn auto_tmpfiles(config: &str, values: &Values) -> Result<String> {
     Ok(out)
 }
 
-/// Installs the host files of a prepared slot; returns (installed, skipped).
-pub fn install_host_files(host: &Host, slot: &Path, rec: &Record) -> Result<(BTreeMap<String, String>, Vec<String>)> {
+/// The host-file plan of a prepared slot, handed to `f` (None when the image has no hostfs).
+fn with_host_files<T>(
+    host: &Host,
+    slot: &Path,
+    rec: &Record,
+    adopt: bool,
+    f: impl FnOnce(&HostFiles<'_>) -> Result<T, hostfs::HostfsError>,
+) -> Result<Option<T>> {
     let src = slot.join("rootfs/exports/hostfs");
     if !src.is_dir() {
-        return Ok((BTreeMap::new(), Vec::new()));
+        return Ok(None);
     }
     let meta: serde_json::Value =
         fs::read(slot.join("hostfs.json")).ok().and_then(|d| serde_json::from_slice(&d).ok()).unwrap_or_default();
     let rename: BTreeMap<String, String> = serde_json::from_value(meta["renameFiles"].clone()).unwrap_or_default();
     let templated: Vec<String> = serde_json::from_value(meta["installedFilesTemplate"].clone()).unwrap_or_default();
     let values = Values(rec.values.clone());
-    HostFiles { src: &src, host_root: &host.root, rename: &rename, templated: &templated, values: &values }
-        .install()
-        .map_err(|source| OpsError::Hostfs { name: rec.name.clone(), source })
+    let h = HostFiles {
+        src: &src,
+        host_root: &host.root,
+        rename: &rename,
+        templated: &templated,
+        values: &values,
+        adopt_identical: adopt,
+    };
+    f(&h).map(Some).map_err(|source| OpsError::Hostfs { name: rec.name.clone(), source })
+}
+
+/// Installs the host files of a prepared slot; returns (installed, skipped). With `adopt`,
+/// destinations already holding exactly the planned content count as installed.
+pub fn install_host_files(
+    host: &Host,
+    slot: &Path,
+    rec: &Record,
+    adopt: bool,
+) -> Result<(BTreeMap<String, String>, Vec<String>)> {
+    Ok(with_host_files(host, slot, rec, adopt, |h| h.install())?.unwrap_or_default())
+}
+
+/// Host files of a prepared slot that are on the host exactly as an install puts them.
+pub fn identical_host_files(host: &Host, slot: &Path, rec: &Record) -> Result<BTreeMap<String, String>> {
+    Ok(with_host_files(host, slot, rec, false, |h| h.identical_on_host())?.unwrap_or_default())
 }
 
 /// Writes the unit and tmpfiles snippet of a slot to their system places; creates the
@@ -390,24 +419,37 @@ pub async fn install(
         let d = slot_dir(layout, &name, s);
         fsutil::remove_any(&d).at(&d)?;
     }
+    txn::begin(layout, &name, &Txn { op: Op::Install, from: None, to: Some(0), was_running: false })?;
+    fault("install:txn");
     let spec = SlotSpec { name: &name, slot: 0, sets: &opts.sets, stored: None, runtime: runtime.as_deref() };
-    let mut rec = prepare_slot(store, img, &spec, progress)?;
+    let mut rec = match prepare_slot(store, img, &spec, progress) {
+        Ok(r) => r,
+        Err(e) => {
+            txn::end(layout, &name)?;
+            return Err(e);
+        }
+    };
+    fault("install:slot");
     let slot = slot_dir(layout, &name, 0);
     let mut installed_files = BTreeMap::new();
     let result: Result<Installed> = async {
-        let (files, skipped) = install_host_files(host, &slot, &rec)?;
+        let (files, skipped) = install_host_files(host, &slot, &rec, false)?;
         installed_files = files.clone();
         rec.host_files = files;
         rec.save(&slot)?;
+        fault("install:hostfs");
         if rec.has_service {
             publish_unit(host, &slot, &name)?;
         }
+        fault("install:unit");
         switch_link(&layout.containers().join(&name), &format!("{name}.0"))?;
+        fault("install:link");
         let mut enabled = false;
         let mut started = false;
         if rec.has_service {
             sd.reload().await?;
             enabled = sd.enable(&format!("{name}.service")).await?;
+            fault("install:enable");
             if opts.now {
                 sd.start(&format!("{name}.service")).await?;
                 started = true;
@@ -426,18 +468,44 @@ pub async fn install(
     }
     .await;
     if result.is_err() {
-        // Undo everything, best effort, newest first.
-        let unit = format!("{name}.service");
-        if opts.now {
-            let _ = sd.stop(&unit).await;
-        }
-        let _ = sd.disable(&unit).await;
-        let _ = fs::remove_file(host.unit_file(&name));
-        let _ = fs::remove_file(host.tmpfiles_file(&name));
-        let _ = sd.reload().await;
-        hostfs::remove(&host.root, &installed_files);
-        let _ = fs::remove_file(layout.containers().join(&name));
-        let _ = fsutil::remove_any(&slot);
+        undo_install(layout, sd, host, &name, &installed_files).await;
     }
+    txn::end(layout, &name)?;
     result
+}
+
+/// Removes everything an install of `name` may have done, best effort, newest first. Host files:
+/// the recorded ones, plus any that hold exactly what the slot would install (a crash may have
+/// come between copying them and recording them).
+pub async fn undo_install(
+    layout: &crate::layout::Layout,
+    sd: &Systemd,
+    host: &Host,
+    name: &str,
+    recorded: &BTreeMap<String, String>,
+) {
+    let unit = format!("{name}.service");
+    if let Ok(st) = sd.status(&unit).await
+        && st.load_state == "loaded"
+        && !matches!(st.active_state.as_str(), "inactive" | "failed")
+    {
+        let _ = sd.stop(&unit).await;
+    }
+    let _ = sd.disable(&unit).await;
+    let _ = fs::remove_file(host.unit_file(name));
+    let _ = fs::remove_file(host.tmpfiles_file(name));
+    let _ = sd.reload().await;
+    let _ = sd.reset_failed(&unit).await;
+    let slot = slot_dir(layout, name, 0);
+    let mut files = recorded.clone();
+    if let Ok(rec) = Record::load(&slot) {
+        files.extend(rec.host_files.clone());
+        if let Ok(identical) = identical_host_files(host, &slot, &rec) {
+            files.extend(identical);
+        }
+    }
+    hostfs::remove(&host.root, &files);
+    let _ = fs::remove_file(layout.containers().join(name));
+    let _ = fsutil::remove_any(&slot);
+    let _ = fsutil::remove_any(&layout.containers().join(format!(".{name}.0.tmp")));
 }

@@ -4,7 +4,9 @@
 
 pub mod install;
 pub mod query;
+pub mod repair;
 pub mod run;
+pub mod txn;
 pub mod uninstall;
 pub mod update;
 

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use super::txn::{self, Op, Txn, fault};
 use super::{Host, OpsError, Result, current_slot, slot_dir, valid_name};
 use crate::deploy::bundle;
 use crate::deploy::hostfs;
@@ -44,16 +45,19 @@ pub async fn uninstall(layout: &Layout, sd: &Systemd, host: &Host, name: &str, p
     let link = layout.containers().join(name);
     let found = find_record(layout, name);
     let slots: Vec<PathBuf> = [0u8, 1].iter().map(|s| slot_dir(layout, name, *s)).filter(|p| p.exists()).collect();
-    let ours = found.is_some() || fs::symlink_metadata(&link).is_ok() || !slots.is_empty();
+    let ours =
+        found.is_some() || fs::symlink_metadata(&link).is_ok() || !slots.is_empty() || txn::path(layout, name).exists();
     if !ours {
         return Err(OpsError::NoSuch(name.to_string()));
     }
     let unit = format!("{name}.service");
+    txn::begin(layout, name, &Txn { op: Op::Uninstall, from: None, to: None, was_running: false })?;
     // 1. stop and disable first, so nothing restarts a half-removed container.
     let status = sd.status(&unit).await?;
     if status.load_state != "not-found" {
         if !matches!(status.active_state.as_str(), "inactive" | "failed") {
             sd.stop(&unit).await?;
+            fault("uninstall:stopped");
         }
         sd.disable(&unit).await?;
         let _ = sd.reset_failed(&unit).await;
@@ -69,6 +73,7 @@ pub async fn uninstall(layout: &Layout, sd: &Systemd, host: &Host, name: &str, p
         fs::remove_file(&unit_file).map_err(|e| fsutil::PathError::new(&unit_file, e))?;
     }
     sd.reload().await?;
+    fault("uninstall:unit");
     // 3. host files, data.
     let mut out = Uninstalled {
         name: name.to_string(),
@@ -93,10 +98,12 @@ pub async fn uninstall(layout: &Layout, sd: &Systemd, host: &Host, name: &str, p
             }
         }
     }
+    fault("uninstall:hostfs");
     // 4. deployments.
     let _ = fs::remove_file(&link);
     for s in slots {
         fsutil::remove_any(&s).map_err(|e| fsutil::PathError::new(&s, e))?;
     }
+    txn::end(layout, name)?;
     Ok(out)
 }

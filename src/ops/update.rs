@@ -18,6 +18,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::install::{SlotSpec, install_host_files, prepare_slot, publish_unit};
+use super::txn::{self, Op, Txn, fault};
 use super::{Host, OpsError, Result, current_slot, slot_dir, switch_link, valid_name};
 use crate::deploy::hostfs;
 use crate::deploy::record::Record;
@@ -60,8 +61,10 @@ fn slot_of(name: &str, layout: &crate::layout::Layout) -> Result<(u8, std::path:
     Ok((rec.slot, dir, rec))
 }
 
-/// Switches the live configuration from the deployment `from` to the one in `to_dir`.
-async fn switch(
+/// Switches the live configuration from the deployment `from` to the one in `to_dir`. Every
+/// step is idempotent, so an interrupted switch is completed by running it again (repair).
+/// The caller holds the transaction journal.
+pub(super) async fn switch(
     sd: &Systemd,
     host: &Host,
     layout: &crate::layout::Layout,
@@ -70,15 +73,20 @@ async fn switch(
 ) -> Result<Record> {
     let mut to = Record::load(to_dir)?;
     let kept = hostfs::remove(&host.root, &from.host_files);
-    let (files, _skipped) = install_host_files(host, to_dir, &to)?;
+    fault("switch:hostfs-removed");
+    let (files, _skipped) = install_host_files(host, to_dir, &to, true)?;
     // Files the old deployment left because they were modified stay; the new one does not own them.
     to.host_files = files.into_iter().filter(|(p, _)| !kept.contains(p)).collect();
     to.save(to_dir)?;
+    fault("switch:hostfs-installed");
     if to.has_service {
         publish_unit(host, to_dir, &to.name)?;
     }
+    fault("switch:unit");
     switch_link(&layout.containers().join(&to.name), &format!("{}.{}", to.name, to.slot))?;
+    fault("switch:link");
     sd.reload().await?;
+    fault("switch:reload");
     Ok(to)
 }
 
@@ -156,9 +164,11 @@ pub async fn update(
     }
     let spec = SlotSpec { name, slot: other, sets: &sets, stored: Some(&stored), runtime: rec.runtime.as_deref() };
     prepare_slot(store, img, &spec, progress)?;
+    fault("update:prepared");
     let unit = format!("{name}.service");
     let was_running = rec.has_service && is_running(&sd.status(&unit).await?.active_state);
     let new_dir = slot_dir(layout, name, other);
+    txn::begin(layout, name, &Txn { op: Op::Switch, from: Some(cur), to: Some(other), was_running })?;
     let new = switch(sd, host, layout, &rec, &new_dir).await?;
     let mut out = Switched {
         name: name.into(),
@@ -172,21 +182,27 @@ pub async fn update(
         journal: vec![],
     };
     if !was_running || !new.has_service {
+        txn::end(layout, name)?;
         return Ok(out);
     }
     if let Err(reason) = restart_and_check(sd, &unit, opts.grace).await {
+        fault("update:judged");
         out.journal = journal_tail(&unit, 10);
         out.reason = Some(reason);
         if opts.no_rollback {
             out.result = "failed";
+            txn::end(layout, name)?;
             return Ok(out);
         }
+        txn::begin(layout, name, &Txn { op: Op::Switch, from: Some(other), to: Some(cur), was_running })?;
         switch(sd, host, layout, &new, &cur_dir).await?;
         let _ = sd.reset_failed(&unit).await;
         sd.restart(&unit).await?;
         out.result = "rolled-back";
         out.deployment = cur;
     }
+    fault("update:restarted");
+    txn::end(layout, name)?;
     Ok(out)
 }
 
@@ -201,11 +217,14 @@ pub async fn rollback(store: &Store, sd: &Systemd, host: &Host, name: &str) -> R
     })?;
     let unit = format!("{name}.service");
     let was_running = rec.has_service && is_running(&sd.status(&unit).await?.active_state);
+    txn::begin(layout, name, &Txn { op: Op::Switch, from: Some(cur), to: Some(other), was_running })?;
     let to = switch(sd, host, layout, &rec, &other_dir).await?;
     if was_running && to.has_service {
         let _ = sd.reset_failed(&unit).await;
         sd.restart(&unit).await?;
     }
+    fault("rollback:restarted");
+    txn::end(layout, name)?;
     Ok(Switched {
         name: name.into(),
         action: "rollback",
