@@ -86,6 +86,9 @@ fn update_rollback_and_automatic_rollback() {
     let j = json_of(&tb.ok("hoist --json update hello"));
     assert_eq!((j[0]["result"].as_str(), j[0]["restarted"].as_bool()), (Some("done"), Some(false)));
     assert_eq!(tb.prop("hello", "ActiveState"), "inactive");
+    // --all visits every container; nothing new now.
+    let j = json_of(&tb.ok("hoist --json update --all"));
+    assert_eq!((j[0]["name"].as_str(), j[0]["result"].as_str()), (Some("hello"), Some("unchanged")));
 
     // Uninstall after updates removes both deployments.
     tb.ok("hoist -q uninstall hello");
