@@ -76,7 +76,7 @@ impl PullResult {
     }
 }
 
-/// Pulls `source` into `store`. `source_text` is recorded as where the image came from.
+/// Pulls `source` into `store`, recording it as where the image came from.
 pub fn pull(store: &Store, source: &Source, opts: &PullOptions, progress: &Progress) -> Result<PullResult, PullError> {
     let reference = source.to_string();
     pull_inner(store, source, opts, progress).map_err(|cause| PullError { reference, cause })

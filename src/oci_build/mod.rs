@@ -164,7 +164,7 @@ pub struct ImageBuilder {
 
 /// A built image's blobs.
 pub struct Built {
-    /// (digest, bytes, media type)
+    /// Every blob: (digest, content).
     pub blobs: Vec<(Digest, Vec<u8>)>,
     pub manifest: Digest,
     pub manifest_bytes: Vec<u8>,
