@@ -48,7 +48,7 @@ images: deps
 test: deps images
 	$(CARGO) test --locked -- --test-threads=2
 
-lint:
+lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
