@@ -33,6 +33,13 @@ pub fn prune(store: &Store) -> Result<PruneReport> {
     if let Ok(rd) = fs::read_dir(&containers) {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
+            // A slot being prepared when a hoist command died.
+            if name.starts_with('.') && name.ends_with(".tmp") {
+                let p = e.path();
+                report.bytes_freed += fsutil::disk_usage(&p);
+                fsutil::remove_any(&p).at(&p)?;
+                continue;
+            }
             let Some((base, slot)) = name.rsplit_once('.') else {
                 continue;
             };
