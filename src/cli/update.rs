@@ -70,15 +70,16 @@ fn report(ctx: &Ctx, results: &[Switched]) -> Result<()> {
             let short = |d: &str| d.strip_prefix("sha256:").unwrap_or(d).chars().take(12).collect::<String>();
             match r.result {
                 "unchanged" => ctx.say(&format!("{}: already up to date ({})", r.name, short(&r.from))),
-                "done" => ctx.say(&format!(
-                    "{}: {} {} -> {} (deployment {}){}",
-                    r.name,
-                    if r.action == "rollback" { "rolled back" } else { "updated" },
-                    short(&r.from),
-                    short(&r.to),
-                    r.deployment,
-                    if r.restarted { ", restarted" } else { ", not running: not started" }
-                )),
+                "done" => {
+                    let verb = if r.action == "rollback" { "rolled back" } else { "updated" };
+                    let what = if r.from == r.to {
+                        format!("{} (same image, other values)", short(&r.to))
+                    } else {
+                        format!("{} -> {}", short(&r.from), short(&r.to))
+                    };
+                    let run = if r.restarted { "restarted" } else { "not running: not started" };
+                    ctx.say(&format!("{}: {verb} {what}, now deployment {}, {run}", r.name, r.deployment))
+                }
                 _ => {
                     let what = if r.result == "failed" {
                         format!("update to {} failed and was kept (--no-rollback)", short(&r.to))
