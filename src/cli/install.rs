@@ -24,7 +24,7 @@ pub struct InstallArgs {
     /// Start the service too (waits for it to be running)
     #[arg(long)]
     pub now: bool,
-    /// A stored image or a source reference (pulled first if missing)
+    /// A stored image or a source reference (a local source is read again, a registry one pulled if missing)
     pub image: String,
 }
 

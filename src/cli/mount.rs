@@ -9,7 +9,7 @@ use crate::mount;
 
 #[derive(Debug, Args)]
 pub struct MountArgs {
-    /// A stored image or a source reference (pulled first if missing)
+    /// A stored image or a source reference (a local source is read again, a registry one pulled if missing)
     pub image: String,
     /// An empty directory
     pub dir: PathBuf,

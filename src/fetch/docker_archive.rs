@@ -16,7 +16,7 @@ use std::path::Path;
 
 use oci_spec::image::{DescriptorBuilder, ImageConfiguration, ImageManifestBuilder, MediaType};
 
-use super::{FetchError, Fetched, Result};
+use super::{Fetched, Result, clean, src_err};
 use crate::digest::Digest;
 use crate::fsutil::IoContext;
 use crate::imgref::ImageName;
@@ -31,15 +31,6 @@ struct Entry {
     #[serde(default)]
     repo_tags: Option<Vec<String>>,
     layers: Vec<String>,
-}
-
-fn src_err(msg: impl Into<String>) -> FetchError {
-    FetchError::Source(msg.into())
-}
-
-fn clean(name: &Path) -> String {
-    let s = name.to_string_lossy();
-    s.trim_start_matches("./").trim_start_matches('/').to_string()
 }
 
 fn oci_digest(d: &Digest) -> oci_spec::image::Digest {

@@ -41,6 +41,16 @@ pub enum FetchError {
     Ref(#[from] RefError),
 }
 
+fn src_err(msg: impl Into<String>) -> FetchError {
+    FetchError::Source(msg.into())
+}
+
+/// Archive member names without a leading `./` or `/`.
+fn clean(name: &std::path::Path) -> String {
+    let s = name.to_string_lossy();
+    s.trim_start_matches("./").trim_start_matches('/').to_string()
+}
+
 /// A failed pull, naming the reference.
 #[derive(Debug, thiserror::Error)]
 #[error("{reference}: {cause}")]

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
 
-use super::{FetchError, Fetched, Result};
+use super::{Fetched, Result, clean, src_err};
 use crate::digest::Digest;
 use crate::fsutil::IoContext;
 use crate::fsutil::human_size;
@@ -26,16 +26,6 @@ const SMALL_FILE: u64 = 1 << 20;
 pub(crate) enum Layout {
     Dir(PathBuf),
     Archive { path: PathBuf, small: HashMap<String, Vec<u8>> },
-}
-
-fn src_err(msg: impl Into<String>) -> FetchError {
-    FetchError::Source(msg.into())
-}
-
-/// Archive member names without a leading `./` or `/`.
-fn clean(name: &Path) -> String {
-    let s = name.to_string_lossy();
-    s.trim_start_matches("./").trim_start_matches('/').to_string()
 }
 
 impl Layout {

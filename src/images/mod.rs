@@ -16,7 +16,6 @@ use serde::Serialize;
 use crate::checkout::{self, CheckoutError, CheckoutStats, LayerTree};
 use crate::digest::Digest;
 use crate::fetch::{self, FetchError, PullOptions};
-use crate::imgref::ImageName;
 use crate::layers::{self, LayerRecord};
 use crate::layout::Layout;
 use crate::progress::Progress;
@@ -153,9 +152,4 @@ pub fn checkout(store: &Store, manifest_digest: &Digest, dest: &Path, progress: 
         .map(|(id, rec)| LayerTree { diff_id: id, root: store.layout().layer(id).join("rootfs"), record: rec })
         .collect();
     Ok(checkout::merge(&trees, dest)?)
-}
-
-/// Resolves an IMAGE argument that must name a stored image.
-pub fn resolve_name(store: &Store, name: &ImageName) -> Result<StoredImage> {
-    Ok(store.lookup(name)?.ok_or_else(|| StoreError::NotFound { query: name.to_string() })?)
 }
