@@ -11,7 +11,7 @@ IMAGEDIR := target/images
 # Debian packages: libseccomp for the runner's seccomp support; fixture image contents; the
 # reference extractor the tests compare with; systemd, dbus and util-linux for the testbed.
 DEB_PKGS := libseccomp-dev pkg-config busybox-static etcd-server etcd-client umoci \
-            systemd dbus util-linux procps
+            systemd dbus util-linux procps docker-registry skopeo apache2-utils
 
 IMAGES := $(IMAGEDIR)/hello.tar $(IMAGEDIR)/hello-v1.tar $(IMAGEDIR)/hello-v2.tar \
           $(IMAGEDIR)/hello-broken.tar $(IMAGEDIR)/etcd.tar $(IMAGEDIR)/layered.tar

@@ -209,7 +209,11 @@ impl Source {
     pub fn local_name(&self) -> Result<Option<ImageName>, RefError> {
         let (path, reference) = match self {
             Source::Registry(r) => {
-                let tag = r.tag.clone().unwrap_or_else(|| format!("@{}", r.digest.as_ref().expect("tag or digest")));
+                // Pulled by digest alone: stored as TAG `sha256-<hex>` (a valid tag naming the content).
+                let tag = r
+                    .tag
+                    .clone()
+                    .unwrap_or_else(|| format!("sha256-{}", r.digest.as_ref().expect("tag or digest").hex()));
                 return Ok(Some(ImageName { repository: format!("{}/{}", r.registry, r.repository), tag }));
             }
             Source::OciDir { path, reference } | Source::OciArchive { path, reference } => (path, reference.as_deref()),
@@ -247,7 +251,7 @@ impl ImageName {
     /// Atomic's default container name: last repository component, `-TAG` unless `latest`.
     pub fn default_container_name(&self) -> String {
         let last = self.repository.rsplit('/').next().unwrap_or(&self.repository);
-        if self.tag == DEFAULT_TAG || self.tag.starts_with('@') {
+        if self.tag == DEFAULT_TAG || self.tag.starts_with("sha256-") {
             last.to_string()
         } else {
             format!("{last}-{}", self.tag)
@@ -296,6 +300,11 @@ mod tests {
             );
         }
         assert_eq!(src("docker://quay.io/coreos/etcd:3.4").to_string(), "docker://quay.io/coreos/etcd:3.4");
+        let by_digest = src("docker://r.io/x@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        let name = by_digest.local_name().unwrap().unwrap();
+        assert_eq!(name.to_string(), "r.io/x:sha256-e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(ImageName::parse(&name.to_string()), Some(name.clone()), "a digest name is a stored name");
+        assert_eq!(name.default_container_name(), "x");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::io::{IsTerminal, Read};
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -16,6 +16,8 @@ pub enum Mode {
 #[derive(Debug)]
 pub struct Progress {
     mode: Mode,
+    /// Keeps concurrent bars (parallel blob downloads) on their own lines.
+    bars: MultiProgress,
 }
 
 impl Progress {
@@ -28,17 +30,23 @@ impl Progress {
         } else {
             Mode::Lines
         };
-        Progress { mode }
+        Progress { mode, bars: MultiProgress::new() }
     }
 
     pub fn silent() -> Self {
-        Progress { mode: Mode::Silent }
+        Progress { mode: Mode::Silent, bars: MultiProgress::new() }
     }
 
     /// A one-line message (plain line or a finished bar line).
     pub fn line(&self, msg: &str) {
-        if self.mode != Mode::Silent {
-            eprintln!("{msg}");
+        match self.mode {
+            Mode::Silent => {}
+            Mode::Lines => eprintln!("{msg}"),
+            Mode::Bars => {
+                if self.bars.println(msg).is_err() {
+                    eprintln!("{msg}");
+                }
+            }
         }
     }
 
@@ -51,7 +59,7 @@ impl Progress {
                 Task { bar: None }
             }
             Mode::Bars => {
-                let bar = if total > 0 { ProgressBar::new(total) } else { ProgressBar::new_spinner() };
+                let bar = self.bars.add(if total > 0 { ProgressBar::new(total) } else { ProgressBar::new_spinner() });
                 let style = if total > 0 {
                     ProgressStyle::with_template("{msg:40!} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
                 } else {
@@ -75,6 +83,13 @@ pub struct Task {
 impl Task {
     pub fn reader<R: Read>(&self, r: R) -> TaskReader<R> {
         TaskReader { inner: r, bar: self.bar.clone() }
+    }
+
+    /// Counts `n` more bytes done.
+    pub fn inc(&self, n: u64) {
+        if let Some(b) = &self.bar {
+            b.inc(n);
+        }
     }
 
     pub fn finish(self) {

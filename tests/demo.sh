@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CHECKOUT=$PWD
 export HOIST_BIN="$CHECKOUT/target/release/hoist"
-ETCD_IMAGE="oci-archive:$CHECKOUT/target/images/etcd.tar"
+ETCD_ARCHIVE="$CHECKOUT/target/images/etcd.tar"
+REG_DIR="$CHECKOUT/target/demo-registry"
 
 bold() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 say() { printf '%s\n' "$*"; }
@@ -42,15 +43,38 @@ else
 fi
 run() { printf '\033[36m# %s\033[0m\n' "$*"; "${X[@]}" "$@"; }
 
-bold "1. Pull the etcd image (an OCI archive built by 'make images' from Debian's etcd-server)"
-run hoist pull "$ETCD_IMAGE"
+bold "0. A registry to pull from: Debian's docker-registry on 127.0.0.1, fed with the etcd image"
+say "(built by 'make images' from Debian's etcd-server; pushed with skopeo)"
+rm -rf "$REG_DIR"; mkdir -p "$REG_DIR"
+cat > "$REG_DIR/config.yml" <<EOF
+version: 0.1
+log: {level: info, accesslog: {disabled: true}}
+storage: {filesystem: {rootdirectory: $REG_DIR/data}}
+http: {addr: '127.0.0.1:0', secret: hoist-demo}
+health: {storagedriver: {enabled: false}}
+EOF
+"${X[@]}" sh -c "setsid docker-registry serve '$REG_DIR/config.yml' >'$REG_DIR/log' 2>&1 </dev/null & echo \$! >'$REG_DIR/pid'"
+stop_registry() { "${X[@]}" sh -c "kill \$(cat '$REG_DIR/pid') 2>/dev/null" || true; }
+if [ "$use_testbed" = 1 ]; then
+  trap 'stop_registry; tests/testbed/testbed down >/dev/null 2>&1 || true' EXIT
+else
+  trap stop_registry EXIT
+fi
+for _ in $(seq 500); do grep -q 'listening on' "$REG_DIR/log" 2>/dev/null && break; sleep 0.01; done
+PORT=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$REG_DIR/log" | head -1 | cut -d: -f2)
+[ -n "$PORT" ] || { cat "$REG_DIR/log"; echo "the registry did not start" >&2; exit 1; }
+ETCD_IMAGE="docker://127.0.0.1:$PORT/etcd:3.4"
+run skopeo copy -q --dest-tls-verify=false "oci-archive:$ETCD_ARCHIVE" "$ETCD_IMAGE"
+
+bold "1. Pull etcd from the registry (plain HTTP on loopback, hence --tls-verify=false, remembered)"
+run hoist pull --tls-verify=false "$ETCD_IMAGE"
 run hoist images
 
 bold "2. What the image expects: its /exports contract"
-run hoist images info etcd
+run hoist images info "$ETCD_IMAGE"
 
 bold "3. Install it: a unit, a tmpfiles.d snippet, host files, an enabled service"
-run hoist install etcd
+run hoist install --name etcd "$ETCD_IMAGE"
 run systemctl is-enabled etcd
 run systemctl cat etcd
 
@@ -70,7 +94,8 @@ bold "7. Status, and a command inside the running container"
 run hoist status etcd
 run hoist run etcd etcdctl get --print-value-only /demo/greeting
 
-bold "8. Update it (here: a new value; a new image works the same): a fresh deployment, restarted, judged healthy"
+bold "8. Update: the registry is asked again (nothing new, nothing done); a new value makes a fresh deployment, restarted, judged healthy"
+run hoist update etcd
 run hoist update --set ETCD_SNAPSHOT_COUNT=5000 etcd
 run hoist list
 for _ in $(seq 100); do "${X[@]}" etcdctl endpoint health >/dev/null 2>&1 && break; sleep 0.1; done
@@ -79,6 +104,8 @@ run etcdctl get --print-value-only /demo/greeting
 bold "9. Roll back: a pointer switch and a restart, no pull (run it again to roll forward)"
 run hoist rollback etcd
 run hoist list
+for _ in $(seq 100); do "${X[@]}" etcdctl endpoint health >/dev/null 2>&1 && break; sleep 0.1; done
+run etcdctl get --print-value-only /demo/greeting
 
 bold "10. Stop it: inactive (not failed); the data stays"
 run systemctl stop etcd

@@ -104,3 +104,32 @@ fn rollback_needs_a_previous_deployment() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("no previous deployment"));
     assert!(String::from_utf8_lossy(&tb.sh("hoist update nope").stderr).contains("no container named nope"));
 }
+
+#[test]
+fn install_and_update_from_a_registry() {
+    let tb = Testbed::up("unified");
+    let reg = common::registry::Registry::start_in(&tb);
+    reg.push(&format!("oci-archive:{}", hello().display()), "hello:1", false);
+    let r = reg.reference("hello:1");
+    tb.ok(&format!("hoist -q install --now --name hello --tls-verify=false {r}"));
+    assert_eq!(hello_says(&tb), "Hi world (v1)");
+    let j = json_of(&tb.ok("hoist --json list"));
+    assert_eq!(j[0]["image"], format!("{}/hello:1", reg.addr));
+
+    // The registry is asked again on update (TLS choice remembered): nothing new, nothing done.
+    assert_eq!(json_of(&tb.ok("hoist --json update hello"))[0]["result"], "unchanged");
+
+    // The tag moves: update pulls it and restarts on it; rollback needs no registry.
+    reg.push(&format!("oci-archive:{}", hello_v2().display()), "hello:1", false);
+    let j = json_of(&tb.ok("hoist --json update hello"));
+    assert_eq!((j[0]["result"].as_str(), j[0]["restarted"].as_bool()), (Some("done"), Some(true)), "{j}");
+    assert_eq!(hello_says(&tb), "Hi world (v2)");
+    drop(reg);
+    tb.ok("hoist -q rollback hello");
+    assert_eq!(hello_says(&tb), "Hi world (v1)");
+    let err = tb.sh("hoist update hello");
+    let msg = String::from_utf8_lossy(&err.stderr);
+    assert!(!err.status.success() && msg.contains("cannot reach registry"), "{msg}");
+    assert_eq!(hello_says(&tb), "Hi world (v1)", "a failed pull changes nothing");
+    tb.ok("hoist -q uninstall hello");
+}

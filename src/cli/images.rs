@@ -1,7 +1,7 @@
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use super::pull::{query_of, stored_query};
+use super::pull::{RegistryArgs, query_of, stored_query};
 use super::{Ctx, output};
 use crate::error::Result;
 use crate::fsutil::human_size;
@@ -33,7 +33,12 @@ pub enum ImagesCmd {
     /// Free blobs, extracted layers and dangling deployments nothing refers to
     Prune,
     /// Labels and template variables (defaults, and the ones that must be --set)
-    Info { image: String },
+    Info {
+        /// A stored image or a source reference (a local source is read again, a registry one pulled if missing)
+        image: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
 }
 
 pub fn run(ctx: &Ctx, args: ImagesArgs) -> Result<()> {
@@ -42,7 +47,7 @@ pub fn run(ctx: &Ctx, args: ImagesArgs) -> Result<()> {
         Some(ImagesCmd::List { no_trunc }) => list(ctx, no_trunc || args.no_trunc),
         Some(ImagesCmd::Rm { images }) => rm(ctx, &images),
         Some(ImagesCmd::Prune) => prune(ctx),
-        Some(ImagesCmd::Info { image }) => info(ctx, &image),
+        Some(ImagesCmd::Info { image, registry }) => info(ctx, &image, &registry),
     }
 }
 
@@ -126,8 +131,8 @@ fn prune(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-fn info(ctx: &Ctx, image: &str) -> Result<()> {
-    let query = stored_query(ctx, image)?;
+fn info(ctx: &Ctx, image: &str, registry: &RegistryArgs) -> Result<()> {
+    let query = stored_query(ctx, image, registry)?;
     // Inspecting may extract layers, so it takes the lock like any writer.
     let (store, _lock) = ctx.store_locked()?;
     let i = images::info(&store, &query)?;

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use clap::Args;
 use serde::Serialize;
 
-use super::pull::stored_query;
+use super::pull::{RegistryArgs, stored_query};
 use super::{Ctx, output};
 use crate::deploy::values::parse_sets;
 use crate::error::{Error, Result};
@@ -26,6 +26,8 @@ pub struct InstallArgs {
     pub now: bool,
     /// A stored image or a source reference (a local source is read again, a registry one pulled if missing)
     pub image: String,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 #[derive(Serialize)]
@@ -38,7 +40,7 @@ struct J<'a> {
 
 pub fn run(ctx: &Ctx, args: InstallArgs) -> Result<()> {
     let sets = parse_sets(&args.sets).map_err(|e| Error::Usage(e.to_string()))?;
-    let query = stored_query(ctx, &args.image)?;
+    let query = stored_query(ctx, &args.image, &args.registry)?;
     let (store, _lock) = ctx.store_locked()?;
     let img = store.resolve(&query)?;
     let opts = InstallOptions { name: args.name, sets, runtime: args.runtime, now: args.now };

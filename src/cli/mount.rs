@@ -13,6 +13,8 @@ pub struct MountArgs {
     pub image: String,
     /// An empty directory
     pub dir: PathBuf,
+    #[command(flatten)]
+    pub registry: super::pull::RegistryArgs,
 }
 
 #[derive(Debug, Args)]
@@ -30,7 +32,7 @@ struct J {
 }
 
 pub fn mount(ctx: &Ctx, args: MountArgs) -> Result<()> {
-    let query = super::pull::stored_query(ctx, &args.image)?;
+    let query = super::pull::stored_query(ctx, &args.image, &args.registry)?;
     let (store, _lock) = ctx.store_locked()?;
     let rec = mount::mount(&store, &query, &args.dir, &ctx.progress())?;
     ctx.say(&format!("Mounted {} read-only on {}", rec.image, rec.dir.display()));

@@ -3,18 +3,45 @@ use serde::Serialize;
 
 use super::{Ctx, output};
 use crate::error::{Error, Result};
-use crate::fetch::{self, PullOptions};
+use crate::fetch::{self, Platform, PullOptions, RegistryOptions};
 use crate::imgref::{ImageArg, Source};
 use crate::layers::{ExtractOptions, Limits};
 
 #[derive(Debug, Args)]
 pub struct PullArgs {
-    /// docker://REG/REPO[:TAG], oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE,
-    /// or a stored name (pulled again from where it came from)
+    /// docker://REG/REPO[:TAG|@DIGEST] (or REG/REPO:TAG), oci:DIR[:REF], oci-archive:FILE[:REF],
+    /// docker-archive:FILE, or a stored name (pulled again from where it came from)
     pub image: String,
     /// Create device nodes found in layers (skipped with a warning by default)
     #[arg(long)]
     pub allow_devices: bool,
+    /// Pick this platform out of a multi-platform image instead of the machine's own
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<Platform>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// How to reach a registry (for `docker://` references).
+#[derive(Debug, Args, Clone, Default)]
+pub struct RegistryArgs {
+    /// Verify the registry's TLS certificate. `--tls-verify=false` skips the check and allows
+    /// plain HTTP (for a local registry); it is remembered for later pulls of the same reference
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub tls_verify: Option<bool>,
+    /// Read registry credentials from this auth.json (default: $REGISTRY_AUTH_FILE, then podman's and
+    /// docker's usual files)
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<std::path::PathBuf>,
+}
+
+impl RegistryArgs {
+    pub fn options(&self) -> PullOptions {
+        PullOptions {
+            registry: RegistryOptions { tls_verify: self.tls_verify, authfile: self.authfile.clone(), platform: None },
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -61,14 +88,14 @@ pub fn query_of(image: &str) -> Result<String> {
 /// Like [`query_of`], but makes sure the image is stored: a local source (file or directory)
 /// is always read again (cheap when nothing changed: no blob is copied twice), a registry
 /// reference is pulled when its name is not stored yet.
-pub fn stored_query(ctx: &Ctx, image: &str) -> Result<String> {
+pub fn stored_query(ctx: &Ctx, image: &str, registry: &RegistryArgs) -> Result<String> {
     let query = query_of(image)?;
     if let ImageArg::Source(src) = ImageArg::parse(image)? {
         let local = !matches!(src, Source::Registry(_));
         if local || ctx.store()?.resolve(&query).is_err() {
             let source = source_of(ctx, image)?;
             let (store, _lock) = ctx.store_locked()?;
-            let r = fetch::pull(&store, &source, &PullOptions::default(), &ctx.progress())?;
+            let r = fetch::pull(&store, &source, &registry.options(), &ctx.progress())?;
             return Ok(r.name.to_string());
         }
     }
@@ -78,8 +105,9 @@ pub fn stored_query(ctx: &Ctx, image: &str) -> Result<String> {
 pub fn run(ctx: &Ctx, args: PullArgs) -> Result<()> {
     let source = source_of(ctx, &args.image)?;
     let (store, _lock) = ctx.store_locked()?;
-    let opts =
-        PullOptions { extract: ExtractOptions { limits: Limits::from_env(), allow_devices: args.allow_devices } };
+    let mut opts = args.registry.options();
+    opts.extract = ExtractOptions { limits: Limits::from_env(), allow_devices: args.allow_devices };
+    opts.registry.platform = args.platform;
     let r = fetch::pull(&store, &source, &opts, &ctx.progress())?;
     for w in &r.warnings {
         ctx.warn(w);

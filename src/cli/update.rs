@@ -2,12 +2,12 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::pull::{query_of, source_of};
+use super::pull::{RegistryArgs, query_of, source_of};
 use super::{Ctx, output};
 use crate::deploy::record::Record;
 use crate::deploy::values::parse_sets;
 use crate::error::{Error, Result};
-use crate::fetch::{self, PullOptions};
+use crate::fetch;
 use crate::imgref::ImageArg;
 use crate::ops::update::{self, Switched, UpdateOptions};
 use crate::ops::{self, query};
@@ -37,6 +37,8 @@ pub struct UpdateArgs {
     /// Seconds the restarted service must stay up to count as healthy
     #[arg(long, default_value_t = 3, value_name = "SECONDS")]
     pub grace: u64,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 #[derive(Debug, Args)]
@@ -45,7 +47,14 @@ pub struct RollbackArgs {
 }
 
 /// The image an update moves to: the rebase target, or the recorded image re-read from its source.
-fn target(ctx: &Ctx, store: &Store, rec: &Record, rebase: Option<&str>, no_pull: bool) -> Result<StoredImage> {
+fn target(
+    ctx: &Ctx,
+    store: &Store,
+    rec: &Record,
+    rebase: Option<&str>,
+    no_pull: bool,
+    registry: &RegistryArgs,
+) -> Result<StoredImage> {
     let progress = ctx.progress();
     let (reference, fallback) = match rebase {
         Some(r) => (Some(r.to_string()), query_of(r)?),
@@ -56,7 +65,7 @@ fn target(ctx: &Ctx, store: &Store, rec: &Record, rebase: Option<&str>, no_pull:
         && let ImageArg::Source(_) = ImageArg::parse(&r)?
     {
         let src = source_of(ctx, &r)?;
-        let pulled = fetch::pull(store, &src, &PullOptions::default(), &progress)?;
+        let pulled = fetch::pull(store, &src, &registry.options(), &progress)?;
         return Ok(store.resolve(&pulled.name.to_string())?);
     }
     Ok(store.resolve(&fallback)?)
@@ -117,7 +126,7 @@ pub fn update(ctx: &Ctx, args: UpdateArgs) -> Result<()> {
             }
             let slot = ops::current_slot(&ctx.layout, name).ok_or_else(|| ops::OpsError::NoSuch(name.clone()))?;
             let rec = Record::load(&slot).map_err(ops::OpsError::from)?;
-            let img = target(ctx, &store, &rec, args.rebase.as_deref(), args.no_pull)?;
+            let img = target(ctx, &store, &rec, args.rebase.as_deref(), args.no_pull, &args.registry)?;
             out.push(update::update(&store, &sd, &ctx.host, name, &img, &opts, &progress).await?);
         }
         Ok::<_, Error>(out)

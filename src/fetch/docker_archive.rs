@@ -143,5 +143,11 @@ pub(crate) fn import(store: &Store, path: &Path, progress: &Progress) -> Result<
         }
     }
     let name = entry.repo_tags.and_then(|t| t.into_iter().next()).and_then(|t| ImageName::parse(&t));
-    Ok(Fetched { manifest: manifest_digest, media_type: MediaType::ImageManifest, blobs_fetched: fetched, name })
+    Ok(Fetched {
+        manifest: manifest_digest,
+        media_type: MediaType::ImageManifest,
+        blobs_fetched: fetched,
+        name,
+        insecure: false,
+    })
 }

@@ -8,8 +8,11 @@
 
 mod docker_archive;
 mod oci_layout;
+pub mod platform;
+pub mod registry;
 
-pub use oci_layout::host_platform;
+pub use platform::Platform;
+pub use registry::RegistryError;
 
 use oci_spec::image::{ImageManifest, MediaType};
 
@@ -27,10 +30,8 @@ pub enum FetchError {
     /// The source is readable but does not hold what was asked for, or is malformed.
     #[error("{0}")]
     Source(String),
-    #[error(
-        "registry pulls (docker://) are not available in this version of hoist; use oci:, oci-archive: or docker-archive:"
-    )]
-    RegistryUnsupported,
+    #[error(transparent)]
+    Registry(Box<RegistryError>),
     #[error(transparent)]
     Io(#[from] PathError),
     #[error(transparent)]
@@ -39,6 +40,12 @@ pub enum FetchError {
     Layer(#[from] LayerError),
     #[error(transparent)]
     Ref(#[from] RefError),
+}
+
+impl From<RegistryError> for FetchError {
+    fn from(e: RegistryError) -> Self {
+        FetchError::Registry(Box::new(e))
+    }
 }
 
 fn src_err(msg: impl Into<String>) -> FetchError {
@@ -60,9 +67,23 @@ pub struct PullError {
     pub cause: FetchError,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct PullOptions {
     pub extract: ExtractOptions,
+    pub registry: RegistryOptions,
+}
+
+/// How registry (`docker://`) sources are fetched.
+#[derive(Debug, Default, Clone)]
+pub struct RegistryOptions {
+    /// `Some(false)`: HTTPS without certificate checks, falling back to plain HTTP. `None`: verify,
+    /// unless this source was pulled with `Some(false)` before (the choice is remembered per source).
+    pub tls_verify: Option<bool>,
+    /// Credentials file used instead of the default search path.
+    pub authfile: Option<std::path::PathBuf>,
+    /// Platform to pick from a multi-platform image (default: this machine's). Also applies to
+    /// indexes in OCI layouts.
+    pub platform: Option<Platform>,
 }
 
 /// What a pull did.
@@ -93,13 +114,22 @@ pub fn pull(store: &Store, source: &Source, opts: &PullOptions, progress: &Progr
 }
 
 fn pull_inner(store: &Store, source: &Source, opts: &PullOptions, progress: &Progress) -> Result<PullResult> {
+    let platform = opts.registry.platform.as_ref();
     let fetched = match source {
-        Source::Registry(_) => return Err(FetchError::RegistryUnsupported),
+        Source::Registry(r) => {
+            let tls_verify = opts.registry.tls_verify.unwrap_or_else(|| !store.insecure_source(&source.to_string()));
+            let conn = registry::Connection {
+                tls_verify,
+                authfile: opts.registry.authfile.clone(),
+                max_blob: opts.extract.limits.max_layer_bytes,
+            };
+            registry::import(store, r, &conn, platform, progress)?
+        }
         Source::OciDir { path, reference } => {
-            oci_layout::import(store, oci_layout::Layout::dir(path)?, reference.as_deref(), progress)?
+            oci_layout::import(store, oci_layout::Layout::dir(path)?, reference.as_deref(), platform, progress)?
         }
         Source::OciArchive { path, reference } => {
-            oci_layout::import(store, oci_layout::Layout::archive(path)?, reference.as_deref(), progress)?
+            oci_layout::import(store, oci_layout::Layout::archive(path)?, reference.as_deref(), platform, progress)?
         }
         Source::DockerArchive { path } => docker_archive::import(store, path, progress)?,
     };
@@ -117,6 +147,8 @@ pub(crate) struct Fetched {
     pub blobs_fetched: usize,
     /// A name the source itself carries (docker-archive RepoTags).
     pub name: Option<ImageName>,
+    /// Fetched without TLS verification (remembered for later pulls of the same source).
+    pub insecure: bool,
 }
 
 fn finish(
@@ -130,9 +162,11 @@ fn finish(
     let manifest = store.manifest(&f.manifest)?;
     let layers_extracted = extract_layers(store, &f.manifest, &manifest, opts, progress)?;
     let previous = store.lookup(name)?;
-    let ref_changed = previous.as_ref().is_none_or(|p| p.manifest != f.manifest || p.source.as_deref() != Some(source));
+    let ref_changed = previous
+        .as_ref()
+        .is_none_or(|p| p.manifest != f.manifest || p.source.as_deref() != Some(source) || p.insecure != f.insecure);
     if ref_changed {
-        store.set_ref(name, &f.manifest, f.media_type, source)?;
+        store.set_ref(name, &f.manifest, f.media_type, source, f.insecure)?;
     }
     let mut warnings = Vec::new();
     for diff_id in diff_ids(store, &manifest)? {

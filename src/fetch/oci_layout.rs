@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
 
+use super::platform::{Platform, select};
 use super::{Fetched, Result, clean, src_err};
 use crate::digest::Digest;
 use crate::fsutil::IoContext;
@@ -148,27 +149,13 @@ fn is_index(mt: &MediaType) -> bool {
     matches!(mt, MediaType::ImageIndex) || mt.to_string() == "application/vnd.docker.distribution.manifest.list.v2+json"
 }
 
-/// This machine's platform in OCI terms.
-pub fn host_platform() -> (&'static str, &'static str) {
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        other => other,
-    };
-    ("linux", arch)
-}
-
-/// Picks the manifest for this platform out of an image index.
-fn pick_platform(index: &ImageIndex) -> Option<&Descriptor> {
-    let (os, arch) = host_platform();
-    index.manifests().iter().find(|d| {
-        d.platform().as_ref().is_some_and(|p| p.os().to_string() == os && p.architecture().to_string() == arch)
-    })
-}
-
-pub(crate) fn import(store: &Store, layout: Layout, reference: Option<&str>, progress: &Progress) -> Result<Fetched> {
+pub(crate) fn import(
+    store: &Store,
+    layout: Layout,
+    reference: Option<&str>,
+    platform: Option<&Platform>,
+    progress: &Progress,
+) -> Result<Fetched> {
     let index: ImageIndex = layout.read_json("index.json", "image index")?;
     let ref_of =
         |d: &Descriptor| d.annotations().as_ref().and_then(|a| a.get("org.opencontainers.image.ref.name").cloned());
@@ -193,10 +180,10 @@ pub(crate) fn import(store: &Store, layout: Layout, reference: Option<&str>, pro
         let (digest, data) = layout.read_blob(&desc)?;
         let inner: ImageIndex =
             serde_json::from_slice(&data).map_err(|e| src_err(format!("image index {digest}: {e}")))?;
-        let (os, arch) = host_platform();
-        desc = pick_platform(&inner)
-            .cloned()
-            .ok_or_else(|| src_err(format!("image index {digest} has no manifest for {os}/{arch}")))?;
+        let want = platform.cloned().unwrap_or_else(Platform::host);
+        desc = select(&inner, &want).cloned().map_err(|offered| {
+            src_err(format!("image index {digest} has no manifest for {want} (it has: {})", offered.join(", ")))
+        })?;
     }
     let (manifest_digest, manifest_bytes) = layout.read_blob(&desc)?;
     let manifest: ImageManifest =
@@ -219,5 +206,5 @@ pub(crate) fn import(store: &Store, layout: Layout, reference: Option<&str>, pro
         }
     }
     let media_type = manifest.media_type().clone().unwrap_or(MediaType::ImageManifest);
-    Ok(Fetched { manifest: manifest_digest, media_type, blobs_fetched: fetched, name: None })
+    Ok(Fetched { manifest: manifest_digest, media_type, blobs_fetched: fetched, name: None, insecure: false })
 }

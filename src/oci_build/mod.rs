@@ -160,6 +160,8 @@ pub struct ImageBuilder {
     pub layers: Vec<Vec<u8>>,
     pub config: Value,
     pub compression: Compress,
+    /// The platform recorded in the config (default: this machine's).
+    pub platform: Option<crate::fetch::Platform>,
 }
 
 /// A built image's blobs.
@@ -176,7 +178,7 @@ pub struct Built {
 
 impl ImageBuilder {
     pub fn new(layers: Vec<Vec<u8>>, config: Value) -> Self {
-        ImageBuilder { layers, config, compression: Compress::Gzip }
+        ImageBuilder { layers, config, compression: Compress::Gzip, platform: None }
     }
 
     pub fn build(&self) -> Built {
@@ -197,15 +199,20 @@ impl ImageBuilder {
             layers.push(d.clone());
             blobs.push((d, blob));
         }
-        let (_, arch) = crate::fetch::host_platform();
+        let host = crate::fetch::Platform::host();
+        let platform = self.platform.as_ref().unwrap_or(&host);
         let config = json!({
             "created": "2023-11-14T22:13:20Z",
-            "architecture": arch,
-            "os": "linux",
+            "architecture": platform.arch,
+            "os": platform.os,
             "config": self.config,
             "rootfs": {"type": "layers", "diff_ids": diff_ids},
             "history": self.layers.iter().map(|_| json!({"created": "2023-11-14T22:13:20Z", "created_by": "hoist oci_build"})).collect::<Vec<_>>(),
         });
+        let mut config = config;
+        if let Some(v) = &platform.variant {
+            config["variant"] = v.clone().into();
+        }
         let config_bytes = serde_json::to_vec(&config).expect("json");
         let config_digest = Digest::of_bytes(&config_bytes);
         let manifest = json!({
@@ -280,4 +287,45 @@ impl Built {
         }
         b.finish()
     }
+}
+
+/// Writes an OCI layout directory whose `ref_name` is a multi-platform image index over `images`
+/// (each built with its [`ImageBuilder::platform`]).
+pub fn write_index_dir(dir: &Path, ref_name: &str, images: &[(&Built, &crate::fetch::Platform)]) -> io::Result<()> {
+    std::fs::create_dir_all(dir.join("blobs/sha256"))?;
+    let mut manifests = Vec::new();
+    for (built, p) in images {
+        for (d, data) in &built.blobs {
+            std::fs::write(dir.join("blobs/sha256").join(d.hex()), data)?;
+        }
+        let mut platform = json!({"os": p.os, "architecture": p.arch});
+        if let Some(v) = &p.variant {
+            platform["variant"] = v.clone().into();
+        }
+        manifests.push(json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": built.manifest.to_string(),
+            "size": built.manifest_bytes.len(),
+            "platform": platform,
+        }));
+    }
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": manifests,
+    }))
+    .expect("json");
+    let index_digest = Digest::of_bytes(&index);
+    std::fs::write(dir.join("blobs/sha256").join(index_digest.hex()), &index)?;
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    let top = json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": index_digest.to_string(),
+            "size": index.len(),
+            "annotations": {"org.opencontainers.image.ref.name": ref_name},
+        }],
+    });
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&top).expect("json"))
 }

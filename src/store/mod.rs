@@ -114,26 +114,19 @@ impl Store {
             let size = fs::metadata(self.blob_path(d)).map(|m| m.len()).unwrap_or(0);
             return Ok((d.clone(), size));
         }
-        let tmp_dir = self.layout.tmp();
-        let tmp = tempfile::NamedTempFile::new_in(&tmp_dir).at(&tmp_dir)?;
-        let mut w = HashingWriter::new(tmp);
+        let mut w = self.blob_writer()?;
         let mut reader = reader;
         io::copy(&mut reader, &mut w).map_err(|source| StoreError::Read { what: what.to_string(), source })?;
-        let (tmp, actual, size) = w.finish();
-        if let Some(expected) = expected
-            && *expected != actual
-        {
-            return Err(StoreError::DigestMismatch { what: what.to_string(), expected: expected.clone(), actual });
-        }
-        if let Some(expected) = expected_size
-            && expected != size
-        {
-            return Err(StoreError::SizeMismatch { what: what.to_string(), expected, actual: size });
-        }
-        tmp.as_file().sync_data().at(tmp.path())?;
-        let dest = self.blob_path(&actual);
-        tmp.persist(&dest).map_err(|e| PathError::new(&dest, e.error))?;
-        Ok((actual, size))
+        w.commit(what, expected, expected_size)
+    }
+
+    /// A writer for a new blob: content goes to a temporary file under `<root>/tmp` and is hashed
+    /// on the way; [`BlobWriter::commit`] checks it and renames it into place. Dropping the writer
+    /// without committing leaves nothing behind.
+    pub fn blob_writer(&self) -> Result<BlobWriter> {
+        let tmp_dir = self.layout.tmp();
+        let tmp = tempfile::NamedTempFile::new_in(&tmp_dir).at(&tmp_dir)?;
+        Ok(BlobWriter { inner: HashingWriter::new(tmp), blobs: self.layout.store().join("blobs/sha256") })
     }
 
     /// Stores an in-memory blob (manifests, configs).
@@ -220,6 +213,43 @@ impl Store {
     /// The image a name points at, if any.
     pub fn lookup(&self, name: &ImageName) -> Result<Option<StoredImage>> {
         Ok(self.images()?.into_iter().find(|i| &i.name == name))
+    }
+}
+
+/// A blob being written; see [`Store::blob_writer`].
+pub struct BlobWriter {
+    inner: HashingWriter<tempfile::NamedTempFile>,
+    blobs: PathBuf,
+}
+
+impl io::Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl BlobWriter {
+    /// Checks the content against `expected` digest and size (when given), flushes it to disk and
+    /// renames it to its digest. On a mismatch the temporary file is removed and nothing is stored.
+    pub fn commit(self, what: &str, expected: Option<&Digest>, expected_size: Option<u64>) -> Result<(Digest, u64)> {
+        let (tmp, actual, size) = self.inner.finish();
+        if let Some(expected) = expected
+            && *expected != actual
+        {
+            return Err(StoreError::DigestMismatch { what: what.to_string(), expected: expected.clone(), actual });
+        }
+        if let Some(expected) = expected_size
+            && expected != size
+        {
+            return Err(StoreError::SizeMismatch { what: what.to_string(), expected, actual: size });
+        }
+        tmp.as_file().sync_data().at(tmp.path())?;
+        let dest = self.blobs.join(actual.hex());
+        tmp.persist(&dest).map_err(|e| PathError::new(&dest, e.error))?;
+        Ok((actual, size))
     }
 }
 

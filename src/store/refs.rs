@@ -14,6 +14,8 @@ use crate::imgref::ImageName;
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 pub const ANNOTATION_SOURCE: &str = "io.hoist.source";
 pub const ANNOTATION_PULLED: &str = "io.hoist.pulled";
+/// `"false"` when the image was fetched with `--tls-verify=false` (later pulls of the source do too).
+pub const ANNOTATION_TLS_VERIFY: &str = "io.hoist.tls-verify";
 
 /// One stored name and what it points at.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +26,8 @@ pub struct StoredImage {
     pub source: Option<String>,
     /// Unix time of the pull that set this name.
     pub pulled: Option<u64>,
+    /// Pulled without TLS verification.
+    pub insecure: bool,
 }
 
 impl Store {
@@ -59,6 +63,7 @@ impl Store {
                 manifest: parse_digest(desc.digest().as_ref(), &path)?,
                 source: ann.get(ANNOTATION_SOURCE).cloned(),
                 pulled: ann.get(ANNOTATION_PULLED).and_then(|p| p.parse().ok()),
+                insecure: ann.get(ANNOTATION_TLS_VERIFY).is_some_and(|v| v == "false"),
             });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -66,7 +71,14 @@ impl Store {
     }
 
     /// Points `name` at a manifest already in the store (replacing what it pointed at).
-    pub fn set_ref(&self, name: &ImageName, manifest: &Digest, media_type: MediaType, source: &str) -> Result<()> {
+    pub fn set_ref(
+        &self,
+        name: &ImageName,
+        manifest: &Digest,
+        media_type: MediaType,
+        source: &str,
+        insecure: bool,
+    ) -> Result<()> {
         let size = self.read_blob(manifest)?.len() as u64;
         let pulled = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let mut desc = Descriptor::new(
@@ -74,16 +86,25 @@ impl Store {
             size,
             oci_spec::image::Digest::try_from(manifest.to_string()).expect("valid digest"),
         );
-        desc.set_annotations(Some(HashMap::from([
+        let mut annotations = HashMap::from([
             (ANNOTATION_REF_NAME.to_string(), name.to_string()),
             (ANNOTATION_SOURCE.to_string(), source.to_string()),
             (ANNOTATION_PULLED.to_string(), pulled.to_string()),
-        ])));
+        ]);
+        if insecure {
+            annotations.insert(ANNOTATION_TLS_VERIFY.to_string(), "false".to_string());
+        }
+        desc.set_annotations(Some(annotations));
         let mut index = self.read_index()?;
         let mut manifests: Vec<Descriptor> = index.manifests().iter().filter(|d| !names(d, name)).cloned().collect();
         manifests.push(desc);
         index.set_manifests(manifests);
         self.write_index(&index)
+    }
+
+    /// Whether a stored image came from `source` without TLS verification.
+    pub fn insecure_source(&self, source: &str) -> bool {
+        self.images().is_ok_and(|imgs| imgs.iter().any(|i| i.insecure && i.source.as_deref() == Some(source)))
     }
 
     /// Removes a stored name. Returns false when it did not exist.

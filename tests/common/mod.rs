@@ -11,6 +11,7 @@ use std::sync::Mutex;
 
 use hoist::oci_build::spec;
 
+pub mod registry;
 pub mod testbed;
 
 pub const HOIST: &str = env!("CARGO_BIN_EXE_hoist");

@@ -1,0 +1,179 @@
+//! A real registry for the tests: Debian's `docker-registry` (distribution 2.8) on 127.0.0.1 with
+//! a port the kernel picks (read back from its log), scratch storage, optionally htpasswd auth.
+//! Images are pushed into it with skopeo. Dropping the fixture kills the registry.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::have;
+
+pub struct Registry {
+    pub dir: tempfile::TempDir,
+    pub addr: String,
+    /// The registry process, when it runs on this host.
+    child: Option<Child>,
+    /// The testbed it runs in (and skopeo with it: the testbed has its own network).
+    testbed: Option<PathBuf>,
+    creds: Option<(String, String)>,
+}
+
+impl Registry {
+    /// Starts an anonymous registry.
+    pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// Starts a registry that wants `user:password` (htpasswd, bcrypt).
+    pub fn with_auth(user: &str, password: &str) -> Self {
+        Self::start_with(Some((user.to_string(), password.to_string())))
+    }
+
+    /// Starts an anonymous registry inside a testbed (its own network namespace): hoist and
+    /// skopeo run there too.
+    pub fn start_in(tb: &super::testbed::Testbed) -> Self {
+        Self::start_at(None, Some(tb.dir.clone()))
+    }
+
+    fn start_with(creds: Option<(String, String)>) -> Self {
+        Self::start_at(creds, None)
+    }
+
+    /// A command run where the registry is reachable.
+    fn command(&self, prog: &str) -> Command {
+        match &self.testbed {
+            None => Command::new(prog),
+            Some(dir) => {
+                let mut c = Command::new(super::repo().join("tests/testbed/testbed"));
+                c.env("HOIST_TESTBED_DIR", dir).env("HOIST_BIN", super::HOIST).args(["exec", prog]);
+                c
+            }
+        }
+    }
+
+    fn start_at(creds: Option<(String, String)>, testbed: Option<PathBuf>) -> Self {
+        for tool in ["docker-registry", "skopeo"] {
+            assert!(have(tool), "{tool} is needed for the registry tests (make test installs it)");
+        }
+        let dir = tempfile::Builder::new().prefix("hoist-registry-").tempdir_in(super::repo().join("target")).unwrap();
+        let mut auth = String::new();
+        if let Some((u, p)) = &creds {
+            assert!(have("htpasswd"), "htpasswd (apache2-utils) is needed for the auth tests (make test installs it)");
+            let out = Command::new("htpasswd").args(["-Bbn", u, p]).output().unwrap();
+            assert!(out.status.success());
+            fs::write(dir.path().join("htpasswd"), out.stdout).unwrap();
+            auth =
+                format!("auth: {{htpasswd: {{realm: hoist-test, path: {}}}}}\n", dir.path().join("htpasswd").display());
+        }
+        let config = format!(
+            "version: 0.1\n\
+             log: {{level: info, accesslog: {{disabled: true}}}}\n\
+             storage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\n  \
+             maintenance: {{uploadpurging: {{enabled: false}}}}\n\
+             http: {{addr: '127.0.0.1:0', secret: hoist-test-not-secret}}\n\
+             health: {{storagedriver: {{enabled: false}}}}\n{auth}",
+            dir.path().join("data").display()
+        );
+        fs::write(dir.path().join("config.yml"), config).unwrap();
+        let log = dir.path().join("registry.log");
+        let mut reg = Registry { dir, addr: String::new(), child: None, testbed, creds };
+        let config = reg.dir.path().join("config.yml");
+        if reg.testbed.is_some() {
+            let script = format!(
+                "setsid docker-registry serve '{}' >'{}' 2>&1 </dev/null & echo $! >'{}'",
+                config.display(),
+                log.display(),
+                reg.dir.path().join("pid").display()
+            );
+            let o = reg.command("sh").arg("-c").arg(script).output().unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        } else {
+            let child = Command::new("docker-registry")
+                .arg("serve")
+                .arg(&config)
+                .stdin(Stdio::null())
+                .stdout(fs::File::create(reg.dir.path().join("stdout.log")).unwrap())
+                .stderr(fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap();
+            reg.child = Some(child);
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let addr = loop {
+            let text = fs::read_to_string(&log).unwrap_or_default();
+            if let Some(pos) = text.find("listening on ") {
+                let rest = &text[pos + "listening on ".len()..];
+                let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':')).unwrap_or(rest.len());
+                break rest[..end].to_string();
+            }
+            assert!(Instant::now() < deadline, "registry did not start: {text}");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        reg.addr = addr;
+        reg
+    }
+
+    /// `docker://ADDR/REPO:TAG`.
+    pub fn reference(&self, repo_tag: &str) -> String {
+        format!("docker://{}/{repo_tag}", self.addr)
+    }
+
+    /// Pushes an skopeo source (`oci-archive:…`, `oci:DIR:REF`) as `repo_tag`; `all` copies every
+    /// platform of an index. Returns the manifest digest the registry stores.
+    pub fn push(&self, source: &str, repo_tag: &str, all: bool) -> String {
+        let digest_file = self.dir.path().join("pushed.digest");
+        let mut cmd = self.command("skopeo");
+        cmd.args(["copy", "-q", "--dest-tls-verify=false", "--digestfile"]).arg(&digest_file);
+        if all {
+            cmd.arg("--all");
+        }
+        if let Some((u, p)) = &self.creds {
+            cmd.arg(format!("--dest-creds={u}:{p}"));
+        }
+        let out = cmd.arg(source).arg(self.reference(repo_tag)).output().unwrap();
+        assert!(out.status.success(), "skopeo copy {source}: {}", String::from_utf8_lossy(&out.stderr));
+        fs::read_to_string(digest_file).unwrap().trim().to_string()
+    }
+
+    /// The file a blob is kept in.
+    pub fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        self.dir.path().join("data/docker/registry/v2/blobs/sha256").join(&hex[..2]).join(hex).join("data")
+    }
+
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        let _ = fs::File::open(self.dir.path().join("registry.log")).map(|mut f| f.read_to_string(&mut s));
+        s
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        } else if let Ok(pid) = fs::read_to_string(self.dir.path().join("pid")) {
+            // Gone with the testbed anyway when it is already down.
+            let _ = self.command("kill").arg(pid.trim()).output();
+        }
+    }
+}
+
+/// A port on 127.0.0.1 nothing listens on (bound, then released).
+pub fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Writes an auth.json with `user:password` for `registry`.
+pub fn auth_file(dir: &Path, registry: &str, user: &str, password: &str) -> PathBuf {
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    fs::create_dir_all(dir).unwrap();
+    let path = dir.join("auth.json");
+    fs::write(&path, serde_json::to_vec(&serde_json::json!({"auths": {registry: {"auth": auth}}})).unwrap()).unwrap();
+    path
+}
