@@ -84,6 +84,16 @@ fn pull_by_tag_and_digest_repull_and_update() {
     let fetched = j["blobs_fetched"].as_u64().unwrap();
     assert!((2..4).contains(&fetched), "only the new layer, config and manifest: {j}");
     assert_eq!(root.count("tmp"), 0);
+
+    // Docker v2 schema 2 (what `docker push` writes): docker media types for manifest,
+    // config and gzip layers; same layers, so nothing new is extracted.
+    let docker = reg.push_with(&archive(&hello()), "hello:docker", &["--format", "v2s2"]);
+    let raw: Value = serde_json::from_slice(&fs::read(reg.blob_file(&docker)).unwrap()).unwrap();
+    assert_eq!(raw["mediaType"], "application/vnd.docker.distribution.manifest.v2+json");
+    let j = root.json(&["pull", "--tls-verify=false", &reg.reference("hello:docker")]);
+    assert_eq!((j["digest"].as_str(), j["layers_extracted"].as_u64()), (Some(docker.as_str()), Some(0)), "{j}");
+    let info = root.json(&["images", "info", &format!("{}/hello:docker", reg.addr)]);
+    assert_eq!(info["labels"]["org.opencontainers.image.title"], "hello", "{info}");
 }
 
 fn platform_image(p: &str) -> (hoist::oci_build::Built, Platform) {

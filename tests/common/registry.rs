@@ -123,12 +123,15 @@ impl Registry {
     /// Pushes an skopeo source (`oci-archive:…`, `oci:DIR:REF`) as `repo_tag`; `all` copies every
     /// platform of an index. Returns the manifest digest the registry stores.
     pub fn push(&self, source: &str, repo_tag: &str, all: bool) -> String {
+        self.push_with(source, repo_tag, if all { &["--all"] } else { &[] })
+    }
+
+    /// Like [`Self::push`] with extra skopeo arguments (`--format v2s2`: Docker schema 2).
+    pub fn push_with(&self, source: &str, repo_tag: &str, extra: &[&str]) -> String {
         let digest_file = self.dir.path().join("pushed.digest");
         let mut cmd = self.command("skopeo");
         cmd.args(["copy", "-q", "--dest-tls-verify=false", "--digestfile"]).arg(&digest_file);
-        if all {
-            cmd.arg("--all");
-        }
+        cmd.args(extra);
         if let Some((u, p)) = &self.creds {
             cmd.arg(format!("--dest-creds={u}:{p}"));
         }
