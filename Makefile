@@ -4,6 +4,7 @@
 #   make test       install the Debian packages the tests need, build images, run every test tier
 #   make lint       cargo fmt --check + clippy -D warnings
 #   make demo       the guided tour (see README)
+#   make bench      hoist against podman, skopeo, umoci, runc and crun (see README "Benchmarks")
 
 CARGO    ?= cargo
 HOIST    := target/release/hoist
@@ -13,10 +14,13 @@ IMAGEDIR := target/images
 DEB_PKGS := libseccomp-dev pkg-config busybox-static etcd-server etcd-client umoci \
             systemd dbus util-linux procps docker-registry skopeo apache2-utils
 
+# The peers `make bench` compares with.
+BENCH_PKGS := podman conmon skopeo umoci runc crun docker-registry busybox-static
+
 IMAGES := $(IMAGEDIR)/hello.tar $(IMAGEDIR)/hello-v1.tar $(IMAGEDIR)/hello-v2.tar \
           $(IMAGEDIR)/hello-broken.tar $(IMAGEDIR)/etcd.tar $(IMAGEDIR)/layered.tar
 
-.PHONY: all build deps images test lint demo clean
+.PHONY: all build deps images test lint demo bench clean
 
 all: build
 
@@ -54,6 +58,11 @@ lint: deps
 
 demo: build images
 	tests/demo.sh
+
+# HOIST_BENCH_ROUNDS=N (default 5), HOIST_BENCH_ONLY=1,4 (case numbers).
+bench: build
+	@$(MAKE) --no-print-directory deps DEB_PKGS="$(BENCH_PKGS)"
+	$(CARGO) bench --locked --bench compare
 
 clean:
 	$(CARGO) clean
