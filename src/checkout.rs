@@ -19,7 +19,10 @@
 use std::collections::HashSet;
 use std::fs;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+
+use nix::fcntl::AtFlags;
 
 use crate::digest::Digest;
 use crate::fsutil::{self, PathError};
@@ -109,7 +112,10 @@ impl Merger<'_, '_> {
                 self.whiteout(&rel.with_file_name(hidden))?;
             }
         }
-        // 2. entries, parents first (walk order)
+        // 2. entries, parents first (walk order). The walk lists a directory's children together,
+        //    so non-directories are linked by name between two open directory handles (no path
+        //    resolution per entry: this is most of a checkout's syscalls).
+        let mut handles: Option<DirPair> = None;
         for (rel, ft) in &entries {
             let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("");
             if name.starts_with(WHITEOUT_PREFIX) {
@@ -118,7 +124,11 @@ impl Merger<'_, '_> {
             if ft.is_dir() {
                 self.dir(rel, implicit.contains(rel.to_str().unwrap_or("")))?;
             } else {
-                self.link(rel)?;
+                let parent = rel.parent().unwrap_or(Path::new(""));
+                if handles.as_ref().is_none_or(|h| h.parent != parent) {
+                    handles = Some(DirPair::open(&self.layer.root, self.dest, parent)?);
+                }
+                self.link(rel, handles.as_ref().expect("opened above"))?;
             }
         }
         // 3. hardlinks into lower layers
@@ -198,13 +208,30 @@ impl Merger<'_, '_> {
         Ok(())
     }
 
-    fn link(&mut self, rel: &Path) -> Result<()> {
-        let abs = self.dest.join(rel);
-        if fs::symlink_metadata(&abs).is_ok() {
+    /// Hard-links one entry of this layer into place, replacing what lower layers put there.
+    fn link(&mut self, rel: &Path, h: &DirPair) -> Result<()> {
+        use nix::errno::Errno;
+        let name = rel.file_name().expect("entries have names");
+        let at = |_| nix::unistd::linkat(Some(h.src.as_raw_fd()), name, Some(h.dest.as_raw_fd()), name, AtFlags::empty());
+        let mut res = at(());
+        if res == Err(Errno::EEXIST) {
+            let abs = self.dest.join(rel);
             fsutil::remove_any(&abs).map_err(io_at(&abs))?;
+            res = at(());
         }
-        let src = self.layer.root.join(rel);
-        self.link_or_copy(&src, &abs)
+        match res {
+            Ok(()) => {
+                self.stats.linked += 1;
+                Ok(())
+            }
+            Err(Errno::EXDEV | Errno::EMLINK | Errno::EPERM) => {
+                let (src, abs) = (self.layer.root.join(rel), self.dest.join(rel));
+                copy_entry(&src, &abs).map_err(io_at(&abs))?;
+                self.stats.copied += 1;
+                Ok(())
+            }
+            Err(e) => Err(io_at(&self.dest.join(rel))(e.into())),
+        }
     }
 
     fn link_or_copy(&mut self, src: &Path, dest: &Path) -> Result<()> {
@@ -248,6 +275,31 @@ impl Merger<'_, '_> {
             fsutil::remove_any(&abs).map_err(io_at(&abs))?;
         }
         self.link_or_copy(&target_abs, &abs)
+    }
+}
+
+/// The same directory, open in the layer (source) and in the checkout (destination).
+struct DirPair {
+    parent: PathBuf,
+    src: fs::File,
+    dest: fs::File,
+}
+
+impl DirPair {
+    fn open(layer_root: &Path, dest_root: &Path, parent: &Path) -> Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let open = |p: &Path| {
+            fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_NOFOLLOW)
+                .open(p)
+                .map_err(io_at(p))
+        };
+        Ok(DirPair {
+            parent: parent.to_path_buf(),
+            src: open(&layer_root.join(parent))?,
+            dest: open(&dest_root.join(parent))?,
+        })
     }
 }
 

@@ -17,7 +17,7 @@ pub use registry::RegistryError;
 use oci_spec::image::{ImageManifest, MediaType};
 
 use crate::digest::Digest;
-use crate::fsutil::PathError;
+use crate::fsutil::{self, PathError};
 use crate::imgref::{ImageName, RefError, Source};
 use crate::layers::{self, ExtractOptions, LayerError};
 use crate::progress::Progress;
@@ -217,16 +217,49 @@ pub fn extract_layers(
 ) -> Result<usize> {
     let ids = diff_ids(store, manifest)?;
     let doc = store.blob_path(manifest_digest);
-    let mut done = 0;
+    let mut todo: Vec<(Digest, Option<String>, Digest)> = Vec::new();
     for (desc, diff_id) in manifest.layers().iter().zip(&ids) {
-        if layers::load_record(store.layout(), diff_id)?.is_some() {
+        if layers::load_record(store.layout(), diff_id)?.is_some() || todo.iter().any(|t| &t.2 == diff_id) {
             continue;
         }
         let blob = parse_digest(desc.digest().as_ref(), &doc)?;
-        let task = progress.task(&format!("Extracting layer {}", blob.short()), 0);
-        layers::ensure_extracted(store.layout(), &blob, Some(desc.media_type().as_ref()), diff_id, &opts.extract)?;
-        task.finish();
-        done += 1;
+        todo.push((blob, Some(desc.media_type().to_string()), diff_id.clone()));
+    }
+    if todo.is_empty() {
+        return Ok(0);
+    }
+    fsutil::ensure_dir(&store.layout().layers(), 0o700)?;
+    // Layers are independent: extract them side by side (each also decompresses on a thread of
+    // its own). The first failure in layer order is reported; the others' work is kept.
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(todo.len());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<Result<()>>>> = todo.iter().map(|_| Default::default()).collect();
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some((blob, mt, diff_id)) = todo.get(i) else { break };
+                    let task = progress.task(&format!("Extracting layer {}", blob.short()), 0);
+                    let r = layers::ensure_extracted(store.layout(), blob, mt.as_deref(), diff_id, &opts.extract);
+                    task.finish();
+                    let failed = r.is_err();
+                    *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r.map(|_| ()).map_err(Into::into));
+                    if failed {
+                        // Stop handing out work; running extractions finish.
+                        next.store(todo.len(), std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+            });
+        }
+    });
+    let mut done = 0;
+    for r in results {
+        match r.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(Ok(())) => done += 1,
+            Some(Err(e)) => return Err(e),
+            None => {}
+        }
     }
     Ok(done)
 }

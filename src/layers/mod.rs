@@ -170,13 +170,105 @@ impl Compression {
 pub fn decompress(layer: &Digest, file: File) -> Result<Box<dyn Read>> {
     let mut r = BufReader::with_capacity(256 << 10, file);
     let head = r.fill_buf().map_err(|source| LayerError::Archive { layer: layer.clone(), source })?;
+    // Decompression gets a thread of its own, so it runs beside file creation.
     Ok(match Compression::sniff(head) {
         Compression::None => Box::new(r),
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(r)),
-        Compression::Zstd => Box::new(
+        Compression::Gzip => Box::new(ReadAhead::spawn(flate2::bufread::MultiGzDecoder::new(r))),
+        Compression::Zstd => Box::new(ReadAhead::spawn(
             zstd::Decoder::with_buffer(r).map_err(|source| LayerError::Archive { layer: layer.clone(), source })?,
-        ),
+        )),
     })
+}
+
+/// Reads `inner` on a helper thread, a few 1 MiB chunks ahead of the consumer.
+struct ReadAhead {
+    rx: Option<std::sync::mpsc::Receiver<io::Result<Vec<u8>>>>,
+    chunk: Vec<u8>,
+    pos: usize,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ReadAhead {
+    fn spawn<R: Read + Send + 'static>(mut inner: R) -> Self {
+        let (tx, rx) = std::sync::mpsc::sync_channel(4);
+        let thread = std::thread::spawn(move || {
+            loop {
+                let mut buf = vec![0u8; 1 << 20];
+                let mut filled = 0;
+                // Fill the chunk (decoders return small reads).
+                let res = loop {
+                    match inner.read(&mut buf[filled..]) {
+                        Ok(0) => break Ok(()),
+                        Ok(n) => {
+                            filled += n;
+                            if filled == buf.len() {
+                                break Ok(());
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => break Err(e),
+                    }
+                };
+                buf.truncate(filled);
+                let last = filled == 0 || res.is_err();
+                let msg = match res {
+                    Err(e) if filled == 0 => Err(e),
+                    Err(e) => {
+                        // Deliver what was read, then the error.
+                        if tx.send(Ok(buf)).is_err() {
+                            return;
+                        }
+                        Err(e)
+                    }
+                    Ok(()) => Ok(buf),
+                };
+                if tx.send(msg).is_err() || last {
+                    return;
+                }
+            }
+        });
+        ReadAhead { rx: Some(rx), chunk: Vec::new(), pos: 0, thread: Some(thread) }
+    }
+}
+
+impl Read for ReadAhead {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            let Some(rx) = &self.rx else { return Ok(0) };
+            match rx.recv() {
+                Ok(Ok(chunk)) if chunk.is_empty() => {
+                    self.rx = None;
+                    return Ok(0);
+                }
+                Ok(Ok(chunk)) => {
+                    self.chunk = chunk;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => {
+                    self.rx = None;
+                    return Err(e);
+                }
+                Err(_) => {
+                    self.rx = None;
+                    return Ok(0);
+                }
+            }
+        }
+        let n = out.len().min(self.chunk.len() - self.pos);
+        out[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        // Closing the channel stops the helper at its next send; wait so the blob file is closed.
+        self.rx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Reads `layers/<hex>/layer.json` if the layer is extracted.
