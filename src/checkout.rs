@@ -212,7 +212,8 @@ impl Merger<'_, '_> {
     fn link(&mut self, rel: &Path, h: &DirPair) -> Result<()> {
         use nix::errno::Errno;
         let name = rel.file_name().expect("entries have names");
-        let at = |_| nix::unistd::linkat(Some(h.src.as_raw_fd()), name, Some(h.dest.as_raw_fd()), name, AtFlags::empty());
+        let at =
+            |_| nix::unistd::linkat(Some(h.src.as_raw_fd()), name, Some(h.dest.as_raw_fd()), name, AtFlags::empty());
         let mut res = at(());
         if res == Err(Errno::EEXIST) {
             let abs = self.dest.join(rel);

@@ -52,6 +52,9 @@ fn pull_by_tag_and_digest_repull_and_update() {
     let local = Root::new();
     assert_eq!(local.pull(&hello())["digest"], pushed);
 
+    // What worked is remembered with the name: plain HTTP, tried first next time.
+    let index = fs::read_to_string(root.path().join("store/index.json")).unwrap();
+    assert!(index.contains(r#""io.hoist.transport": "http""#), "{index}");
     // Re-pulls are free, and --tls-verify=false is remembered for the reference and the name.
     for again in [r.as_str(), name.as_str()] {
         let j = root.json(&["pull", again]);

@@ -22,7 +22,7 @@ use crate::fsutil::IoContext;
 use crate::imgref::ImageName;
 use crate::layers::Compression;
 use crate::progress::Progress;
-use crate::store::Store;
+use crate::store::{Store, Transport};
 
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -148,6 +148,6 @@ pub(crate) fn import(store: &Store, path: &Path, progress: &Progress) -> Result<
         media_type: MediaType::ImageManifest,
         blobs_fetched: fetched,
         name,
-        insecure: false,
+        transport: Transport::Verified,
     })
 }

@@ -21,7 +21,7 @@ use crate::fsutil::{self, PathError};
 use crate::imgref::{ImageName, RefError, Source};
 use crate::layers::{self, ExtractOptions, LayerError};
 use crate::progress::Progress;
-use crate::store::{Store, StoreError, parse_digest};
+use crate::store::{Store, StoreError, Transport, parse_digest};
 
 pub type Result<T, E = FetchError> = std::result::Result<T, E>;
 
@@ -117,9 +117,12 @@ fn pull_inner(store: &Store, source: &Source, opts: &PullOptions, progress: &Pro
     let platform = opts.registry.platform.as_ref();
     let fetched = match source {
         Source::Registry(r) => {
-            let tls_verify = opts.registry.tls_verify.unwrap_or_else(|| !store.insecure_source(&source.to_string()));
+            let remembered = store.source_transport(&source.to_string());
+            let tls_verify = opts.registry.tls_verify.unwrap_or(remembered == Transport::Verified);
             let conn = registry::Connection {
                 tls_verify,
+                // Straight to plain HTTP when that is what worked last time (no TLS attempt).
+                prefer_http: !tls_verify && remembered == Transport::PlainHttp,
                 authfile: opts.registry.authfile.clone(),
                 max_blob: opts.extract.limits.max_layer_bytes,
             };
@@ -147,8 +150,8 @@ pub(crate) struct Fetched {
     pub blobs_fetched: usize,
     /// A name the source itself carries (docker-archive RepoTags).
     pub name: Option<ImageName>,
-    /// Fetched without TLS verification (remembered for later pulls of the same source).
-    pub insecure: bool,
+    /// How it was reached (remembered for later pulls of the same source).
+    pub transport: Transport,
 }
 
 fn finish(
@@ -164,9 +167,9 @@ fn finish(
     let previous = store.lookup(name)?;
     let ref_changed = previous
         .as_ref()
-        .is_none_or(|p| p.manifest != f.manifest || p.source.as_deref() != Some(source) || p.insecure != f.insecure);
+        .is_none_or(|p| p.manifest != f.manifest || p.source.as_deref() != Some(source) || p.transport != f.transport);
     if ref_changed {
-        store.set_ref(name, &f.manifest, f.media_type, source, f.insecure)?;
+        store.set_ref(name, &f.manifest, f.media_type, source, f.transport)?;
     }
     let mut warnings = Vec::new();
     for diff_id in diff_ids(store, &manifest)? {

@@ -19,7 +19,7 @@ use crate::digest::Digest;
 use crate::fsutil::IoContext;
 use crate::fsutil::human_size;
 use crate::progress::Progress;
-use crate::store::Store;
+use crate::store::{Store, Transport};
 
 /// Files up to this size are kept in memory during the first pass over an archive.
 const SMALL_FILE: u64 = 1 << 20;
@@ -206,5 +206,11 @@ pub(crate) fn import(
         }
     }
     let media_type = manifest.media_type().clone().unwrap_or(MediaType::ImageManifest);
-    Ok(Fetched { manifest: manifest_digest, media_type, blobs_fetched: fetched, name: None, insecure: false })
+    Ok(Fetched {
+        manifest: manifest_digest,
+        media_type,
+        blobs_fetched: fetched,
+        name: None,
+        transport: Transport::Verified,
+    })
 }

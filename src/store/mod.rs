@@ -31,7 +31,7 @@ use crate::fsutil::{self, IoContext, PathError};
 use crate::imgref::ImageName;
 use crate::layout::Layout;
 
-pub use refs::StoredImage;
+pub use refs::{StoredImage, Transport};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 

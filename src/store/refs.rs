@@ -14,8 +14,39 @@ use crate::imgref::ImageName;
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 pub const ANNOTATION_SOURCE: &str = "io.hoist.source";
 pub const ANNOTATION_PULLED: &str = "io.hoist.pulled";
-/// `"false"` when the image was fetched with `--tls-verify=false` (later pulls of the source do too).
-pub const ANNOTATION_TLS_VERIFY: &str = "io.hoist.tls-verify";
+/// How a registry image was fetched when not over verified HTTPS: `https-insecure` or `http`
+/// (`--tls-verify=false`; later pulls of the same source do the same).
+pub const ANNOTATION_TRANSPORT: &str = "io.hoist.transport";
+
+/// How an image was reached (remembered per source).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Transport {
+    /// HTTPS with certificate verification (and local sources).
+    #[default]
+    Verified,
+    /// HTTPS without certificate verification.
+    Insecure,
+    /// Plain HTTP.
+    PlainHttp,
+}
+
+impl Transport {
+    fn annotation(self) -> Option<&'static str> {
+        match self {
+            Transport::Verified => None,
+            Transport::Insecure => Some("https-insecure"),
+            Transport::PlainHttp => Some("http"),
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "https-insecure" => Transport::Insecure,
+            "http" => Transport::PlainHttp,
+            _ => Transport::Verified,
+        }
+    }
+}
 
 /// One stored name and what it points at.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,8 +57,8 @@ pub struct StoredImage {
     pub source: Option<String>,
     /// Unix time of the pull that set this name.
     pub pulled: Option<u64>,
-    /// Pulled without TLS verification.
-    pub insecure: bool,
+    /// How it was reached.
+    pub transport: Transport,
 }
 
 impl Store {
@@ -63,7 +94,7 @@ impl Store {
                 manifest: parse_digest(desc.digest().as_ref(), &path)?,
                 source: ann.get(ANNOTATION_SOURCE).cloned(),
                 pulled: ann.get(ANNOTATION_PULLED).and_then(|p| p.parse().ok()),
-                insecure: ann.get(ANNOTATION_TLS_VERIFY).is_some_and(|v| v == "false"),
+                transport: ann.get(ANNOTATION_TRANSPORT).map(|t| Transport::parse(t)).unwrap_or_default(),
             });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -77,7 +108,7 @@ impl Store {
         manifest: &Digest,
         media_type: MediaType,
         source: &str,
-        insecure: bool,
+        transport: Transport,
     ) -> Result<()> {
         let size = self.read_blob(manifest)?.len() as u64;
         let pulled = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
@@ -91,8 +122,8 @@ impl Store {
             (ANNOTATION_SOURCE.to_string(), source.to_string()),
             (ANNOTATION_PULLED.to_string(), pulled.to_string()),
         ]);
-        if insecure {
-            annotations.insert(ANNOTATION_TLS_VERIFY.to_string(), "false".to_string());
+        if let Some(t) = transport.annotation() {
+            annotations.insert(ANNOTATION_TRANSPORT.to_string(), t.to_string());
         }
         desc.set_annotations(Some(annotations));
         let mut index = self.read_index()?;
@@ -102,9 +133,11 @@ impl Store {
         self.write_index(&index)
     }
 
-    /// Whether a stored image came from `source` without TLS verification.
-    pub fn insecure_source(&self, source: &str) -> bool {
-        self.images().is_ok_and(|imgs| imgs.iter().any(|i| i.insecure && i.source.as_deref() == Some(source)))
+    /// How a stored image from `source` was reached last (verified HTTPS when none is stored).
+    pub fn source_transport(&self, source: &str) -> Transport {
+        let imgs = self.images().unwrap_or_default();
+        let mut from_source = imgs.iter().filter(|i| i.source.as_deref() == Some(source));
+        from_source.find(|i| i.transport != Transport::Verified).map(|i| i.transport).unwrap_or_default()
     }
 
     /// Removes a stored name. Returns false when it did not exist.

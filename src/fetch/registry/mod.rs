@@ -37,7 +37,7 @@ use crate::digest::Digest;
 use crate::fsutil::human_size;
 use crate::imgref::RegistryRef;
 use crate::progress::{Progress, Task};
-use crate::store::{BlobWriter, Store, StoreError};
+use crate::store::{BlobWriter, Store, StoreError, Transport};
 
 /// Blobs downloaded at the same time.
 pub const PARALLEL: usize = 4;
@@ -57,6 +57,8 @@ const ACCEPT: &[&str] = &[
 #[derive(Debug, Clone)]
 pub struct Connection {
     pub tls_verify: bool,
+    /// Try plain HTTP first (only with `tls_verify` false).
+    pub prefer_http: bool,
     pub authfile: Option<PathBuf>,
     /// Largest layer blob accepted.
     pub max_blob: u64,
@@ -156,16 +158,23 @@ impl<'a> Puller<'a> {
             reference,
             auth,
             creds,
-            client: client(true, conn.tls_verify),
-            http: false,
+            client: client(!conn.prefer_http, conn.tls_verify),
+            http: conn.prefer_http,
         })
     }
 
     async fn pull(mut self, want: Platform) -> Result<Fetched> {
         let (bytes, digest) = match self.manifest(&self.reference.clone()).await {
-            Err(RegistryError::Tls { .. }) if !self.conn.tls_verify => {
+            // Insecure: HTTPS without verification first, plain HTTP when the server speaks no TLS…
+            Err(RegistryError::Tls { .. }) if !self.conn.tls_verify && !self.http => {
                 self.client = client(false, false);
                 self.http = true;
+                self.manifest(&self.reference.clone()).await?
+            }
+            // …or HTTP first when that worked last time, HTTPS when it no longer does.
+            Err(RegistryError::Unreachable { .. } | RegistryError::Protocol { .. }) if self.conn.prefer_http => {
+                self.client = client(true, false);
+                self.http = false;
                 self.manifest(&self.reference.clone()).await?
             }
             other => other?,
@@ -239,7 +248,11 @@ impl<'a> Puller<'a> {
             media_type,
             blobs_fetched: fetched,
             name: None,
-            insecure: self.http || !self.conn.tls_verify,
+            transport: match (self.http, self.conn.tls_verify) {
+                (true, _) => Transport::PlainHttp,
+                (false, false) => Transport::Insecure,
+                (false, true) => Transport::Verified,
+            },
         })
     }
 
