@@ -86,6 +86,11 @@ pub fn pulls(env: &Env, reg: &Registry) -> Vec<Figure> {
     out
 }
 
+/// The name hoist stores the big image's layout under (its directory name).
+fn stored_name(images: &Images) -> String {
+    images.big.file_name().expect("named directory").to_string_lossy().into_owned()
+}
+
 /// The layer blobs of an OCI layout's `latest` image, in order.
 fn layer_files(layout: &Path) -> Vec<PathBuf> {
     let index: serde_json::Value = serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
@@ -135,7 +140,7 @@ pub fn unpack(env: &Env, images: &Images) -> Vec<Figure> {
                 let mut pull = env.hoist(&r);
                 pull.args(["pull", &format!("oci:{big}")]);
                 let mut mount = env.hoist(&r);
-                mount.arg("mount").arg("big").arg(&*target.borrow());
+                mount.arg("mount").arg(stored_name(images)).arg(&*target.borrow());
                 vec![pull, mount]
             },
         ),
@@ -177,7 +182,7 @@ pub fn unpack(env: &Env, images: &Images) -> Vec<Figure> {
             },
             |_| {
                 let mut c = env.hoist(&seed);
-                c.arg("mount").arg("big").arg(&*target.borrow());
+                c.arg("mount").arg(stored_name(images)).arg(&*target.borrow());
                 vec![c]
             },
         ),
@@ -369,7 +374,7 @@ pub fn disk(env: &Env, images: &Images, reg: &Registry) -> Vec<Figure> {
         let v = h.join(format!("view{i}"));
         fs::create_dir(&v).unwrap();
         let mut c = env.hoist(&root);
-        c.arg("mount").arg("big").arg(&v);
+        c.arg("mount").arg(stored_name(images)).arg(&v);
         must(c);
         views.push(v);
     }

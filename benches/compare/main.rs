@@ -2,9 +2,10 @@
 //! the same local registry and the same machine. See README "Benchmarks" for how to read it.
 //!
 //! Environment: `HOIST_BENCH_ROUNDS` (default 5; the start case runs 6× as many),
-//! `HOIST_BENCH_ONLY=1,4` (case numbers). Output: a markdown table on stdout and
-//! `target/bench/results.json`. Scratch runs stay under `target/bench/runs` until the next bench
-//! (deleting trees between runs skews ext4 timings: perf-anchors.md quirk 6).
+//! `HOIST_BENCH_ONLY=1,4` (case numbers), `HOIST_BENCH_KEEP=1` (keep the scratch trees).
+//! Output: a markdown table on stdout and `target/bench/results.json`. Scratch runs go to
+//! `target/bench/runs` and are deleted only at the end (deleting trees between runs skews ext4
+//! timings: perf-anchors.md quirk 6).
 
 mod cases;
 mod harness;
@@ -84,4 +85,8 @@ fn main() {
     std::fs::write(&json, serde_json::to_vec_pretty(&report).unwrap()).unwrap();
     println!("{}", report.markdown());
     println!("(JSON: {})", json.display());
+    // The scratch trees take tens of GB; keep them only when asked.
+    if std::env::var_os("HOIST_BENCH_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&old);
+    }
 }

@@ -67,7 +67,7 @@ pub fn cases(env: &Env, reg: &Registry, install: bool, rollback: bool) -> Vec<Fi
     out
 }
 
-/// 3. From nothing stored to an active unit, etcd pulled from the registry.
+/// Case 3: from nothing stored to an active unit, etcd pulled from the registry.
 fn install_to_active(env: &Env, tb: &Testbed, reg: &Registry) -> Vec<Figure> {
     let image = reg.image("etcd");
     // podman's storage on this host's filesystem (the testbed's root is an overlay, which
@@ -112,8 +112,8 @@ fn install_to_active(env: &Env, tb: &Testbed, reg: &Registry) -> Vec<Figure> {
     figs
 }
 
-/// 5. `hoist rollback` of a running container, small image vs big image: a pointer switch and a
-/// restart, so the size of the image should not matter.
+/// Case 5: `hoist rollback` of a running container, small image vs big image (a pointer switch
+/// and a restart, so the size of the image should not matter).
 fn rollbacks(env: &Env, tb: &Testbed, reg: &Registry) -> Vec<Figure> {
     for (name, image) in [("rb-big", reg.image("big")), ("rb-small", reg.image("small"))] {
         must(tb.sh(&format!(

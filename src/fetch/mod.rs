@@ -143,6 +143,14 @@ fn pull_inner(store: &Store, source: &Source, opts: &PullOptions, progress: &Pro
     finish(store, &name, &source.to_string(), fetched, opts, progress)
 }
 
+impl Fetched {
+    /// A manifest (and everything it names) now in the store.
+    pub(crate) fn stored(manifest: Digest, doc: &ImageManifest, blobs_fetched: usize, transport: Transport) -> Self {
+        let media_type = doc.media_type().clone().unwrap_or(MediaType::ImageManifest);
+        Fetched { manifest, media_type, blobs_fetched, name: None, transport }
+    }
+}
+
 /// What a source-specific import left in the store.
 pub(crate) struct Fetched {
     pub manifest: Digest,

@@ -205,12 +205,5 @@ pub(crate) fn import(
             fetched += 1;
         }
     }
-    let media_type = manifest.media_type().clone().unwrap_or(MediaType::ImageManifest);
-    Ok(Fetched {
-        manifest: manifest_digest,
-        media_type,
-        blobs_fetched: fetched,
-        name: None,
-        transport: Transport::Verified,
-    })
+    Ok(Fetched::stored(manifest_digest, &manifest, fetched, Transport::Verified))
 }

@@ -29,7 +29,7 @@ use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
-use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 
 use super::platform::{self, Platform};
 use super::{FetchError, Fetched, Result};
@@ -242,18 +242,12 @@ impl<'a> Puller<'a> {
             self.store.put_bytes(&format!("manifest {manifest_digest}"), &manifest_bytes, Some(&manifest_digest))?;
             fetched += 1;
         }
-        let media_type = manifest.media_type().clone().unwrap_or(MediaType::ImageManifest);
-        Ok(Fetched {
-            manifest: manifest_digest,
-            media_type,
-            blobs_fetched: fetched,
-            name: None,
-            transport: match (self.http, self.conn.tls_verify) {
-                (true, _) => Transport::PlainHttp,
-                (false, false) => Transport::Insecure,
-                (false, true) => Transport::Verified,
-            },
-        })
+        let transport = match (self.http, self.conn.tls_verify) {
+            (true, _) => Transport::PlainHttp,
+            (false, false) => Transport::Insecure,
+            (false, true) => Transport::Verified,
+        };
+        Ok(Fetched::stored(manifest_digest, &manifest, fetched, transport))
     }
 
     /// A manifest's bytes and digest (verified against the header and the reference's digest).
