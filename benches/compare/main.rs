@@ -86,7 +86,10 @@ fn main() {
     println!("{}", report.markdown());
     println!("(JSON: {})", json.display());
     // The scratch trees take tens of GB; keep them only when asked.
-    if std::env::var_os("HOIST_BENCH_KEEP").is_none() {
-        let _ = std::fs::remove_dir_all(&old);
+    if std::env::var_os("HOIST_BENCH_KEEP").is_none() && std::fs::remove_dir_all(&old).is_err() {
+        let rm = Command::new("rm").arg("-rf").arg(&old).status();
+        if !rm.is_ok_and(|s| s.success()) {
+            eprintln!("could not remove {}: delete it by hand", old.display());
+        }
     }
 }
