@@ -43,6 +43,17 @@ fn pull_by_tag_and_digest_repull_and_update() {
     assert!(err.contains("TLS connection to 127.0.0.1:") && err.contains("--tls-verify=false"), "{err}");
     assert!(names(&root).is_empty());
 
+    // Size limits apply to every command that pulls, before anything is downloaded.
+    let o = root
+        .cmd()
+        .env("HOIST_MAX_LAYER_SIZE", "100")
+        .args(["images", "info", "--tls-verify=false", &r])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("larger than 100 bytes; refused"), "{err}");
+    assert!(names(&root).is_empty() && blobs(&root).is_empty(), "nothing stored");
+
     let j = root.json(&["pull", "--tls-verify=false", &r]);
     let name = format!("{}/hello:v1", reg.addr);
     assert_eq!((j["name"].as_str(), j["result"].as_str()), (Some(name.as_str()), Some("done")), "{j}");

@@ -36,10 +36,12 @@ pub struct RegistryArgs {
 }
 
 impl RegistryArgs {
+    /// Pull options for every command that may pull: these registry settings, and the size and
+    /// entry limits from `HOIST_MAX_LAYER_SIZE`/`HOIST_MAX_LAYER_ENTRIES` (which also cap downloads).
     pub fn options(&self) -> PullOptions {
         PullOptions {
+            extract: ExtractOptions { limits: Limits::from_env(), allow_devices: false },
             registry: RegistryOptions { tls_verify: self.tls_verify, authfile: self.authfile.clone(), platform: None },
-            ..Default::default()
         }
     }
 }
@@ -106,7 +108,7 @@ pub fn run(ctx: &Ctx, args: PullArgs) -> Result<()> {
     let source = source_of(ctx, &args.image)?;
     let (store, _lock) = ctx.store_locked()?;
     let mut opts = args.registry.options();
-    opts.extract = ExtractOptions { limits: Limits::from_env(), allow_devices: args.allow_devices };
+    opts.extract.allow_devices = args.allow_devices;
     opts.registry.platform = args.platform;
     let r = fetch::pull(&store, &source, &opts, &ctx.progress())?;
     for w in &r.warnings {
