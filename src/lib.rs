@@ -12,6 +12,8 @@
 //! - [`images`]: list / remove / inspect / prune.
 //! - [`mount`]: read-only views of an image's rootfs.
 //!
+//! - [`rooted`]: root-scoped I/O for every tree hoist does not control (no symlink is followed).
+//!
 //! All paths come from one [`layout::Layout`] built from `--root`.
 
 pub mod checkout;
@@ -30,6 +32,7 @@ pub mod mount;
 pub mod oci_build;
 pub mod ops;
 pub mod progress;
+pub mod rooted;
 pub mod runner;
 pub mod store;
 pub mod systemd;
