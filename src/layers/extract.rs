@@ -1,21 +1,25 @@
 //! One tar stream → one directory tree, following the rules in `paths` and the OCI changeset format.
 
-use std::collections::HashSet;
-use std::fs::{self, OpenOptions};
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::fs::{self, File};
 use std::io::{self, Read};
-use std::os::fd::AsFd;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use nix::sys::stat::{Mode, SFlag, UtimensatFlags};
+use nix::sys::stat::UtimensatFlags;
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use tar::EntryType;
 
-use super::paths::{self, Ancestors, BadName};
+use super::paths::{self, BadName};
 use super::{ExtractOptions, LayerError, LayerRecord, Result};
 use crate::digest::{Digest, HashingReader};
-use crate::fsutil;
+use crate::fsutil::{self, IoContext};
+use crate::rooted::{self, Kind, RootDir};
 
 /// xattrs a layer may set; everything else (security.selinux, trusted.*, system.*) is dropped.
 pub fn xattr_allowed(name: &str) -> bool {
@@ -36,34 +40,53 @@ pub(crate) struct Meta {
 
 struct Extractor<'a> {
     layer: &'a Digest,
-    root: PathBuf,
+    root: RootDir,
     opts: &'a ExtractOptions,
     implicit: HashSet<PathBuf>,
-    /// Directories whose metadata is applied at the end (so read-only modes don't get in the way).
-    dirs: Vec<(PathBuf, Meta, Xattrs)>,
+    /// Directories whose metadata is applied at the end (so read-only modes don't get in the
+    /// way), keyed by path, with the inode they were created as. An entry is dropped as soon as
+    /// a later entry replaces that directory or an ancestor (O(1) per entry: only removed trees
+    /// are walked), and re-checked by inode when it is applied.
+    dirs: HashMap<PathBuf, Deferred>,
+    /// The parent directory of the previous entry, kept open (entries come grouped by
+    /// directory). Dropped whenever anything is removed.
+    last_parent: Option<(PathBuf, OwnedFd)>,
+    /// Bytes written into files so far (sparse entries count with their expanded size).
+    written: u64,
     rec: LayerRecord,
 }
 
+struct Deferred {
+    meta: Meta,
+    xattrs: Xattrs,
+    ino: u64,
+}
+
 pub fn extract(layer: &Digest, reader: Box<dyn Read>, root: &Path, opts: &ExtractOptions) -> Result<LayerRecord> {
+    let limit_err = || LayerError::Limit {
+        layer: layer.clone(),
+        what: "bytes",
+        limit: opts.limits.max_layer_bytes,
+        env: super::ENV_MAX_LAYER_SIZE,
+    };
     let archive_err = |source: io::Error| {
         if source.kind() == io::ErrorKind::FileTooLarge {
-            LayerError::Limit {
-                layer: layer.clone(),
-                what: "bytes",
-                limit: opts.limits.max_layer_bytes,
-                env: super::ENV_MAX_LAYER_SIZE,
-            }
+            limit_err()
         } else {
             LayerError::Archive { layer: layer.clone(), source }
         }
     };
-    fsutil::ensure_dir(root, 0o755).map_err(|source| LayerError::Io { layer: layer.clone(), source })?;
+    let io_err = |source| LayerError::Io { layer: layer.clone(), source };
+    fsutil::ensure_dir(root, 0o755).map_err(io_err)?;
+    let root = RootDir::open(root).at(root).map_err(io_err)?;
     let mut ex = Extractor {
         layer,
-        root: root.to_path_buf(),
+        root,
         opts,
         implicit: HashSet::new(),
-        dirs: Vec::new(),
+        dirs: HashMap::new(),
+        last_parent: None,
+        written: 0,
         rec: LayerRecord::default(),
     };
     let mut archive = tar::Archive::new(HashingReader::with_limit(reader, opts.limits.max_layer_bytes));
@@ -86,6 +109,7 @@ pub fn extract(layer: &Digest, reader: Box<dyn Read>, root: &Path, opts: &Extrac
     let mut reader = archive.into_inner();
     reader.drain().map_err(archive_err)?;
     let (diff_id, size) = reader.finish();
+    ex.last_parent = None;
     ex.finish_dirs()?;
     let mut implicit: Vec<String> = ex.implicit.iter().map(|p| p.to_string_lossy().into_owned()).collect();
     implicit.sort();
@@ -95,13 +119,24 @@ pub fn extract(layer: &Digest, reader: Box<dyn Read>, root: &Path, opts: &Extrac
     Ok(ex.rec)
 }
 
+/// Whether `name` is a well-formed whiteout: `.wh.` followed by a real file name.
+fn check_whiteout(name: &str) -> std::result::Result<(), &'static str> {
+    if name == paths::OPAQUE_MARKER {
+        return Ok(());
+    }
+    match name.strip_prefix(paths::WHITEOUT_PREFIX) {
+        Some("") | Some(".") | Some("..") => Err("malformed whiteout (it names no file)"),
+        _ => Ok(()),
+    }
+}
+
 impl Extractor<'_> {
     fn bad(&self, entry: &Path, reason: impl Into<String>) -> LayerError {
         LayerError::BadEntry { layer: self.layer.clone(), entry: entry.display().to_string(), reason: reason.into() }
     }
 
-    fn io(&self, path: &Path, e: io::Error) -> LayerError {
-        LayerError::Io { layer: self.layer.clone(), source: fsutil::PathError::new(path, e) }
+    fn io(&self, rel: &Path, e: io::Error) -> LayerError {
+        LayerError::Io { layer: self.layer.clone(), source: fsutil::PathError::new(self.root.display(rel), e) }
     }
 
     fn normalize(&self, raw: &Path) -> Result<PathBuf> {
@@ -116,32 +151,74 @@ impl Extractor<'_> {
         })
     }
 
-    /// Creates missing parents of `rel` (recording them as implicit) and refuses symlinked ones.
-    fn prepare_parents(&mut self, rel: &Path) -> Result<()> {
-        loop {
-            match paths::ancestors(&self.root, rel).map_err(|e| self.io(&self.root.join(rel), e))? {
-                Ancestors::Dirs => return Ok(()),
-                Ancestors::Missing(p) => {
-                    let abs = self.root.join(&p);
-                    fs::create_dir(&abs).map_err(|e| self.io(&abs, e))?;
-                    self.implicit.insert(p);
+    /// Opens the parent directory of `rel`, creating missing ancestors (recorded as implicit)
+    /// and refusing symlinked or non-directory ones. Every step is an `openat` of one component
+    /// with `O_NOFOLLOW | O_DIRECTORY` from the directory above: nothing outside the root is
+    /// reachable.
+    fn parent(&mut self, rel: &Path) -> Result<BorrowedFd<'_>> {
+        let parent = rel.parent().unwrap_or(Path::new(""));
+        if self.last_parent.as_ref().is_some_and(|(p, _)| p == parent) {
+            return Ok(self.last_parent.as_ref().expect("checked").1.as_fd());
+        }
+        let mut cur = rustix::fs::openat(
+            self.root.fd(),
+            c".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| self.io(Path::new(""), e.into()))?;
+        let mut prefix = PathBuf::new();
+        for c in parent.components() {
+            let name = c.as_os_str();
+            prefix.push(name);
+            let kind = rooted::stat_in(cur.as_fd(), name).map_err(|e| self.io(&prefix, e))?.map(|s| Kind::of(&s));
+            match kind {
+                Some(Kind::Dir) => {}
+                None => {
+                    rustix::fs::mkdirat(&cur, name, Mode::from_raw_mode(0o755))
+                        .map_err(|e| self.io(&prefix, e.into()))?;
+                    self.implicit.insert(prefix.clone());
                 }
-                Ancestors::Symlink(s) => {
+                Some(Kind::Symlink) => {
                     return Err(LayerError::ThroughSymlink {
                         layer: self.layer.clone(),
                         entry: rel.display().to_string(),
-                        symlink: s.display().to_string(),
+                        symlink: prefix.display().to_string(),
                     });
                 }
-                Ancestors::NotDir(p) => {
+                Some(_) => {
                     return Err(LayerError::ParentNotDir {
                         layer: self.layer.clone(),
                         entry: rel.display().to_string(),
-                        parent: p.display().to_string(),
+                        parent: prefix.display().to_string(),
                     });
                 }
             }
+            cur = rustix::fs::openat(
+                &cur,
+                name,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| self.io(&prefix, e.into()))?;
         }
+        self.last_parent = Some((parent.to_path_buf(), cur));
+        Ok(self.last_parent.as_ref().expect("just set").1.as_fd())
+    }
+
+    /// Removes what is at `rel` (in the parent open as `dir`), forgetting deferred metadata and
+    /// implicit marks of every directory in the removed tree.
+    fn remove(&mut self, dir: BorrowedFd<'_>, rel: &Path) -> Result<()> {
+        let name = rel.file_name().expect("entries have names");
+        let mut removed = Vec::new();
+        rooted::remove_in(dir, name, &mut |d| removed.push(d.to_path_buf())).map_err(|e| self.io(rel, e))?;
+        for d in removed {
+            let p = if d.as_os_str().is_empty() { rel.to_path_buf() } else { rel.join(d) };
+            self.dirs.remove(&p);
+            self.implicit.remove(&p);
+        }
+        self.implicit.remove(rel);
+        Ok(())
     }
 
     fn entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<()> {
@@ -149,7 +226,10 @@ impl Extractor<'_> {
         let raw = entry.path().map_err(arch)?.into_owned();
         let rel = self.normalize(&raw)?;
         let kind = entry.header().entry_type();
-        let (meta, xattrs) = read_meta(&mut entry).map_err(arch)?;
+        let (meta, xattrs) = read_meta(&mut entry).map_err(|e| match e {
+            MetaError::Io(e) => arch(e),
+            MetaError::Bad(reason) => self.bad(&raw, reason),
+        })?;
         if matches!(kind, EntryType::XGlobalHeader) {
             return Ok(());
         }
@@ -157,67 +237,89 @@ impl Extractor<'_> {
             // The layer root ("./"): only a directory makes sense there.
             return if kind.is_dir() { Ok(()) } else { Err(self.bad(&raw, "the root of a layer must be a directory")) };
         }
-        self.prepare_parents(&rel)?;
-        let abs = self.root.join(&rel);
+        let name = rel.file_name().expect("non-empty").to_os_string();
+        if let Some(n) = name.to_str()
+            && let Err(reason) = check_whiteout(n)
+        {
+            return Err(self.bad(&raw, reason));
+        }
+        // The parent fd is owned by the cache; hold a duplicate so `self` stays usable.
+        let dir = self.parent(&rel)?.try_clone_to_owned().map_err(|e| self.io(&rel, e))?;
+        let dir = dir.as_fd();
         // A later entry with the same name replaces the earlier one (tar semantics), except that
         // a directory entry over an existing directory only updates its metadata.
-        let existing = fs::symlink_metadata(&abs).ok();
-        if let Some(m) = &existing
-            && !(m.is_dir() && kind.is_dir())
-        {
-            fsutil::remove_any(&abs).map_err(|e| self.io(&abs, e))?;
+        let existing = rooted::stat_in(dir, &name).map_err(|e| self.io(&rel, e))?;
+        let existing_dir = existing.as_ref().is_some_and(|s| Kind::of(s) == Kind::Dir);
+        if existing.is_some() && !(existing_dir && kind.is_dir()) {
+            self.remove(dir, &rel)?;
+            self.last_parent = None;
         }
         match kind {
             EntryType::Directory => {
-                if existing.as_ref().is_none_or(|m| !m.is_dir()) {
-                    fs::create_dir(&abs).map_err(|e| self.io(&abs, e))?;
+                if !existing_dir {
+                    rustix::fs::mkdirat(dir, &*name, Mode::from_raw_mode(0o755))
+                        .map_err(|e| self.io(&rel, e.into()))?;
                 }
+                let st = rooted::stat_in(dir, &name).map_err(|e| self.io(&rel, e))?.expect("just made");
                 self.implicit.remove(&rel);
-                self.dirs.retain(|(p, _, _)| p != &abs);
-                self.dirs.push((abs, meta, xattrs));
+                self.dirs.insert(rel, Deferred { meta, xattrs, ino: st.st_ino });
             }
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                let name = rel.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
-                let mut f = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .custom_flags(nix::libc::O_NOFOLLOW)
-                    .open(&abs)
-                    .map_err(|e| self.io(&abs, e))?;
-                if !name.starts_with(paths::WHITEOUT_PREFIX) {
-                    io::copy(&mut entry, &mut f).map_err(arch)?;
+                let fd = rustix::fs::openat(
+                    dir,
+                    &*name,
+                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )
+                .map_err(|e| self.io(&rel, e.into()))?;
+                let mut f = File::from(fd);
+                if !name.as_bytes().starts_with(paths::WHITEOUT_PREFIX.as_bytes()) {
+                    // What is written counts, not what was read: a sparse entry expands.
+                    let budget = self.opts.limits.max_layer_bytes.saturating_sub(self.written);
+                    let n = io::copy(&mut (&mut entry).take(budget), &mut f).map_err(arch)?;
+                    self.written += n;
+                    if n == budget && entry.read(&mut [0u8; 1]).map_err(arch)? > 0 {
+                        return Err(LayerError::Limit {
+                            layer: self.layer.clone(),
+                            what: "bytes written",
+                            limit: self.opts.limits.max_layer_bytes,
+                            env: super::ENV_MAX_LAYER_SIZE,
+                        });
+                    }
                 }
-                apply_fd_meta(&f, &meta).map_err(|e| self.io(&abs, e))?;
-                set_xattrs(&abs, &xattrs).map_err(|e| self.io(&abs, e))?;
+                apply_fd_meta(&f, &meta).map_err(|e| self.io(&rel, e))?;
+                rooted::set_xattrs(f.as_fd(), &xattrs).map_err(|e| self.io(&rel, e))?;
             }
             EntryType::Symlink => {
                 let target =
                     entry.link_name().map_err(arch)?.ok_or_else(|| self.bad(&raw, "symlink without a target"))?;
-                std::os::unix::fs::symlink(&target, &abs).map_err(|e| self.io(&abs, e))?;
-                apply_path_meta(&abs, &meta, false).map_err(|e| self.io(&abs, e))?;
+                rustix::fs::symlinkat(&*target, dir, &*name).map_err(|e| self.io(&rel, e.into()))?;
+                self.meta_in(dir, &name, &rel, &meta, false)?;
             }
             EntryType::Link => {
                 let target =
                     entry.link_name().map_err(arch)?.ok_or_else(|| self.bad(&raw, "hardlink without a target"))?;
-                self.hardlink(&rel, &target)?;
+                self.hardlink(dir, &rel, &target)?;
             }
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
                 if !matches!(kind, EntryType::Fifo) && !self.opts.allow_devices {
                     self.rec.skipped_devices.push(rel.display().to_string());
                     return Ok(());
                 }
-                let sflag = match kind {
-                    EntryType::Char => SFlag::S_IFCHR,
-                    EntryType::Block => SFlag::S_IFBLK,
-                    _ => SFlag::S_IFIFO,
+                let ft = match kind {
+                    EntryType::Char => FileType::CharacterDevice,
+                    EntryType::Block => FileType::BlockDevice,
+                    _ => FileType::Fifo,
                 };
                 let major = entry.header().device_major().ok().flatten().unwrap_or(0);
                 let minor = entry.header().device_minor().ok().flatten().unwrap_or(0);
-                let dev = nix::sys::stat::makedev(major.into(), minor.into());
-                nix::sys::stat::mknod(&abs, sflag, Mode::from_bits_truncate(0o600), dev)
-                    .map_err(|e| self.io(&abs, e.into()))?;
-                apply_path_meta(&abs, &meta, true).map_err(|e| self.io(&abs, e))?;
+                let dev = rustix::fs::makedev(major, minor);
+                rustix::fs::mknodat(dir, &*name, ft, Mode::from_raw_mode(0o600), dev)
+                    .map_err(|e| self.io(&rel, e.into()))?;
+                if !matches!(kind, EntryType::Fifo) {
+                    self.rec.devices.push(rel.display().to_string());
+                }
+                self.meta_in(dir, &name, &rel, &meta, true)?;
             }
             other => {
                 self.rec.warnings.push(format!("{}: skipped unsupported tar entry type {:?}", rel.display(), other));
@@ -226,7 +328,19 @@ impl Extractor<'_> {
         Ok(())
     }
 
-    fn hardlink(&mut self, rel: &Path, raw_target: &Path) -> Result<()> {
+    /// Owner, mode (not for symlinks) and times of `name` in `dir`, never following it.
+    fn meta_in(&self, dir: BorrowedFd<'_>, name: &OsStr, rel: &Path, meta: &Meta, chmod: bool) -> Result<()> {
+        rooted::chown_in(dir, name, meta.uid, meta.gid).map_err(|e| self.io(rel, e))?;
+        if chmod {
+            // A device node or FIFO just made by mknodat in a directory held open: chmodat on
+            // its name reaches that node (fchmodat has no NOFOLLOW, but the name is not a link).
+            rustix::fs::chmodat(dir, name, Mode::from_raw_mode(meta.mode), AtFlags::empty())
+                .map_err(|e| self.io(rel, e.into()))?;
+        }
+        rooted::set_mtime_in(dir, name, meta.mtime).map_err(|e| self.io(rel, e))
+    }
+
+    fn hardlink(&mut self, dir: BorrowedFd<'_>, rel: &Path, raw_target: &Path) -> Result<()> {
         let entry = rel.display().to_string();
         let bad = |reason| LayerError::BadHardlink {
             layer: self.layer.clone(),
@@ -239,59 +353,86 @@ impl Extractor<'_> {
         if target.as_os_str().is_empty() {
             return Err(bad("points at the root"));
         }
-        match paths::ancestors(&self.root, &target).map_err(|e| self.io(&self.root.join(&target), e))? {
-            Ancestors::Dirs => {}
-            Ancestors::Missing(_) => {
+        let tparent = target.parent().unwrap_or(Path::new(""));
+        let tname = target.file_name().expect("non-empty");
+        let tdir = match self.root.open_at(tparent, OFlags::RDONLY | OFlags::DIRECTORY, 0) {
+            Ok(fd) => fd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 self.rec.external_links.push((entry, target.display().to_string()));
                 return Ok(());
             }
-            Ancestors::Symlink(_) => return Err(bad("goes through a symlink")),
-            Ancestors::NotDir(_) => return Err(bad("has a parent that is not a directory")),
-        }
-        let target_abs = self.root.join(&target);
-        match fs::symlink_metadata(&target_abs) {
-            Ok(m) if m.is_dir() => Err(bad("is a directory")),
-            // link(2) without AT_SYMLINK_FOLLOW: a symlink target is linked itself, never followed.
-            Ok(_) => fs::hard_link(&target_abs, self.root.join(rel)).map_err(|e| self.io(&self.root.join(rel), e)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(e) if rooted::is_symlink_error(&e) => return Err(bad("goes through a symlink")),
+            Err(e) => return Err(self.io(tparent, e)),
+        };
+        let name = rel.file_name().expect("entries have names");
+        match rooted::stat_in(tdir.as_fd(), tname).map_err(|e| self.io(&target, e))? {
+            Some(st) if Kind::of(&st) == Kind::Dir => Err(bad("is a directory")),
+            // linkat(2) without AT_SYMLINK_FOLLOW: a symlink target is linked itself, never followed.
+            Some(_) => rustix::fs::linkat(&tdir, tname, dir, name, AtFlags::empty()).map_err(|e| self.io(rel, e.into())),
+            None => {
                 self.rec.external_links.push((entry, target.display().to_string()));
                 Ok(())
             }
-            Err(e) => Err(self.io(&target_abs, e)),
         }
     }
 
     fn finish_dirs(&mut self) -> Result<()> {
         // Deepest first, so setting a parent's mtime is the last thing that touches it.
-        self.dirs.sort_by(|a, b| b.0.cmp(&a.0));
-        for (abs, meta, xattrs) in std::mem::take(&mut self.dirs) {
-            let f = fs::File::open(&abs).map_err(|e| self.io(&abs, e))?;
-            apply_fd_meta(&f, &meta).map_err(|e| self.io(&abs, e))?;
-            set_xattrs(&abs, &xattrs).map_err(|e| self.io(&abs, e))?;
+        let mut dirs: Vec<(PathBuf, Deferred)> = std::mem::take(&mut self.dirs).into_iter().collect();
+        dirs.sort_by(|a, b| b.0.cmp(&a.0));
+        for (rel, d) in dirs {
+            // Beneath the root, no symlink anywhere, a directory, and the very inode created for
+            // this entry: anything else was replaced later and gets nothing.
+            let fd = match self.root.open_at(&rel, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NONBLOCK, 0) {
+                Ok(fd) => fd,
+                Err(e) if e.kind() == io::ErrorKind::NotFound || rooted::is_symlink_error(&e) => continue,
+                Err(e) => return Err(self.io(&rel, e)),
+            };
+            let st = rustix::fs::fstat(&fd).map_err(|e| self.io(&rel, e.into()))?;
+            if st.st_ino != d.ino {
+                continue;
+            }
+            let f = File::from(fd);
+            apply_fd_meta(&f, &d.meta).map_err(|e| self.io(&rel, e))?;
+            rooted::set_xattrs(f.as_fd(), &d.xattrs).map_err(|e| self.io(&rel, e))?;
         }
         Ok(())
     }
 }
 
+enum MetaError {
+    Io(io::Error),
+    Bad(String),
+}
+
 /// Header fields, overridden by PAX `uid`/`gid`/`mtime`; allow-listed `SCHILY.xattr.*` records.
-fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<(Meta, Xattrs)> {
+/// Ids outside `u32` are refused (truncating 4294967296 would make it root).
+fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> std::result::Result<(Meta, Xattrs), MetaError> {
     let h = entry.header();
+    let id = |what: &str, v: u64| u32::try_from(v).map_err(|_| MetaError::Bad(format!("{what} {v} is out of range")));
     let mut meta = Meta {
-        uid: h.uid().unwrap_or(0) as u32,
-        gid: h.gid().unwrap_or(0) as u32,
+        uid: id("uid", h.uid().unwrap_or(0))?,
+        gid: id("gid", h.gid().unwrap_or(0))?,
         mode: h.mode().unwrap_or(0o644) & 0o7777,
         mtime: h.mtime().unwrap_or(0) as i64,
     };
     let mut xattrs = Vec::new();
-    if let Some(exts) = entry.pax_extensions()? {
+    if let Some(exts) = entry.pax_extensions().map_err(MetaError::Io)? {
         for ext in exts {
-            let ext = ext?;
+            let ext = ext.map_err(MetaError::Io)?;
             let Ok(key) = ext.key() else { continue };
-            let num = || ext.value().ok().and_then(|v| v.split('.').next()).and_then(|v| v.parse::<i64>().ok());
+            let value = || ext.value().ok().and_then(|v| v.split('.').next()).map(str::to_string);
             match key {
-                "uid" => meta.uid = num().unwrap_or(meta.uid as i64) as u32,
-                "gid" => meta.gid = num().unwrap_or(meta.gid as i64) as u32,
-                "mtime" => meta.mtime = num().unwrap_or(meta.mtime),
+                "uid" | "gid" => {
+                    let v = value().unwrap_or_default();
+                    let n: u32 = v.parse().map_err(|_| MetaError::Bad(format!("PAX {key} {v:?} is out of range")))?;
+                    if key == "uid" {
+                        meta.uid = n;
+                    } else {
+                        meta.gid = n;
+                    }
+                }
+                "mtime" => meta.mtime = value().and_then(|v| v.parse().ok()).unwrap_or(meta.mtime),
                 k => {
                     if let Some(name) = k.strip_prefix("SCHILY.xattr.")
                         && xattr_allowed(name)
@@ -345,19 +486,6 @@ pub(crate) fn apply_path_meta(path: &Path, meta: &Meta, chmod: bool) -> io::Resu
     Ok(())
 }
 
-fn set_xattrs(path: &Path, xattrs: &[(String, Vec<u8>)]) -> io::Result<()> {
-    for (k, v) in xattrs {
-        match xattr::set(path, k, v) {
-            Ok(()) => {}
-            // Filesystems without user xattrs (tmpfs) cannot keep them; that loses nothing a
-            // system container relies on, so it is not fatal.
-            Err(e) if e.raw_os_error() == Some(nix::libc::EOPNOTSUPP) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
 /// For callers that copy a tree: the metadata of an existing inode.
 pub(crate) fn meta_of(m: &fs::Metadata) -> Meta {
     use std::os::unix::fs::MetadataExt;
@@ -377,5 +505,6 @@ pub(crate) fn read_xattrs(path: &Path) -> Xattrs {
 }
 
 pub(crate) fn copy_xattrs(path: &Path, xattrs: &[(String, Vec<u8>)]) -> io::Result<()> {
-    set_xattrs(path, xattrs)
+    let f = rooted::open_nofollow(path)?;
+    rooted::set_xattrs(f.as_fd(), xattrs)
 }

@@ -124,6 +124,9 @@ pub struct LayerRecord {
     /// Device nodes not created (without `--allow-devices`).
     #[serde(default)]
     pub skipped_devices: Vec<String>,
+    /// Device nodes created (with `--allow-devices`).
+    #[serde(default)]
+    pub devices: Vec<String>,
     #[serde(default)]
     pub warnings: Vec<String>,
 }
@@ -293,7 +296,13 @@ pub fn ensure_extracted(
     opts: &ExtractOptions,
 ) -> Result<(LayerRecord, bool)> {
     if let Some(rec) = load_record(layout, diff_id)? {
-        return Ok((rec, false));
+        // The device decision belongs to each pull: a layer extracted under the other decision
+        // is extracted again when it has device entries (skipped ones now allowed, or created
+        // ones now not allowed); the old tree is renamed away first.
+        let differs = if opts.allow_devices { !rec.skipped_devices.is_empty() } else { !rec.devices.is_empty() };
+        if !differs {
+            return Ok((rec, false));
+        }
     }
     if let Some(mt) = media_type
         && Compression::from_media_type(mt).is_none()
@@ -321,7 +330,21 @@ pub fn ensure_extracted(
         let json = serde_json::to_vec_pretty(&rec).expect("record serializes");
         fsutil::write_atomic(&tmp.join("layer.json"), &json, 0o600).map_err(io_err)?;
         let dest = layout.layer(diff_id);
-        fs::rename(&tmp, &dest).at(&dest).map_err(io_err)?;
+        if dest.exists() {
+            // Re-extraction (another device decision): swap atomically, then delete the old tree
+            // (now at the temporary name); a crash leaves a complete layer either way.
+            rustix::fs::renameat_with(
+                rustix::fs::CWD,
+                &tmp,
+                rustix::fs::CWD,
+                &dest,
+                rustix::fs::RenameFlags::EXCHANGE,
+            )
+            .map_err(|e| io_err(PathError::new(&dest, e.into())))?;
+            fsutil::remove_any(&tmp).at(&tmp).map_err(io_err)?;
+        } else {
+            fs::rename(&tmp, &dest).at(&dest).map_err(io_err)?;
+        }
         Ok(rec)
     })();
     if result.is_err() {
