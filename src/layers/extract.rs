@@ -368,7 +368,9 @@ impl Extractor<'_> {
         match rooted::stat_in(tdir.as_fd(), tname).map_err(|e| self.io(&target, e))? {
             Some(st) if Kind::of(&st) == Kind::Dir => Err(bad("is a directory")),
             // linkat(2) without AT_SYMLINK_FOLLOW: a symlink target is linked itself, never followed.
-            Some(_) => rustix::fs::linkat(&tdir, tname, dir, name, AtFlags::empty()).map_err(|e| self.io(rel, e.into())),
+            Some(_) => {
+                rustix::fs::linkat(&tdir, tname, dir, name, AtFlags::empty()).map_err(|e| self.io(rel, e.into()))
+            }
             None => {
                 self.rec.external_links.push((entry, target.display().to_string()));
                 Ok(())
@@ -425,7 +427,7 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> std::result::Result<(Met
             match key {
                 "uid" | "gid" => {
                     let v = value().unwrap_or_default();
-                    let n: u32 = v.parse().map_err(|_| MetaError::Bad(format!("PAX {key} {v:?} is out of range")))?;
+                    let n: u32 = v.parse().map_err(|_| MetaError::Bad(format!("{key} {v} is out of range")))?;
                     if key == "uid" {
                         meta.uid = n;
                     } else {

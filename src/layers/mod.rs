@@ -333,14 +333,8 @@ pub fn ensure_extracted(
         if dest.exists() {
             // Re-extraction (another device decision): swap atomically, then delete the old tree
             // (now at the temporary name); a crash leaves a complete layer either way.
-            rustix::fs::renameat_with(
-                rustix::fs::CWD,
-                &tmp,
-                rustix::fs::CWD,
-                &dest,
-                rustix::fs::RenameFlags::EXCHANGE,
-            )
-            .map_err(|e| io_err(PathError::new(&dest, e.into())))?;
+            rustix::fs::renameat_with(rustix::fs::CWD, &tmp, rustix::fs::CWD, &dest, rustix::fs::RenameFlags::EXCHANGE)
+                .map_err(|e| io_err(PathError::new(&dest, e.into())))?;
             fsutil::remove_any(&tmp).at(&tmp).map_err(io_err)?;
         } else {
             fs::rename(&tmp, &dest).at(&dest).map_err(io_err)?;
@@ -353,5 +347,7 @@ pub fn ensure_extracted(
     result.map(|r| (r, true))
 }
 
+#[cfg(test)]
+mod hostile_tests;
 #[cfg(test)]
 mod tests;

@@ -129,6 +129,33 @@ impl LayerBuilder {
         self.file(path, data, mode)
     }
 
+    /// A PAX extended header that applies to the next entry.
+    pub fn pax(&mut self, records: &[(&str, &[u8])]) -> &mut Self {
+        self.tar.append_pax_extensions(records.iter().copied()).expect("in-memory tar");
+        self
+    }
+
+    /// A GNU sparse file whose expanded size is `real_size`: one data byte at the very end,
+    /// a hole before it (10 KiB of archive, `real_size` bytes once written out).
+    pub fn sparse(&mut self, path: &str, real_size: u64) -> &mut Self {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::GNUSparse);
+        h.set_mode(0o644);
+        h.set_size(1);
+        {
+            let gnu = h.as_gnu_mut().expect("gnu header");
+            let octal = |v: u64, out: &mut [u8]| {
+                let s = format!("{v:0width$o}", width = out.len() - 1);
+                out[..s.len()].copy_from_slice(s.as_bytes());
+            };
+            octal(real_size, &mut gnu.realsize);
+            octal(real_size - 1, &mut gnu.sparse[0].offset);
+            octal(1, &mut gnu.sparse[0].numbytes);
+        }
+        self.tar.append_data(&mut h, path, &b"x"[..]).expect("in-memory tar");
+        self
+    }
+
     /// The finished, uncompressed tar stream.
     pub fn finish(self) -> Vec<u8> {
         self.tar.into_inner().expect("in-memory tar")
