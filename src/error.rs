@@ -45,3 +45,30 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `s` with control characters (ESC, CR, BEL, …, and C1 controls) written as `\x1b`-style
+/// escapes, so names from an image cannot move the cursor or fake a line on a terminal.
+/// Newlines are kept: messages may have two lines.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(|c| c.is_control() && c != '\n') {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() && c != '\n' {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(super::printable("plain\nline"), "plain\nline");
+        assert_eq!(super::printable("a\x1b[2K\rPulled x\u{9b}"), "a\\x1b[2K\\x0dPulled x\\x9b");
+    }
+}

@@ -6,7 +6,7 @@ fn main() {
     if let Err(e) = hoist::cli::run(cli) {
         let msg = e.to_string();
         if !msg.is_empty() {
-            eprintln!("hoist: {msg}");
+            eprintln!("hoist: {}", hoist::error::printable(&msg));
         }
         std::process::exit(e.exit_code());
     }

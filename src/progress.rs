@@ -39,6 +39,7 @@ impl Progress {
 
     /// A one-line message (plain line or a finished bar line).
     pub fn line(&self, msg: &str) {
+        let msg = &*crate::error::printable(msg);
         match self.mode {
             Mode::Silent => {}
             Mode::Lines => eprintln!("{msg}"),
@@ -52,6 +53,7 @@ impl Progress {
 
     /// A task over `total` bytes (0 = unknown). Use [`Task::reader`] to count bytes as they flow.
     pub fn task(&self, msg: &str, total: u64) -> Task {
+        let msg = &*crate::error::printable(msg);
         match self.mode {
             Mode::Silent => Task { bar: None },
             Mode::Lines => {

@@ -138,14 +138,14 @@ impl Ctx {
 
     pub fn warn(&self, msg: &str) {
         if !self.global.quiet {
-            eprintln!("hoist: warning: {msg}");
+            eprintln!("hoist: warning: {}", crate::error::printable(msg));
         }
     }
 
     /// Prints a human line on stdout unless `--quiet` or `--json`.
     pub fn say(&self, msg: &str) {
         if !self.global.quiet && !self.global.json {
-            println!("{msg}");
+            println!("{}", crate::error::printable(msg));
         }
     }
 }

@@ -24,7 +24,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) {
                 s.push_str(&" ".repeat(w - c.chars().count() + 2));
             }
         }
-        println!("{s}");
+        println!("{}", crate::error::printable(&s));
     };
     line(headers.to_vec());
     for r in rows {
