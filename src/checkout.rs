@@ -11,23 +11,26 @@
 //! Safety across layers: an explicit directory entry replaces a lower layer's symlink or file,
 //! but a directory the layer only implied (an entry `evil/x` with no `evil/` entry) over a lower
 //! symlink `evil -> /etc` is refused: that is a write through a symlink planted one layer below.
-//! Nothing is ever followed, so the checkout cannot touch anything outside `dest`.
+//! Nothing is ever followed: every path is resolved beneath `dest` (or the layer's tree) with
+//! [`RootDir`], so the checkout cannot touch anything outside `dest`.
 //!
 //! The shared inodes make a checkout read-only by contract: deployments mount their rootfs
 //! read-only; nothing may modify files in a checkout in place.
 
 use std::collections::HashSet;
-use std::fs;
+use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::AtFlags;
+use rustix::fs::{AtFlags, Mode, OFlags};
 
 use crate::digest::Digest;
 use crate::fsutil::{self, PathError};
-use crate::layers::paths::{self, Ancestors, OPAQUE_MARKER, WHITEOUT_PREFIX};
+use crate::layers::paths::{OPAQUE_MARKER, WHITEOUT_PREFIX};
 use crate::layers::{self, LayerRecord};
+use crate::rooted::{self, Kind, RootDir};
 
 pub type Result<T, E = CheckoutError> = std::result::Result<T, E>;
 
@@ -66,28 +69,34 @@ pub fn merge(layers: &[LayerTree<'_>], dest: &Path) -> Result<CheckoutStats> {
     let mut stats = CheckoutStats::default();
     let mut dir_times = Vec::new();
     fsutil::ensure_dir(dest, 0o755)?;
+    let dest_root = RootDir::open(dest).map_err(io_at(dest))?;
     for layer in layers {
-        Merger { layer, dest, stats: &mut stats, dir_times: &mut dir_times }.apply()?;
+        let src = RootDir::open(&layer.root).map_err(io_at(&layer.root))?;
+        Merger { layer, src: &src, dest: &dest_root, stats: &mut stats, dir_times: &mut dir_times }.apply()?;
     }
     // Directory times last (adding entries changes them), deepest first; for a directory set by
     // several layers the newest wins (reverse, then a stable sort keeps it first).
     dir_times.reverse();
     dir_times.sort_by(|a, b| b.0.cmp(&a.0));
     dir_times.dedup_by(|a, b| a.0 == b.0);
-    for (abs, mtime) in dir_times {
-        let t = nix::sys::time::TimeSpec::new(mtime, 0);
-        // The directory may have been removed by a later layer's whiteout.
-        match nix::sys::stat::utimensat(None, &abs, &t, &t, nix::sys::stat::UtimensatFlags::NoFollowSymlink) {
-            Ok(()) | Err(nix::errno::Errno::ENOENT) | Err(nix::errno::Errno::ENOTDIR) => {}
-            Err(e) => return Err(io_at(&abs)(e.into())),
-        }
+    for (rel, mtime) in dir_times {
+        // The directory may have been removed (or replaced) by a later layer.
+        let fd = match dest_root.open_at(&rel, OFlags::RDONLY | OFlags::DIRECTORY, 0) {
+            Ok(fd) => fd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound || rooted::is_symlink_error(&e) => continue,
+            Err(e) => return Err(io_at(&dest_root.display(&rel))(e)),
+        };
+        rooted::set_mtime(fd.as_fd(), mtime).map_err(io_at(&dest_root.display(&rel)))?;
     }
     Ok(stats)
 }
 
 struct Merger<'a, 'b> {
     layer: &'a LayerTree<'b>,
-    dest: &'a Path,
+    /// The layer's extracted tree.
+    src: &'a RootDir,
+    /// The checkout; every path below is resolved beneath it, never through a symlink.
+    dest: &'a RootDir,
     stats: &'a mut CheckoutStats,
     /// (directory, mtime) to set once everything is in place.
     dir_times: &'a mut Vec<(PathBuf, i64)>,
@@ -97,9 +106,17 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> CheckoutError + '_ {
     move |e| CheckoutError::Io(PathError::new(path, e))
 }
 
+/// Where the parent of a path stands in the checkout.
+enum Parent {
+    Dir(OwnedFd),
+    Missing,
+    /// An ancestor is a symlink or not a directory.
+    Blocked,
+}
+
 impl Merger<'_, '_> {
     fn apply(&mut self) -> Result<()> {
-        let entries = walk(&self.layer.root)?;
+        let entries = walk(self.src)?;
         let implicit: HashSet<&str> = self.layer.record.implicit_dirs.iter().map(String::as_str).collect();
         // 1. whiteouts
         for (rel, _) in &entries {
@@ -116,17 +133,18 @@ impl Merger<'_, '_> {
         //    so non-directories are linked by name between two open directory handles (no path
         //    resolution per entry: this is most of a checkout's syscalls).
         let mut handles: Option<DirPair> = None;
-        for (rel, ft) in &entries {
+        for (rel, kind) in &entries {
             let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("");
             if name.starts_with(WHITEOUT_PREFIX) {
                 continue;
             }
-            if ft.is_dir() {
+            if *kind == Kind::Dir {
+                handles = None;
                 self.dir(rel, implicit.contains(rel.to_str().unwrap_or("")))?;
             } else {
                 let parent = rel.parent().unwrap_or(Path::new(""));
                 if handles.as_ref().is_none_or(|h| h.parent != parent) {
-                    handles = Some(DirPair::open(&self.layer.root, self.dest, parent)?);
+                    handles = Some(DirPair::open(self.src, self.dest, parent)?);
                 }
                 self.link(rel, handles.as_ref().expect("opened above"))?;
             }
@@ -138,22 +156,38 @@ impl Merger<'_, '_> {
         Ok(())
     }
 
-    /// Ancestors of `rel` in dest, for paths this layer itself does not create.
-    fn dest_ancestors(&self, rel: &Path) -> Result<Ancestors> {
-        paths::ancestors(self.dest, rel).map_err(io_at(self.dest))
+    fn parent_of(&self, rel: &Path) -> Result<Parent> {
+        let parent = rel.parent().unwrap_or(Path::new(""));
+        match self.dest.open_at(parent, OFlags::RDONLY | OFlags::DIRECTORY, 0) {
+            Ok(fd) => Ok(Parent::Dir(fd)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Parent::Missing),
+            Err(e) if rooted::is_symlink_error(&e) => Ok(Parent::Blocked),
+            Err(e) => Err(io_at(&self.dest.display(parent))(e)),
+        }
+    }
+
+    fn remove(&mut self, dir: BorrowedFd<'_>, rel: &Path) -> Result<()> {
+        let name = rel.file_name().expect("entries have names");
+        rooted::remove_in(dir, name, &mut |_| {}).map_err(io_at(&self.dest.display(rel)))
     }
 
     fn opaque(&mut self, dir: &Path) -> Result<()> {
-        if self.dest_ancestors(&dir.join("x"))? != Ancestors::Dirs {
-            return Ok(()); // nothing below to hide
+        // Nothing below to hide when the directory is missing or not a real directory.
+        let fd = match self.dest.open_at(dir, OFlags::RDONLY | OFlags::DIRECTORY, 0) {
+            Ok(fd) => fd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound || rooted::is_symlink_error(&e) => return Ok(()),
+            Err(e) => return Err(io_at(&self.dest.display(dir))(e)),
+        };
+        let mut names = Vec::new();
+        for e in rustix::fs::Dir::read_from(&fd).map_err(|e| io_at(&self.dest.display(dir))(e.into()))? {
+            let e = e.map_err(|e| io_at(&self.dest.display(dir))(e.into()))?;
+            let n = e.file_name().to_bytes();
+            if n != b"." && n != b".." {
+                names.push(std::ffi::OsStr::from_bytes(n).to_os_string());
+            }
         }
-        let abs = self.dest.join(dir);
-        if !fs::symlink_metadata(&abs).is_ok_and(|m| m.is_dir()) {
-            return Ok(());
-        }
-        for e in fs::read_dir(&abs).map_err(io_at(&abs))? {
-            let p = e.map_err(io_at(&abs))?.path();
-            fsutil::remove_any(&p).map_err(io_at(&p))?;
+        for n in names {
+            self.remove(fd.as_fd(), &dir.join(n))?;
             self.stats.removed += 1;
         }
         Ok(())
@@ -161,28 +195,41 @@ impl Merger<'_, '_> {
 
     fn whiteout(&mut self, rel: &Path) -> Result<()> {
         // A whiteout below a symlink hides nothing that is really there: ignore it.
-        if self.dest_ancestors(rel)? != Ancestors::Dirs {
+        let Parent::Dir(dir) = self.parent_of(rel)? else {
             return Ok(());
-        }
-        let abs = self.dest.join(rel);
-        if fs::symlink_metadata(&abs).is_ok() {
-            fsutil::remove_any(&abs).map_err(io_at(&abs))?;
+        };
+        let name = rel.file_name().expect("entries have names");
+        if rooted::stat_in(dir.as_fd(), name).map_err(io_at(&self.dest.display(rel)))?.is_some() {
+            self.remove(dir.as_fd(), rel)?;
             self.stats.removed += 1;
         }
         Ok(())
     }
 
     fn dir(&mut self, rel: &Path, implicit: bool) -> Result<()> {
-        let abs = self.dest.join(rel);
-        let src = self.layer.root.join(rel);
-        match fs::symlink_metadata(&abs) {
-            Ok(m) if m.is_dir() => {
+        let at = self.dest.display(rel);
+        let Parent::Dir(parent) = self.parent_of(rel)? else {
+            // Parents come first in the walk, so this is a lower symlink a whiteout did not clear.
+            return Err(CheckoutError::ThroughSymlink {
+                layer: self.layer.diff_id.clone(),
+                entry: rel.display().to_string(),
+                symlink: rel.parent().unwrap_or(Path::new("")).display().to_string(),
+            });
+        };
+        let name = rel.file_name().expect("entries have names");
+        let mkdir = |m: &mut Self| -> Result<()> {
+            rustix::fs::mkdirat(&parent, name, Mode::from_raw_mode(0o755)).map_err(|e| io_at(&at)(e.into()))?;
+            m.stats.dirs += 1;
+            Ok(())
+        };
+        match rooted::stat_in(parent.as_fd(), name).map_err(io_at(&at))?.map(|s| Kind::of(&s)) {
+            Some(Kind::Dir) => {
                 if implicit {
                     return Ok(());
                 }
             }
-            Ok(m) => {
-                if implicit && m.file_type().is_symlink() {
+            Some(kind) => {
+                if implicit && kind == Kind::Symlink {
                     return Err(CheckoutError::ThroughSymlink {
                         layer: self.layer.diff_id.clone(),
                         entry: rel.display().to_string(),
@@ -191,62 +238,56 @@ impl Merger<'_, '_> {
                 }
                 // An implied directory over a lower file: the layer was made from a tree
                 // where this was a directory, so the directory wins.
-                fsutil::remove_any(&abs).map_err(io_at(&abs))?;
-                fs::create_dir(&abs).map_err(io_at(&abs))?;
-                self.stats.dirs += 1;
+                self.remove(parent.as_fd(), rel)?;
+                mkdir(self)?;
             }
-            Err(_) => {
-                fs::create_dir(&abs).map_err(io_at(&abs))?;
-                self.stats.dirs += 1;
-            }
+            None => mkdir(self)?,
         }
-        let m = fs::symlink_metadata(&src).map_err(io_at(&src))?;
-        self.dir_times.push((abs.clone(), std::os::unix::fs::MetadataExt::mtime(&m)));
-        let f = fs::File::open(&abs).map_err(io_at(&abs))?;
-        layers::apply_fd_meta(&f, &layers::meta_of(&m)).map_err(io_at(&abs))?;
-        layers::copy_xattrs(&abs, &layers::read_xattrs(&src)).map_err(io_at(&abs))?;
+        let src = File::from(
+            self.src.open_at(rel, OFlags::RDONLY | OFlags::DIRECTORY, 0).map_err(io_at(&self.src.display(rel)))?,
+        );
+        let m = src.metadata().map_err(io_at(&self.src.display(rel)))?;
+        self.dir_times.push((rel.to_path_buf(), std::os::unix::fs::MetadataExt::mtime(&m)));
+        let f = File::from(
+            rustix::fs::openat(
+                &parent,
+                name,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| io_at(&at)(e.into()))?,
+        );
+        layers::apply_fd_meta(&f, &layers::meta_of(&m)).map_err(io_at(&at))?;
+        let xattrs: Vec<_> = rooted::get_xattrs(src.as_fd())
+            .map_err(io_at(&self.src.display(rel)))?
+            .into_iter()
+            .filter(|(k, _)| layers::xattr_allowed(k))
+            .collect();
+        rooted::set_xattrs(f.as_fd(), &xattrs).map_err(io_at(&at))?;
         Ok(())
     }
 
     /// Hard-links one entry of this layer into place, replacing what lower layers put there.
     fn link(&mut self, rel: &Path, h: &DirPair) -> Result<()> {
-        use nix::errno::Errno;
+        use rustix::io::Errno;
         let name = rel.file_name().expect("entries have names");
-        let at =
-            |_| nix::unistd::linkat(Some(h.src.as_raw_fd()), name, Some(h.dest.as_raw_fd()), name, AtFlags::empty());
-        let mut res = at(());
-        if res == Err(Errno::EEXIST) {
-            let abs = self.dest.join(rel);
-            fsutil::remove_any(&abs).map_err(io_at(&abs))?;
-            res = at(());
+        let at = || rustix::fs::linkat(&h.src, name, &h.dest, name, AtFlags::empty());
+        let mut res = at();
+        if res == Err(Errno::EXIST) {
+            self.remove(h.dest.as_fd(), rel)?;
+            res = at();
         }
         match res {
             Ok(()) => {
                 self.stats.linked += 1;
                 Ok(())
             }
-            Err(Errno::EXDEV | Errno::EMLINK | Errno::EPERM) => {
-                let (src, abs) = (self.layer.root.join(rel), self.dest.join(rel));
-                copy_entry(&src, &abs).map_err(io_at(&abs))?;
+            Err(Errno::XDEV | Errno::MLINK | Errno::PERM) => {
+                copy_entry(h.src.as_fd(), h.dest.as_fd(), name).map_err(io_at(&self.dest.display(rel)))?;
                 self.stats.copied += 1;
                 Ok(())
             }
-            Err(e) => Err(io_at(&self.dest.join(rel))(e.into())),
-        }
-    }
-
-    fn link_or_copy(&mut self, src: &Path, dest: &Path) -> Result<()> {
-        match fs::hard_link(src, dest) {
-            Ok(()) => {
-                self.stats.linked += 1;
-                Ok(())
-            }
-            Err(e) if matches!(e.raw_os_error(), Some(nix::libc::EXDEV | nix::libc::EMLINK | nix::libc::EPERM)) => {
-                copy_entry(src, dest).map_err(io_at(dest))?;
-                self.stats.copied += 1;
-                Ok(())
-            }
-            Err(e) => Err(io_at(dest)(e)),
+            Err(e) => Err(io_at(&self.dest.display(rel))(e.into())),
         }
     }
 
@@ -257,68 +298,91 @@ impl Merger<'_, '_> {
             target: target.display().to_string(),
             reason,
         };
-        match self.dest_ancestors(target)? {
-            Ancestors::Dirs => {}
-            Ancestors::Symlink(_) => return Err(bad("target goes through a symlink")),
-            _ => return Err(bad("target does not exist")),
-        }
-        if self.dest_ancestors(rel)? != Ancestors::Dirs {
+        let tdir = match self.parent_of(target)? {
+            Parent::Dir(fd) => fd,
+            Parent::Blocked => return Err(bad("target goes through a symlink")),
+            Parent::Missing => return Err(bad("target does not exist")),
+        };
+        let Parent::Dir(dir) = self.parent_of(rel)? else {
             return Err(bad("link goes through a symlink or missing directory"));
+        };
+        let tname = target.file_name().ok_or_else(|| bad("target does not exist"))?;
+        match rooted::stat_in(tdir.as_fd(), tname).map_err(io_at(&self.dest.display(target)))? {
+            Some(st) if Kind::of(&st) == Kind::Dir => return Err(bad("target is a directory")),
+            Some(_) => {}
+            None => return Err(bad("target does not exist")),
         }
-        let target_abs = self.dest.join(target);
-        match fs::symlink_metadata(&target_abs) {
-            Ok(m) if m.is_dir() => return Err(bad("target is a directory")),
-            Ok(_) => {}
-            Err(_) => return Err(bad("target does not exist")),
+        let name = rel.file_name().expect("entries have names");
+        if rooted::stat_in(dir.as_fd(), name).map_err(io_at(&self.dest.display(rel)))?.is_some() {
+            self.remove(dir.as_fd(), rel)?;
         }
-        let abs = self.dest.join(rel);
-        if fs::symlink_metadata(&abs).is_ok() {
-            fsutil::remove_any(&abs).map_err(io_at(&abs))?;
+        match rustix::fs::linkat(&tdir, tname, &dir, name, AtFlags::empty()) {
+            Ok(()) => {
+                self.stats.linked += 1;
+                Ok(())
+            }
+            Err(rustix::io::Errno::XDEV | rustix::io::Errno::MLINK | rustix::io::Errno::PERM) => {
+                copy_entry(tdir.as_fd(), dir.as_fd(), tname).map_err(io_at(&self.dest.display(rel)))?;
+                if tname != name {
+                    rustix::fs::renameat(&dir, tname, &dir, name)
+                        .map_err(|e| io_at(&self.dest.display(rel))(e.into()))?;
+                }
+                self.stats.copied += 1;
+                Ok(())
+            }
+            Err(e) => Err(io_at(&self.dest.display(rel))(e.into())),
         }
-        self.link_or_copy(&target_abs, &abs)
     }
 }
 
 /// The same directory, open in the layer (source) and in the checkout (destination).
 struct DirPair {
     parent: PathBuf,
-    src: fs::File,
-    dest: fs::File,
+    src: OwnedFd,
+    dest: OwnedFd,
 }
 
 impl DirPair {
-    fn open(layer_root: &Path, dest_root: &Path, parent: &Path) -> Result<Self> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let open = |p: &Path| {
-            fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_NOFOLLOW)
-                .open(p)
-                .map_err(io_at(p))
-        };
+    fn open(src: &RootDir, dest: &RootDir, parent: &Path) -> Result<Self> {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY;
         Ok(DirPair {
             parent: parent.to_path_buf(),
-            src: open(&layer_root.join(parent))?,
-            dest: open(&dest_root.join(parent))?,
+            src: src.open_at(parent, flags, 0).map_err(io_at(&src.display(parent)))?,
+            dest: dest.open_at(parent, flags, 0).map_err(io_at(&dest.display(parent)))?,
         })
     }
 }
 
-/// Pre-order walk of a layer tree: `(relative path, file type)`, parents before children.
-fn walk(root: &Path) -> Result<Vec<(PathBuf, fs::FileType)>> {
+/// Pre-order walk of a layer tree: `(relative path, kind)`, parents before children. Every
+/// directory is opened beneath the layer root without following symlinks.
+fn walk(root: &RootDir) -> Result<Vec<(PathBuf, Kind)>> {
     let mut out = Vec::new();
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
-        let abs = root.join(&rel);
-        let mut children: Vec<(PathBuf, fs::FileType)> = Vec::new();
-        for e in fs::read_dir(&abs).map_err(io_at(&abs))? {
-            let e = e.map_err(io_at(&abs))?;
-            let ft = e.file_type().map_err(io_at(&e.path()))?;
-            children.push((rel.join(e.file_name()), ft));
+        let at = root.display(&rel);
+        let fd = root.open_at(&rel, OFlags::RDONLY | OFlags::DIRECTORY, 0).map_err(io_at(&at))?;
+        let mut children: Vec<(PathBuf, Kind)> = Vec::new();
+        for e in rustix::fs::Dir::read_from(&fd).map_err(|e| io_at(&at)(e.into()))? {
+            let e = e.map_err(|e| io_at(&at)(e.into()))?;
+            let n = e.file_name().to_bytes();
+            if n == b"." || n == b".." {
+                continue;
+            }
+            let n = std::ffi::OsStr::from_bytes(n);
+            let kind = match e.file_type() {
+                rustix::fs::FileType::Directory => Kind::Dir,
+                rustix::fs::FileType::RegularFile => Kind::File,
+                rustix::fs::FileType::Symlink => Kind::Symlink,
+                rustix::fs::FileType::Unknown => {
+                    rooted::stat_in(fd.as_fd(), n).map_err(io_at(&at))?.map(|s| Kind::of(&s)).unwrap_or(Kind::Other)
+                }
+                _ => Kind::Other,
+            };
+            children.push((rel.join(n), kind));
         }
         children.sort_by(|a, b| a.0.cmp(&b.0));
-        for (p, ft) in children.iter().rev() {
-            if ft.is_dir() {
+        for (p, kind) in children.iter().rev() {
+            if *kind == Kind::Dir {
                 stack.push(p.clone());
             }
         }
@@ -329,30 +393,46 @@ fn walk(root: &Path) -> Result<Vec<(PathBuf, fs::FileType)>> {
     Ok(out)
 }
 
-/// Copies one non-directory entry with its metadata (fallback when hard-linking fails).
-fn copy_entry(src: &Path, dest: &Path) -> io::Result<()> {
-    let m = fs::symlink_metadata(src)?;
-    let ft = m.file_type();
-    if ft.is_symlink() {
-        std::os::unix::fs::symlink(fs::read_link(src)?, dest)?;
-        return layers::apply_path_meta(dest, &layers::meta_of(&m), false);
-    }
-    if ft.is_file() {
-        fs::copy(src, dest)?;
-        let f = fs::File::open(dest)?;
-        layers::apply_fd_meta(&f, &layers::meta_of(&m))?;
-        return layers::copy_xattrs(dest, &layers::read_xattrs(src));
-    }
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let kind = if ft.is_char_device() {
-        nix::sys::stat::SFlag::S_IFCHR
-    } else if ft.is_block_device() {
-        nix::sys::stat::SFlag::S_IFBLK
-    } else if ft.is_fifo() {
-        nix::sys::stat::SFlag::S_IFIFO
-    } else {
-        return Ok(()); // sockets are not layer content
+/// Copies the non-directory `name` from `src` to `dest` with its metadata (fallback when
+/// hard-linking fails). Nothing is followed.
+fn copy_entry(src: BorrowedFd<'_>, dest: BorrowedFd<'_>, name: &std::ffi::OsStr) -> io::Result<()> {
+    let Some(st) = rooted::stat_in(src, name)? else {
+        return Err(io::Error::from(io::ErrorKind::NotFound));
     };
-    nix::sys::stat::mknod(dest, kind, nix::sys::stat::Mode::from_bits_truncate(0o600), m.rdev())?;
-    layers::apply_path_meta(dest, &layers::meta_of(&m), true)
+    let meta = layers::Meta { uid: st.st_uid, gid: st.st_gid, mode: st.st_mode & 0o7777, mtime: st.st_mtime as i64 };
+    let ft = rustix::fs::FileType::from_raw_mode(st.st_mode);
+    match ft {
+        rustix::fs::FileType::Symlink => {
+            let target = rustix::fs::readlinkat(src, name, Vec::new())?;
+            rustix::fs::symlinkat(target.as_c_str(), dest, name)?;
+            rooted::chown_in(dest, name, meta.uid, meta.gid)?;
+            rooted::set_mtime_in(dest, name, meta.mtime)
+        }
+        rustix::fs::FileType::RegularFile => {
+            let mut from = File::from(rustix::fs::openat(
+                src,
+                name,
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?);
+            let mut to = File::from(rustix::fs::openat(
+                dest,
+                name,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            )?);
+            io::copy(&mut from, &mut to)?;
+            layers::apply_fd_meta(&to, &meta)?;
+            let xattrs: Vec<_> =
+                rooted::get_xattrs(from.as_fd())?.into_iter().filter(|(k, _)| layers::xattr_allowed(k)).collect();
+            rooted::set_xattrs(to.as_fd(), &xattrs)
+        }
+        rustix::fs::FileType::CharacterDevice | rustix::fs::FileType::BlockDevice | rustix::fs::FileType::Fifo => {
+            rustix::fs::mknodat(dest, name, ft, Mode::from_raw_mode(0o600), st.st_rdev)?;
+            rooted::chown_in(dest, name, meta.uid, meta.gid)?;
+            rustix::fs::chmodat(dest, name, Mode::from_raw_mode(meta.mode), AtFlags::empty())?;
+            rooted::set_mtime_in(dest, name, meta.mtime)
+        }
+        _ => Ok(()), // sockets are not layer content
+    }
 }

@@ -9,7 +9,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use nix::sys::stat::UtimensatFlags;
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
@@ -466,47 +465,8 @@ pub(crate) fn apply_fd_meta(f: &fs::File, meta: &Meta) -> io::Result<()> {
     Ok(())
 }
 
-/// Ownership and times of a symlink or special file, never following it; `chmod` only for
-/// non-symlinks (a symlink's mode is meaningless).
-pub(crate) fn apply_path_meta(path: &Path, meta: &Meta, chmod: bool) -> io::Result<()> {
-    match nix::unistd::fchownat(
-        None,
-        path,
-        Some(Uid::from_raw(meta.uid)),
-        Some(Gid::from_raw(meta.gid)),
-        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-    ) {
-        Ok(()) => {}
-        Err(nix::errno::Errno::EPERM) if !running_as_root() => {}
-        Err(e) => return Err(e.into()),
-    }
-    if chmod {
-        fs::set_permissions(path, fs::Permissions::from_mode(meta.mode))?;
-    }
-    let t = TimeSpec::new(meta.mtime, 0);
-    nix::sys::stat::utimensat(None, path, &t, &t, UtimensatFlags::NoFollowSymlink)?;
-    Ok(())
-}
-
 /// For callers that copy a tree: the metadata of an existing inode.
 pub(crate) fn meta_of(m: &fs::Metadata) -> Meta {
     use std::os::unix::fs::MetadataExt;
     Meta { uid: m.uid(), gid: m.gid(), mode: m.mode() & 0o7777, mtime: m.mtime() }
-}
-
-/// The allow-listed xattrs of an existing path (for copying directories at checkout).
-pub(crate) fn read_xattrs(path: &Path) -> Xattrs {
-    let Ok(names) = xattr::list(path) else {
-        return Vec::new();
-    };
-    names
-        .filter_map(|n| n.to_str().map(str::to_string))
-        .filter(|n| xattr_allowed(n))
-        .filter_map(|n| xattr::get(path, &n).ok().flatten().map(|v| (n, v)))
-        .collect()
-}
-
-pub(crate) fn copy_xattrs(path: &Path, xattrs: &[(String, Vec<u8>)]) -> io::Result<()> {
-    let f = rooted::open_nofollow(path)?;
-    rooted::set_xattrs(f.as_fd(), xattrs)
 }

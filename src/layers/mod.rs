@@ -20,7 +20,7 @@ mod extract;
 pub mod paths;
 
 pub use extract::xattr_allowed;
-pub(crate) use extract::{apply_fd_meta, apply_path_meta, copy_xattrs, meta_of, read_xattrs};
+pub(crate) use extract::{Meta, apply_fd_meta, meta_of};
 
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read};
