@@ -35,10 +35,12 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-# Built with the test profile (dependencies optimised), so `make test` compiles nothing twice.
-MKIMAGE := target/debug/examples/mkimage
+# The image builder is built with the profile of whoever needs the images: debug for `make test`
+# (dependencies optimised), release for `make demo`, so neither compiles the crate twice.
+PROFILE ?= debug
+MKIMAGE := target/$(PROFILE)/examples/mkimage
 images: deps
-	$(CARGO) build --locked --example mkimage
+	$(CARGO) build --locked --example mkimage $(if $(filter release,$(PROFILE)),--release)
 	@mkdir -p $(IMAGEDIR)
 	$(MKIMAGE) images/hello/image.json $(IMAGEDIR)/hello.tar
 	$(MKIMAGE) images/hello/image.json $(IMAGEDIR)/hello-v1.tar
@@ -56,7 +58,8 @@ lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
-demo: build images
+demo: build
+	@$(MAKE) --no-print-directory images PROFILE=release
 	tests/demo.sh
 
 # HOIST_BENCH_ROUNDS=N (default 5), HOIST_BENCH_ONLY=1,4 (case numbers).
