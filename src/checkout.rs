@@ -399,7 +399,7 @@ fn copy_entry(src: BorrowedFd<'_>, dest: BorrowedFd<'_>, name: &std::ffi::OsStr)
     let Some(st) = rooted::stat_in(src, name)? else {
         return Err(io::Error::from(io::ErrorKind::NotFound));
     };
-    let meta = layers::Meta { uid: st.st_uid, gid: st.st_gid, mode: st.st_mode & 0o7777, mtime: st.st_mtime as i64 };
+    let meta = layers::Meta { uid: st.st_uid, gid: st.st_gid, mode: st.st_mode & 0o7777, mtime: st.st_mtime };
     let ft = rustix::fs::FileType::from_raw_mode(st.st_mode);
     match ft {
         rustix::fs::FileType::Symlink => {

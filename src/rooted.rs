@@ -95,13 +95,17 @@ fn open_beneath(dir: BorrowedFd<'_>, rel: &Path, flags: OFlags, mode: Mode) -> i
             other => return Ok(other?),
         }
     }
-    // Fallback: one component at a time, none of them followed.
+    open_walk(dir, &comps, flags, mode)
+}
+
+/// The fallback for kernels without `openat2`: one component at a time, none of them followed
+/// (`O_NOFOLLOW` on every step, `O_DIRECTORY` on the parents).
+fn open_walk(dir: BorrowedFd<'_>, comps: &[&OsStr], flags: OFlags, mode: Mode) -> io::Result<OwnedFd> {
     let mut cur: Option<OwnedFd> = None;
     for (i, c) in comps.iter().enumerate() {
         let here = cur.as_ref().map_or(dir, |f| f.as_fd());
-        let last = i + 1 == comps.len();
-        let next = if last {
-            rustix::fs::openat(here, cstr(c)?.as_c_str(), flags, mode)?
+        let next = if i + 1 == comps.len() {
+            rustix::fs::openat(here, cstr(c)?.as_c_str(), flags | OFlags::NOFOLLOW | OFlags::CLOEXEC, mode)?
         } else {
             rustix::fs::openat(
                 here,
@@ -112,7 +116,7 @@ fn open_beneath(dir: BorrowedFd<'_>, rel: &Path, flags: OFlags, mode: Mode) -> i
         };
         cur = Some(next);
     }
-    Ok(cur.expect("at least one component"))
+    cur.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty path"))
 }
 
 fn escape() -> io::Error {
@@ -490,6 +494,23 @@ mod tests {
         assert_eq!(r.read_limited(Path::new("secret"), 3).unwrap_err().kind(), io::ErrorKind::FileTooLarge);
         assert_eq!(r.stat(Path::new("abs")).unwrap().map(|s| Kind::of(&s)), Some(Kind::Symlink));
         assert!(r.stat(Path::new("nope/x")).unwrap().is_none());
+    }
+
+    #[test]
+    fn fallback_walk_never_follows() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir(d.path().join("dir")).unwrap();
+        fs::write(d.path().join("dir/f"), "x").unwrap();
+        std::os::unix::fs::symlink("dir", d.path().join("link")).unwrap();
+        std::os::unix::fs::symlink("f", d.path().join("dir/flink")).unwrap();
+        let r = RootDir::open(d.path()).unwrap();
+        let open = |p: &[&str]| {
+            let comps: Vec<&OsStr> = p.iter().map(OsStr::new).collect();
+            open_walk(r.fd(), &comps, OFlags::RDONLY, Mode::empty())
+        };
+        assert!(open(&["dir", "f"]).is_ok());
+        assert_eq!(open(&["link", "f"]).unwrap_err().raw_os_error(), Some(nix::libc::ENOTDIR));
+        assert_eq!(open(&["dir", "flink"]).unwrap_err().raw_os_error(), Some(nix::libc::ELOOP));
     }
 
     #[test]
