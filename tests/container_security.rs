@@ -1,0 +1,143 @@
+//! Tier 3: the defaults of a generated config (image without `/exports`) hold inside a running
+//! container on a real systemd (the testbed), in hybrid and unified cgroup guests: podman's
+//! capabilities, no device nodes, the seccomp profile (namespaces, mounts, setns refused),
+//! masked paths; `--security-opt seccomp=unconfined` lifts exactly the seccomp part.
+
+mod common;
+
+use std::fs;
+use std::path::PathBuf;
+
+use common::testbed::Testbed;
+use common::*;
+use hoist::oci_build::ImageBuilder;
+use serde_json::json;
+
+/// A busybox image without `/exports` whose process stays up; returns its path in the guest.
+fn plain_image(tb: &Testbed) -> PathBuf {
+    let base = hoist::oci_build::spec::build(&repo().join("images/hello/image.json")).unwrap();
+    let built = ImageBuilder::new(
+        vec![base.layers[0].clone()],
+        json!({"Cmd": ["/bin/sh", "-c", "echo plain up; exec sleep 1000000"], "Env": ["PATH=/bin"]}),
+    )
+    .build();
+    fs::write(tb.dir.join("state/plain.tar"), built.oci_archive("latest")).unwrap();
+    PathBuf::from("/var/lib/hoist/plain.tar")
+}
+
+/// Installs and starts `name` from the plain image with extra install options; waits until
+/// `hoist run` reaches it.
+fn start(tb: &Testbed, name: &str, opts: &str) {
+    let img = plain_image(tb);
+    tb.ok(&format!("hoist -q install --name {name} {opts} --now oci-archive:{}", img.display()));
+    assert_eq!(tb.prop(name, "ActiveState"), "active");
+    wait_for("the container to run", 10, || tb.journal(name).contains("plain up").then_some(()));
+}
+
+/// Runs a shell snippet in the running container; returns stdout + stderr.
+fn inside(tb: &Testbed, name: &str, script: &str) -> String {
+    let o = tb.script().args(["exec", "hoist", "run", name, "/bin/sh", "-c", script]).output().unwrap();
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// The checks that hold with the default profile.
+fn defaults(cgroup: &str) {
+    let tb = Testbed::up(cgroup);
+    start(&tb, "sec", "");
+    // The unit: device controller closed, the container's cgroup below the unit's.
+    assert_eq!(tb.prop("sec", "DevicePolicy"), "closed");
+    assert_eq!(tb.prop("sec", "Delegate"), "yes");
+
+    // Podman's 11 capabilities, nothing more; no new privileges; the seccomp filter.
+    assert_eq!(
+        inside(&tb, "sec", "grep -E '^(CapEff|CapBnd|CapInh|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status"),
+        "CapInh:\t0000000000000000\nCapEff:\t00000000800405fb\nCapBnd:\t00000000800405fb\nCapAmb:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\n"
+    );
+    // No CAP_MKNOD.
+    assert_eq!(
+        inside(&tb, "sec", "mknod /dev/xk c 1 11; echo rc=$?"),
+        "mknod: /dev/xk: Operation not permitted\nrc=1\n"
+    );
+    // Namespaces, mounts, setns: refused.
+    assert_eq!(
+        inside(&tb, "sec", "unshare -U true; echo rc=$?"),
+        "unshare: unshare(0x10000000): Operation not permitted\nrc=1\n"
+    );
+    assert_eq!(
+        inside(&tb, "sec", "unshare -m true; echo rc=$?"),
+        "unshare: unshare(0x20000): Operation not permitted\nrc=1\n"
+    );
+    assert_eq!(
+        inside(&tb, "sec", "mkdir -p /tmp/x; mount -t tmpfs x /tmp/x; echo rc=$?"),
+        "mount: mounting x on /tmp/x failed: Operation not permitted\nrc=1\n"
+    );
+    assert_eq!(
+        inside(&tb, "sec", "nsenter -t 1 -u true; echo rc=$?"),
+        "nsenter: setns(): Operation not permitted\nrc=1\n"
+    );
+    assert_eq!(inside(&tb, "sec", "swapoff -a 2>&1 >/dev/null; swapoff /dev/null; echo rc=$?").lines().last(), Some("rc=1"));
+    // Masked and read-only paths.
+    assert_eq!(inside(&tb, "sec", "cat /proc/kcore | wc -c; ls -A /sys/firmware | wc -l"), "0\n0\n");
+    assert_eq!(
+        inside(&tb, "sec", "echo 1 > /proc/sysrq-trigger; echo rc=$?"),
+        "/bin/sh: can't create /proc/sysrq-trigger: Read-only file system\nrc=1\n"
+    );
+    // Sized tmpfs mounts.
+    let mounts = inside(&tb, "sec", "grep -E ' /(run|tmp|dev|dev/shm) ' /proc/self/mounts | cut -d' ' -f2,4");
+    for (dest, size) in [("/dev", "size=65536k"), ("/dev/shm", "size=65536k"), ("/run", "size=65536k"), ("/tmp", "size=262144k")]
+    {
+        let line = mounts.lines().find(|l| l.split(' ').next() == Some(dest)).unwrap_or_else(|| panic!("{dest}: {mounts}"));
+        assert!(line.contains(size) && line.contains("nosuid"), "{line}");
+    }
+    // A one-shot run of the stopped container gets the same filter.
+    tb.ok("systemctl stop sec");
+    assert_eq!(
+        tb.sh("hoist run sec /bin/sh -c 'grep ^Seccomp: /proc/self/status; unshare -U true 2>&1; echo rc=$?'").stdout,
+        b"Seccomp:\t2\nunshare: unshare(0x10000000): Operation not permitted\nrc=1\n"
+    );
+}
+
+#[test]
+fn generated_defaults_hybrid_cgroups() {
+    defaults("hybrid");
+}
+
+#[test]
+fn generated_defaults_unified_cgroups() {
+    defaults("unified");
+}
+
+/// seccomp=unconfined: the same container without the filter. A user namespace needs no
+/// capability, so only seccomp stood in its way; a mount namespace still needs CAP_SYS_ADMIN.
+#[test]
+fn seccomp_unconfined_and_options() {
+    let tb = Testbed::up("hybrid");
+    start(&tb, "open", "--security-opt seccomp=unconfined");
+    assert_eq!(inside(&tb, "open", "grep ^Seccomp: /proc/self/status"), "Seccomp:\t0\n");
+    assert_eq!(inside(&tb, "open", "unshare -U true; echo rc=$?"), "rc=0\n");
+    assert_eq!(
+        inside(&tb, "open", "unshare -m true; echo rc=$?"),
+        "unshare: unshare(0x20000): Operation not permitted\nrc=1\n"
+    );
+    assert!(
+        tb.ok("cat /var/lib/hoist/containers/open/info.json").contains("\"kind\": \"unconfined\""),
+        "recorded for updates"
+    );
+
+    // A profile file is used as given: here everything allowed but mkdir.
+    tb.ok(r#"echo '{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}' > /var/lib/hoist/p.json"#);
+    start(&tb, "prof", "--security-opt seccomp=/var/lib/hoist/p.json");
+    assert_eq!(inside(&tb, "prof", "mkdir /tmp/d; echo rc=$?; unshare -U true; echo rc=$?"), "mkdir: can't create directory '/tmp/d': Operation not permitted\nrc=1\nrc=0\n");
+
+    // Bad options: unknown = usage error naming it; bad JSON = failure naming the file.
+    let img = plain_image(&tb);
+    let o = tb.sh(&format!("hoist install --name x --security-opt label=disable oci-archive:{}", img.display()));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("\"label=disable\""), "{}", String::from_utf8_lossy(&o.stderr));
+    tb.ok("echo '{nope' > /var/lib/hoist/bad.json");
+    let o = tb.sh(&format!("hoist install --name x --security-opt seccomp=/var/lib/hoist/bad.json oci-archive:{}", img.display()));
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("/var/lib/hoist/bad.json") && err.contains("not valid JSON"), "{err}");
+    tb.ok("test ! -e /var/lib/hoist/containers/x");
+}
