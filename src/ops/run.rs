@@ -10,8 +10,8 @@ use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
 use libcontainer::workload::default::DefaultExecutor;
 use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
-use oci_spec::runtime::{LinuxSeccomp, Spec};
 use nix::sys::wait::{WaitStatus, waitpid};
+use oci_spec::runtime::{LinuxSeccomp, Spec};
 
 use super::{OpsError, Result, current_slot, valid_name};
 use crate::fsutil;
