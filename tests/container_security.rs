@@ -49,6 +49,13 @@ fn defaults(cgroup: &str) {
     // The unit: device controller closed, the container's cgroup below the unit's.
     assert_eq!(tb.prop("sec", "DevicePolicy"), "closed");
     assert_eq!(tb.prop("sec", "Delegate"), "yes");
+    if cgroup == "hybrid" {
+        // cgroup v1: the unit's and the container's device lists, no "a *:* rwm".
+        let unit = tb.ok("cat /sys/fs/cgroup/devices/system.slice/sec.service/devices.list");
+        let payload = tb.ok("cat /sys/fs/cgroup/devices/system.slice/sec.service/payload/devices.list");
+        assert!(!unit.contains("a *:* rwm") && !payload.contains("a *:* rwm"), "{unit}\n{payload}");
+        assert!(payload.contains("c 1:3 rwm") && payload.contains("c 136:* rwm"), "{payload}");
+    }
 
     // Podman's 11 capabilities, nothing more; no new privileges; the seccomp filter.
     assert_eq!(
