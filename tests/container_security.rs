@@ -146,6 +146,12 @@ fn seccomp_unconfined_and_options() {
         tb.ok("cat /var/lib/hoist/containers/open/info.json").contains("\"kind\": \"unconfined\""),
         "recorded for updates"
     );
+    // hoist update keeps the recorded choice.
+    tb.ok("hoist -q update open --set FORCE=1");
+    assert_eq!(tb.ok("readlink /var/lib/hoist/containers/open").trim(), "open.1");
+    wait_for("the updated container", 10, || {
+        (inside(&tb, "open", "grep ^Seccomp: /proc/self/status") == "Seccomp:\t0\n").then_some(())
+    });
 
     // A profile file is used as given: here everything allowed but mkdir.
     tb.ok(r#"echo '{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}' > /var/lib/hoist/p.json"#);
