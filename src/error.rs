@@ -24,6 +24,8 @@ pub enum Error {
     Ops(#[from] crate::ops::OpsError),
     #[error(transparent)]
     Systemd(#[from] crate::systemd::SystemdError),
+    #[error(transparent)]
+    SecurityOpt(#[from] crate::deploy::seccomp::SecurityOptError),
     #[error("state root: {0}")]
     State(PathError),
     /// Arguments that parse but make no sense together.

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use super::pull::{RegistryArgs, stored_query};
 use super::{Ctx, output};
+use crate::deploy::seccomp::{Seccomp, SecurityOptError};
 use crate::deploy::values::parse_sets;
 use crate::error::{Error, Result};
 use crate::ops::install::{self, InstallOptions};
@@ -21,6 +22,10 @@ pub struct InstallArgs {
     /// Run the container with this OCI runtime (runc, crun) instead of hoist's runner
     #[arg(long, value_name = "PATH")]
     pub runtime: Option<PathBuf>,
+    /// Security option for a generated config: seccomp=unconfined (no filter) or
+    /// seccomp=/path/profile.json (an OCI linux.seccomp profile). Default: hoist's profile
+    #[arg(long = "security-opt", value_name = "OPT")]
+    pub security_opts: Vec<String>,
     /// Start the service too (waits for it to be running)
     #[arg(long)]
     pub now: bool,
@@ -40,10 +45,14 @@ struct J<'a> {
 
 pub fn run(ctx: &Ctx, args: InstallArgs) -> Result<()> {
     let sets = parse_sets(&args.sets).map_err(|e| Error::Usage(e.to_string()))?;
+    let seccomp = Seccomp::from_security_opts(&args.security_opts).map_err(|e| match e {
+        SecurityOptError::Unknown(_) => Error::Usage(e.to_string()),
+        SecurityOptError::File { .. } => Error::SecurityOpt(e),
+    })?;
     let query = stored_query(ctx, &args.image, &args.registry)?;
     let (store, _lock) = ctx.store_locked()?;
     let img = store.resolve(&query)?;
-    let opts = InstallOptions { name: args.name, sets, runtime: args.runtime, now: args.now };
+    let opts = InstallOptions { name: args.name, sets, runtime: args.runtime, seccomp, now: args.now };
     let progress = ctx.progress();
     let installed = systemd::block_on(async {
         let sd = Systemd::connect().await?;

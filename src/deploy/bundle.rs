@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use oci_spec::image::ImageConfiguration;
 use serde_json::{Value, json};
 
+use super::seccomp::Seccomp;
 use super::values::{Target, ValueError, Values};
 
 #[derive(Debug, thiserror::Error)]
@@ -26,23 +27,61 @@ pub enum BundleError {
     Image(String),
 }
 
-/// Docker's default capability set: what a generated config grants.
+/// Podman's default capability set: what a generated config grants (no CAP_MKNOD, CAP_NET_RAW,
+/// CAP_AUDIT_WRITE).
 pub const DEFAULT_CAPS: &[&str] = &[
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
     "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
+    "CAP_FSETID",
     "CAP_KILL",
-    "CAP_AUDIT_WRITE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SETFCAP",
+    "CAP_SETGID",
+    "CAP_SETPCAP",
+    "CAP_SETUID",
+    "CAP_SYS_CHROOT",
 ];
+
+/// The devices a generated config allows, after denying all: (type, major, minor, access);
+/// minor None = all minors. The same list goes into the unit's `DeviceAllow=`.
+pub const ALLOWED_DEVICES: &[(&str, i64, Option<i64>, &str)] = &[
+    ("c", 1, Some(3), "rwm"), // /dev/null
+    ("c", 1, Some(5), "rwm"), // /dev/zero
+    ("c", 1, Some(7), "rwm"), // /dev/full
+    ("c", 5, Some(0), "rwm"), // /dev/tty
+    ("c", 1, Some(8), "rwm"), // /dev/random
+    ("c", 1, Some(9), "rwm"), // /dev/urandom
+    ("c", 5, Some(2), "rwm"), // /dev/ptmx
+    ("c", 136, None, "rwm"),  // /dev/pts/*
+    ("c", 5, Some(1), "rwm"), // /dev/console
+];
+
+/// Paths hidden from the container (podman's list).
+pub const MASKED_PATHS: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/sys/dev/block",
+    "/sys/devices/virtual/powercap",
+    "/sys/firmware",
+    "/sys/fs/selinux",
+];
+
+/// Paths the container sees read-only.
+pub const READONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+
+/// Sizes of the tmpfs mounts of a generated config.
+pub const DEV_SIZE: &str = "size=65536k";
+pub const SHM_SIZE: &str = "size=65536k";
+pub const RUN_SIZE: &str = "size=64m";
+pub const TMP_SIZE: &str = "size=256m";
 
 /// Renders (or generates) the config and checks the rules. Returns pretty JSON.
 pub fn render(
@@ -50,6 +89,7 @@ pub fn render(
     image: &ImageConfiguration,
     values: &Values,
     user: Option<(u32, u32)>,
+    seccomp: &Seccomp,
 ) -> Result<String, BundleError> {
     let (file, spec) = match template {
         Some(t) => {
@@ -59,7 +99,7 @@ pub fn render(
                 .map_err(|e| BundleError::Json { file: file.into(), reason: e.to_string() })?;
             (file, v)
         }
-        None => ("generated config", generate(image, values, user)?),
+        None => ("generated config", generate(image, values, user, seccomp)?),
     };
     check(file, &spec)?;
     Ok(serde_json::to_string_pretty(&spec).expect("json"))
@@ -90,8 +130,16 @@ pub fn volume_source(values: &Values, volume: &str) -> String {
 }
 
 /// A config for an image without `/exports`: its Entrypoint/Cmd, Env, WorkingDir, User, and one
-/// host directory per VOLUME; host network, own pid/ipc/uts/mount namespaces.
-pub fn generate(image: &ImageConfiguration, values: &Values, user: Option<(u32, u32)>) -> Result<Value, BundleError> {
+/// host directory per VOLUME; host network, own pid/ipc/uts/mount namespaces. At least as
+/// tight as podman's defaults: [`DEFAULT_CAPS`], no new privileges, all devices denied but
+/// [`ALLOWED_DEVICES`], [`MASKED_PATHS`], [`READONLY_PATHS`], sized nodev/nosuid tmpfs mounts,
+/// and the seccomp profile `seccomp` chose.
+pub fn generate(
+    image: &ImageConfiguration,
+    values: &Values,
+    user: Option<(u32, u32)>,
+    seccomp: &Seccomp,
+) -> Result<Value, BundleError> {
     let cfg = image.config().clone().unwrap_or_default();
     let mut args: Vec<String> = cfg.entrypoint().clone().unwrap_or_default();
     args.extend(cfg.cmd().clone().unwrap_or_default());
@@ -108,13 +156,13 @@ pub fn generate(image: &ImageConfiguration, values: &Values, user: Option<(u32, 
     let (uid, gid) = user.unwrap_or((0, 0));
     let mut mounts = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc"}),
-        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "noexec", "strictatime", "mode=755", DEV_SIZE]}),
         json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]}),
-        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
+        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", SHM_SIZE]}),
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
-        json!({"destination": "/run", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=755"]}),
-        json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"]}),
+        json!({"destination": "/run", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=755", RUN_SIZE]}),
+        json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777", TMP_SIZE]}),
     ];
     let volumes: BTreeMap<String, ()> =
         cfg.volumes().clone().unwrap_or_default().into_iter().map(|v| (v, ())).collect();
@@ -122,6 +170,21 @@ pub fn generate(image: &ImageConfiguration, values: &Values, user: Option<(u32, 
         mounts.push(
             json!({"destination": v, "type": "bind", "source": volume_source(values, v), "options": ["rbind", "rw"]}),
         );
+    }
+    let devices: Vec<Value> = std::iter::once(json!({"allow": false, "access": "rwm"}))
+        .chain(ALLOWED_DEVICES.iter().map(|&(typ, major, minor, access)| match minor {
+            Some(minor) => json!({"allow": true, "type": typ, "major": major, "minor": minor, "access": access}),
+            None => json!({"allow": true, "type": typ, "major": major, "access": access}),
+        }))
+        .collect();
+    let mut linux = json!({
+        "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}],
+        "resources": {"devices": devices},
+        "maskedPaths": MASKED_PATHS,
+        "readonlyPaths": READONLY_PATHS
+    });
+    if let Some(profile) = seccomp.section(std::env::consts::ARCH) {
+        linux["seccomp"] = profile;
     }
     Ok(json!({
         "ociVersion": "1.0.2",
@@ -131,17 +194,19 @@ pub fn generate(image: &ImageConfiguration, values: &Values, user: Option<(u32, 
             "args": args,
             "env": env,
             "cwd": cfg.working_dir().clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into()),
-            "capabilities": {"bounding": DEFAULT_CAPS, "effective": DEFAULT_CAPS, "permitted": DEFAULT_CAPS},
+            "capabilities": {
+                "bounding": DEFAULT_CAPS,
+                "effective": DEFAULT_CAPS,
+                "permitted": DEFAULT_CAPS,
+                "inheritable": [],
+                "ambient": []
+            },
             "noNewPrivileges": true
         },
         "root": {"path": "rootfs", "readonly": true},
         "hostname": values.get("NAME").unwrap_or("container"),
         "mounts": mounts,
-        "linux": {
-            "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}],
-            "maskedPaths": ["/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware"],
-            "readonlyPaths": ["/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
-        }
+        "linux": linux
     }))
 }
 
@@ -218,7 +283,7 @@ mod tests {
         let img = image(
             json!({"Entrypoint": ["/bin/httpd"], "Cmd": ["-f"], "Env": ["A=1"], "WorkingDir": "/srv", "Volumes": {"/var/www/data": {}}}),
         );
-        let text = render(None, &img, &values(), Some((33, 33))).unwrap();
+        let text = render(None, &img, &values(), Some((33, 33)), &Seccomp::Default).unwrap();
         let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["process"]["args"], json!(["/bin/httpd", "-f"]));
         assert_eq!(v["process"]["cwd"], "/srv");
@@ -226,23 +291,119 @@ mod tests {
         assert!(v["process"]["env"].as_array().unwrap().contains(&json!("A=1")));
         assert_eq!(bind_sources(&text), ["/var/lib/web/var-www-data"]);
         assert!(v["linux"]["namespaces"].as_array().unwrap().iter().all(|n| n["type"] != "network"), "host network");
-        assert!(matches!(render(None, &image(json!({})), &values(), None), Err(BundleError::Image(_))));
+        assert!(matches!(
+            render(None, &image(json!({})), &values(), None, &Seccomp::Default),
+            Err(BundleError::Image(_))
+        ));
+    }
+
+    fn generated(seccomp: &Seccomp) -> Value {
+        let img = image(json!({"Cmd": ["/bin/sh"]}));
+        serde_json::from_str(&render(None, &img, &values(), None, seccomp).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn generated_defaults_are_tight() {
+        let v = generated(&Seccomp::Default);
+        let caps = &v["process"]["capabilities"];
+        let want: Vec<&str> = vec![
+            "CAP_CHOWN",
+            "CAP_DAC_OVERRIDE",
+            "CAP_FOWNER",
+            "CAP_FSETID",
+            "CAP_KILL",
+            "CAP_NET_BIND_SERVICE",
+            "CAP_SETFCAP",
+            "CAP_SETGID",
+            "CAP_SETPCAP",
+            "CAP_SETUID",
+            "CAP_SYS_CHROOT",
+        ];
+        for set in ["bounding", "effective", "permitted"] {
+            assert_eq!(caps[set], json!(want), "{set}");
+        }
+        assert_eq!((caps["inheritable"].clone(), caps["ambient"].clone()), (json!([]), json!([])));
+        assert_eq!(v["process"]["noNewPrivileges"], true);
+        let devices = v["linux"]["resources"]["devices"].as_array().unwrap();
+        assert_eq!(devices[0], json!({"allow": false, "access": "rwm"}), "deny-all first");
+        assert_eq!(devices.len(), 10);
+        assert!(devices[1..].iter().all(|d| d["allow"] == true && d["type"] == "c"));
+        assert!(devices.contains(&json!({"allow": true, "type": "c", "major": 136, "access": "rwm"})));
+        assert!(devices.contains(&json!({"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"})));
+        let masked = v["linux"]["maskedPaths"].as_array().unwrap();
+        for p in [
+            "/proc/acpi",
+            "/proc/kcore",
+            "/proc/keys",
+            "/proc/latency_stats",
+            "/proc/timer_list",
+            "/proc/timer_stats",
+            "/proc/sched_debug",
+            "/proc/scsi",
+            "/sys/firmware",
+            "/sys/fs/selinux",
+            "/sys/dev/block",
+            "/proc/asound",
+            "/sys/devices/virtual/powercap",
+        ] {
+            assert!(masked.contains(&json!(p)), "{p} masked");
+        }
+        assert_eq!(
+            v["linux"]["readonlyPaths"],
+            json!(["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"])
+        );
+        let opts = |dest: &str| {
+            let m = v["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == dest).unwrap();
+            m["options"].as_array().unwrap().iter().map(|o| o.as_str().unwrap().to_string()).collect::<Vec<_>>()
+        };
+        for (dest, size) in
+            [("/dev", "size=65536k"), ("/dev/shm", "size=65536k"), ("/run", "size=64m"), ("/tmp", "size=256m")]
+        {
+            let o = opts(dest);
+            assert!(o.contains(&size.to_string()) && o.contains(&"nosuid".to_string()), "{dest}: {o:?}");
+        }
+        for dest in ["/dev/shm", "/dev/mqueue", "/run", "/tmp", "/sys"] {
+            assert!(opts(dest).contains(&"nodev".to_string()), "{dest} nodev");
+        }
+        assert!(opts("/dev/pts").contains(&"noexec".to_string()));
+        let sc = &v["linux"]["seccomp"];
+        assert_eq!(sc["defaultAction"], "SCMP_ACT_ERRNO");
+        assert_eq!(sc["defaultErrnoRet"], 1);
+        assert!(!sc["syscalls"].as_array().unwrap().is_empty());
+    }
+
+    #[test]
+    fn seccomp_choices() {
+        assert!(generated(&Seccomp::Unconfined)["linux"].get("seccomp").is_none(), "unconfined: no section");
+        let profile =
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]});
+        let file = Seccomp::File { path: "/etc/p.json".into(), profile: profile.clone() };
+        assert_eq!(generated(&file)["linux"]["seccomp"], profile, "a file profile is used as given");
+        // Templates (trusted /exports) keep what they say: no seccomp is added.
+        let img = image(json!({}));
+        let t = r#"{"ociVersion": "1.0.2", "process": {"args": ["/x"], "cwd": "/", "user": {"uid": 0, "gid": 0}}, "root": {"path": "rootfs", "readonly": true}}"#;
+        let v: Value =
+            serde_json::from_str(&render(Some(t), &img, &values(), None, &Seccomp::Default).unwrap()).unwrap();
+        assert!(v.get("linux").is_none());
     }
 
     #[test]
     fn template_rules() {
         let img = image(json!({}));
         let ok = r#"{"ociVersion": "1.0.2", "process": {"args": ["/x"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "env": ["PORT=$PORT"]}, "root": {"path": "rootfs", "readonly": true}}"#;
-        assert!(render(Some(ok), &img, &values(), None).unwrap().contains("PORT=80"));
+        assert!(render(Some(ok), &img, &values(), None, &Seccomp::Default).unwrap().contains("PORT=80"));
         let rw = ok.replace("\"readonly\": true", "\"readonly\": false");
-        assert!(matches!(render(Some(&rw), &img, &values(), None), Err(BundleError::Rule { .. })));
+        assert!(matches!(render(Some(&rw), &img, &values(), None, &Seccomp::Default), Err(BundleError::Rule { .. })));
         let path = ok.replace("\"path\": \"rootfs\"", "\"path\": \"/\"");
-        assert!(matches!(render(Some(&path), &img, &values(), None), Err(BundleError::Rule { .. })));
+        assert!(matches!(render(Some(&path), &img, &values(), None, &Seccomp::Default), Err(BundleError::Rule { .. })));
         let broken = ok.replace("\"PORT=$PORT\"", "$PORT");
         let hostile = Values(BTreeMap::from([("PORT".into(), "1, 2".into())]));
-        assert!(matches!(render(Some(&broken), &img, &hostile, None), Err(BundleError::Value(_))));
+        assert!(matches!(render(Some(&broken), &img, &hostile, None, &Seccomp::Default), Err(BundleError::Value(_))));
         let unclosed = ok.replace("\"PORT=$PORT\"]", "\"PORT=$PORT\"");
-        assert!(matches!(render(Some(&unclosed), &img, &values(), None), Err(BundleError::Json { .. })));
+        assert!(matches!(
+            render(Some(&unclosed), &img, &values(), None, &Seccomp::Default),
+            Err(BundleError::Json { .. })
+        ));
     }
 
     #[test]

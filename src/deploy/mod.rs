@@ -5,6 +5,7 @@
 pub mod bundle;
 pub mod hostfs;
 pub mod record;
+pub mod seccomp;
 pub mod unit;
 pub mod unitfile;
 pub mod values;

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::seccomp::Seccomp;
 use crate::digest::Digest;
 use crate::fsutil::{self, IoContext, PathError};
 
@@ -31,6 +32,9 @@ pub struct Record {
     pub sets: BTreeMap<String, String>,
     /// An external OCI runtime (`--runtime`); none = hoist's runner.
     pub runtime: Option<String>,
+    /// The seccomp choice of `--security-opt` (generated configs only; absent = default profile).
+    #[serde(default, skip_serializing_if = "Seccomp::is_default")]
+    pub seccomp: Seccomp,
     /// Host files installed from `/exports/hostfs`: path → sha256 (`dir` for directories,
     /// `symlink:TARGET` for links). Removed on uninstall only while unchanged.
     pub host_files: BTreeMap<String, String>,

@@ -42,6 +42,15 @@ pub fn render(template: Option<&str>, values: &Values, own_runner: bool) -> Resu
     if let Some(name) = values.get("NAME") {
         u.set_default("Service", "SyslogIdentifier", name);
     }
+    if template.is_none() && u.get("Service", "DevicePolicy").is_none() {
+        // The device controller on the unit's cgroup, which holds the container's (the runner
+        // puts it below, Delegate=yes): enforced by systemd on cgroup v1 and v2 alike (on v2
+        // libcontainer leaves devices alone).
+        u.add("Service", "DevicePolicy", "closed");
+        for d in device_allow() {
+            u.add("Service", "DeviceAllow", &d);
+        }
+    }
     if !u.has_section("Install") {
         u.add("Install", "WantedBy", "multi-user.target");
     }
@@ -51,6 +60,26 @@ pub fn render(template: Option<&str>, values: &Values, own_runner: bool) -> Resu
         values.get("IMAGE_NAME").unwrap_or("?")
     ));
     Ok(u.to_string())
+}
+
+/// `DeviceAllow=` values: the devices a generated config allows ([`super::bundle::ALLOWED_DEVICES`],
+/// as `/dev/char/MAJ:MIN` so systemd needs no device node to resolve them), then what
+/// libcontainer's cgroup v1 manager always adds to the container's cgroup (mknod of any device,
+/// `/dev/net/tun`): a v1 child cgroup cannot allow more than its parent, so the unit must allow
+/// those too. Without CAP_MKNOD and without a `/dev/net/tun` node in the container they grant nothing.
+pub fn device_allow() -> Vec<String> {
+    let mut out: Vec<String> = super::bundle::ALLOWED_DEVICES
+        .iter()
+        .map(|&(typ, major, minor, access)| match (typ, minor) {
+            ("c", None) if major == 136 => format!("char-pts {access}"),
+            (_, Some(minor)) => {
+                format!("/dev/{}/{major}:{minor} {access}", if typ == "b" { "block" } else { "char" })
+            }
+            (_, None) => format!("{}-{major} {access}", if typ == "b" { "block" } else { "char" }),
+        })
+        .collect();
+    out.extend(["char-* m".to_string(), "block-* m".to_string(), "/dev/char/10:200 rwm".to_string()]);
+    out
 }
 
 #[cfg(test)]
@@ -96,6 +125,19 @@ NotifyAccess=main
 KillMode=mixed
 Delegate=yes
 SyslogIdentifier=etcd
+DevicePolicy=closed
+DeviceAllow=/dev/char/1:3 rwm
+DeviceAllow=/dev/char/1:5 rwm
+DeviceAllow=/dev/char/1:7 rwm
+DeviceAllow=/dev/char/5:0 rwm
+DeviceAllow=/dev/char/1:8 rwm
+DeviceAllow=/dev/char/1:9 rwm
+DeviceAllow=/dev/char/5:2 rwm
+DeviceAllow=char-pts rwm
+DeviceAllow=/dev/char/5:1 rwm
+DeviceAllow=char-* m
+DeviceAllow=block-* m
+DeviceAllow=/dev/char/10:200 rwm
 
 [Install]
 WantedBy=multi-user.target
@@ -113,6 +155,7 @@ WantedBy=multi-user.target
         assert_eq!(u.get("Service", "Restart"), Some("always"));
         assert_eq!(u.get("Service", "KillMode"), Some("mixed"));
         assert_eq!(u.get("Install", "WantedBy"), Some("multi-user.target"));
+        assert_eq!(u.get("Service", "DevicePolicy"), None, "an image's own unit keeps its device policy");
         assert!(matches!(render(Some("[Service]\nRestart=no\n"), &values(), true), Err(UnitError::NoExecStart { .. })));
     }
 

@@ -23,6 +23,7 @@ use super::txn::{self, Op, Txn, fault};
 use super::{Host, OpsError, Result, current_slot, slot_dir, switch_link, valid_name};
 use crate::deploy::hostfs::{self, HostFiles};
 use crate::deploy::record::{RECORD_VERSION, Record};
+use crate::deploy::seccomp::Seccomp;
 use crate::deploy::values::{self, Inputs, Target, Values};
 use crate::deploy::{bundle, unit};
 use crate::fsutil::{self, IoContext};
@@ -37,6 +38,8 @@ pub struct InstallOptions {
     pub sets: BTreeMap<String, String>,
     /// An external OCI runtime (runc, crun) instead of hoist's runner.
     pub runtime: Option<PathBuf>,
+    /// `--security-opt seccomp=…` (generated configs only).
+    pub seccomp: Seccomp,
     pub now: bool,
 }
 
@@ -174,12 +177,13 @@ pub struct SlotSpec<'a> {
     /// The record of the deployment being updated (values and UUID carry over).
     pub stored: Option<&'a Record>,
     pub runtime: Option<&'a str>,
+    pub seccomp: &'a Seccomp,
 }
 
 /// Prepares deployment `slot` of container `name` from `img`, completely, and returns its
 /// record. `stored` is the record of the deployment being updated (values and UUID carry over).
 pub fn prepare_slot(store: &Store, img: &StoredImage, spec: &SlotSpec<'_>, progress: &Progress) -> Result<Record> {
-    let SlotSpec { name, slot, sets, stored, runtime } = *spec;
+    let SlotSpec { name, slot, sets, stored, runtime, seccomp } = *spec;
     let layout = store.layout();
     let dest = slot_dir(layout, name, slot);
     let tmp = layout.containers().join(format!(".{name}.{slot}.tmp"));
@@ -236,8 +240,9 @@ pub fn prepare_slot(store: &Store, img: &StoredImage, spec: &SlotSpec<'_>, progr
             }
             None => None,
         };
-        let config = bundle::render(export(&rootfs, "config.json.template")?.as_deref(), &image_config, &values, user)
-            .map_err(|source| OpsError::Bundle { name: name.to_string(), source })?;
+        let config =
+            bundle::render(export(&rootfs, "config.json.template")?.as_deref(), &image_config, &values, user, seccomp)
+                .map_err(|source| OpsError::Bundle { name: name.to_string(), source })?;
         fsutil::write_atomic(&tmp.join("config.json"), config.as_bytes(), 0o600)?;
 
         if !manifest.no_container_service {
@@ -264,6 +269,7 @@ pub fn prepare_slot(store: &Store, img: &StoredImage, spec: &SlotSpec<'_>, progr
             values: values.0.clone(),
             sets: sets.clone(),
             runtime: runtime.map(str::to_string),
+            seccomp: seccomp.clone(),
             host_files: BTreeMap::new(),
             has_service: !manifest.no_container_service,
             created: now(),
@@ -421,7 +427,14 @@ pub async fn install(
     }
     txn::begin(layout, &name, &Txn { op: Op::Install, from: None, to: Some(0), was_running: false })?;
     fault("install:txn");
-    let spec = SlotSpec { name: &name, slot: 0, sets: &opts.sets, stored: None, runtime: runtime.as_deref() };
+    let spec = SlotSpec {
+        name: &name,
+        slot: 0,
+        sets: &opts.sets,
+        stored: None,
+        runtime: runtime.as_deref(),
+        seccomp: &opts.seccomp,
+    };
     let mut rec = match prepare_slot(store, img, &spec, progress) {
         Ok(r) => r,
         Err(e) => {

@@ -8,12 +8,47 @@ use std::path::Path;
 
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
+use libcontainer::workload::default::DefaultExecutor;
+use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
 use nix::sys::wait::{WaitStatus, waitpid};
+use oci_spec::runtime::{LinuxSeccomp, Spec};
 
 use super::{OpsError, Result, current_slot, valid_name};
 use crate::fsutil;
 use crate::layout::Layout;
 use crate::runner::{self, DEFAULT_STATE_ROOT, Outcome, RunOptions};
+
+/// The seccomp profile of the running container: the runner's copy of its config, else the
+/// deployment's.
+fn running_seccomp(state_root: &Path, name: &str, slot: &Path) -> Option<LinuxSeccomp> {
+    let runtime_copy = state_root.join("bundles").join(name).join("config.json");
+    let spec = Spec::load(&runtime_copy).or_else(|_| Spec::load(slot.join("config.json"))).ok()?;
+    spec.linux().as_ref()?.seccomp().clone()
+}
+
+/// Execs the process like libcontainer's default executor, after loading the container's
+/// seccomp filter: libcontainer's tenant builder does not carry `linux.seccomp` over to what it
+/// execs in a running container, so without this `hoist run` would escape the profile. Runs in
+/// the tenant's init, joined to the container's namespaces and cgroup, capabilities dropped and
+/// no_new_privs set.
+#[derive(Clone)]
+struct SeccompExecutor {
+    profile: Option<LinuxSeccomp>,
+}
+
+impl Executor for SeccompExecutor {
+    fn exec(&self, spec: &Spec) -> std::result::Result<(), ExecutorError> {
+        if let Some(profile) = &self.profile {
+            libcontainer::seccomp::initialize_seccomp(profile)
+                .map_err(|e| ExecutorError::Other(format!("seccomp profile: {e}")))?;
+        }
+        DefaultExecutor {}.exec(spec)
+    }
+
+    fn validate(&self, spec: &Spec) -> std::result::Result<(), ExecutorValidationError> {
+        DefaultExecutor {}.validate(spec)
+    }
+}
 
 pub fn run(layout: &Layout, name: &str, cmd: &[String]) -> Result<Outcome> {
     if !valid_name(name) {
@@ -28,6 +63,7 @@ pub fn run(layout: &Layout, name: &str, cmd: &[String]) -> Result<Outcome> {
         let pid = ContainerBuilder::new(name.to_string(), SyscallType::default())
             .with_root_path(state_root.join("containers"))
             .map_err(|e| fail(e.to_string()))?
+            .with_executor(SeccompExecutor { profile: running_seccomp(state_root, name, &slot) })
             .as_tenant()
             .with_container_args(args)
             .with_detach(false)

@@ -162,7 +162,15 @@ pub async fn update(
     if let Some(uuid) = rec.values.get("UUID") {
         stored.values.insert("UUID".into(), uuid.clone());
     }
-    let spec = SlotSpec { name, slot: other, sets: &sets, stored: Some(&stored), runtime: rec.runtime.as_deref() };
+    // The recorded --security-opt choice stays.
+    let spec = SlotSpec {
+        name,
+        slot: other,
+        sets: &sets,
+        stored: Some(&stored),
+        runtime: rec.runtime.as_deref(),
+        seccomp: &rec.seccomp,
+    };
     prepare_slot(store, img, &spec, progress)?;
     fault("update:prepared");
     let unit = format!("{name}.service");
