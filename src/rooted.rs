@@ -26,8 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat, Timespec, Timestamps};
 
 /// Flags for opening anything beneath a root.
-const RESOLVE: ResolveFlags =
-    ResolveFlags::BENEATH.union(ResolveFlags::NO_SYMLINKS).union(ResolveFlags::NO_MAGICLINKS);
+const RESOLVE: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_SYMLINKS).union(ResolveFlags::NO_MAGICLINKS);
 
 /// Set once `openat2` turned out to be missing, so the fallback walk is used from then on.
 static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
@@ -288,7 +287,8 @@ pub fn regular(fd: OwnedFd) -> io::Result<File> {
 /// Opens a file that must be regular, by a trusted path, without following a final symlink
 /// and without blocking on a FIFO.
 pub fn open_regular(path: &Path) -> io::Result<File> {
-    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+    let fd =
+        rustix::fs::open(path, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
     regular(fd)
 }
 
@@ -330,7 +330,12 @@ pub fn remove_in(dir: BorrowedFd<'_>, name: &OsStr, on_dir: &mut dyn FnMut(&Path
                 Some(p) if !rel.as_os_str().is_empty() => {
                     drop(fd);
                     let pfd = if p.as_os_str().is_empty() {
-                        rustix::fs::openat(&top, c".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?
+                        rustix::fs::openat(
+                            &top,
+                            c".",
+                            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                            Mode::empty(),
+                        )?
                     } else {
                         open_beneath(top.as_fd(), p, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())?
                     };
@@ -361,6 +366,22 @@ pub fn remove_in(dir: BorrowedFd<'_>, name: &OsStr, on_dir: &mut dyn FnMut(&Path
     drop(top);
     rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)?;
     Ok(())
+}
+
+/// Crash-safe deletion (DESIGN §9): renames `name` in the directory `parent` to `trash` (in the
+/// same directory) first, calls `renamed` (a fault-injection point for the tests), then deletes
+/// the renamed tree by fd. A crash leaves only `trash`, never a half-deleted tree under its live
+/// name. Missing is fine.
+pub fn remove_via_rename(parent: &Path, name: &OsStr, trash: &OsStr, renamed: impl FnOnce()) -> io::Result<()> {
+    let dir = RootDir::open(parent)?;
+    match rustix::fs::renameat(dir.fd(), name, dir.fd(), trash) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    }
+    let _ = rustix::fs::fsync(dir.fd());
+    renamed();
+    remove_in(dir.fd(), trash, &mut |_| {})
 }
 
 /// Ownership of an fd's object; `EPERM` is ignored when not root (unprivileged tests).
