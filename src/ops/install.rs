@@ -324,8 +324,23 @@ fn with_host_files<T>(
     f: impl FnOnce(&HostFiles<'_>) -> Result<T, hostfs::HostfsError>,
 ) -> Result<Option<T>> {
     let src = slot.join("rootfs/exports/hostfs");
-    if !src.is_dir() {
-        return Ok(None);
+    // Looked up beneath the checkout: a symlinked `/exports` or `/exports/hostfs` is refused.
+    let rootfs = slot.join("rootfs");
+    let root = RootDir::open(&rootfs).at(&rootfs)?;
+    for rel in ["exports", "exports/hostfs"] {
+        let shown = Path::new("/").join(rel);
+        match root.stat(Path::new(rel)).at(&shown)?.map(|s| rooted::Kind::of(&s)) {
+            None => return Ok(None),
+            Some(rooted::Kind::Dir) => {}
+            Some(rooted::Kind::Symlink) => {
+                return Err(fsutil::PathError::new(
+                    shown,
+                    std::io::Error::other("is a symlink (hoist reads /exports only as real directories)"),
+                )
+                .into());
+            }
+            Some(_) => return Ok(None),
+        }
     }
     let meta: serde_json::Value =
         fs::read(slot.join("hostfs.json")).ok().and_then(|d| serde_json::from_slice(&d).ok()).unwrap_or_default();
