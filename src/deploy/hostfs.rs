@@ -181,11 +181,11 @@ impl HostFiles<'_> {
     fn planned_sum(&self, root: &RootDir, item: &Item) -> Result<String, HostfsError> {
         let shown = self.src.join(&item.src);
         Ok(match item.kind {
-            Kind::Symlink => format!("symlink:{}", root.read_link(&item.src).at(&shown)?.display()),
-            Kind::Dir => "dir".to_string(),
             _ if self.is_templated(item) => {
                 Digest::of_bytes(self.rendered_template(root, item)?.as_bytes()).hex().to_string()
             }
+            Kind::Symlink => format!("symlink:{}", root.read_link(&item.src).at(&shown)?.display()),
+            Kind::Dir => "dir".to_string(),
             _ => {
                 let mut data = Vec::new();
                 root.open_file(&item.src).and_then(|mut f| f.read_to_end(&mut data)).at(&shown)?;
@@ -237,6 +237,11 @@ impl HostFiles<'_> {
                 }
                 let shown = self.src.join(&item.src);
                 let sum = match item.kind {
+                    _ if self.is_templated(&item) => {
+                        let out = self.rendered_template(&root, &item)?;
+                        write_new(&dest, &mut out.as_bytes(), item.mode).at(&dest)?;
+                        Digest::of_bytes(out.as_bytes()).hex().to_string()
+                    }
                     Kind::Symlink => {
                         let target = root.read_link(&item.src).at(&shown)?;
                         std::os::unix::fs::symlink(&target, &dest).at(&dest)?;
@@ -245,11 +250,6 @@ impl HostFiles<'_> {
                     Kind::Dir => {
                         fs::create_dir(&dest).at(&dest)?;
                         "dir".to_string()
-                    }
-                    _ if self.is_templated(&item) => {
-                        let out = self.rendered_template(&root, &item)?;
-                        write_new(&dest, &mut out.as_bytes(), item.mode).at(&dest)?;
-                        Digest::of_bytes(out.as_bytes()).hex().to_string()
                     }
                     _ => {
                         let mut f = root.open_file(&item.src).at(&shown)?;
@@ -361,5 +361,54 @@ mod tests {
             adopt_identical: false,
         };
         assert!(h.install().is_err());
+    }
+
+    #[test]
+    fn symlinks_are_data_and_temp_names_are_unpredictable() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("hostfs");
+        let host = d.path().join("host");
+        let secret = d.path().join("secret");
+        fs::write(&secret, "root-only $SECRET_VAR").unwrap();
+        fs::create_dir_all(src.join("etc")).unwrap();
+        fs::write(src.join("etc/app.conf"), "plain\n").unwrap();
+        std::os::unix::fs::symlink(&secret, src.join("etc/leak")).unwrap();
+        fs::create_dir_all(host.join("etc")).unwrap();
+        // A planted symlink at the old fixed temporary name, pointing elsewhere.
+        let victim = d.path().join("victim");
+        fs::write(&victim, "untouched").unwrap();
+        std::os::unix::fs::symlink(&victim, host.join("etc/.app.conf.hoist-tmp")).unwrap();
+        let values = Values(BTreeMap::from([("NAME".to_string(), "web".to_string())]));
+        let rename = BTreeMap::new();
+        let h = HostFiles {
+            src: &src,
+            host_root: &host,
+            rename: &rename,
+            templated: &[],
+            values: &values,
+            adopt_identical: false,
+        };
+        let (installed, skipped) = h.install().unwrap();
+        assert!(skipped.is_empty());
+        assert_eq!(installed.keys().collect::<Vec<_>>(), ["/etc/app.conf", "/etc/leak"]);
+        assert_eq!(fs::read_to_string(host.join("etc/app.conf")).unwrap(), "plain\n");
+        // The symlink is recreated as a symlink, its target never read.
+        assert_eq!(fs::read_link(host.join("etc/leak")).unwrap(), secret);
+        assert_eq!(installed["/etc/leak"], format!("symlink:{}", secret.display()));
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "untouched");
+        assert_eq!(fs::read_link(host.join("etc/.app.conf.hoist-tmp")).unwrap(), victim);
+        let mut names: Vec<_> =
+            fs::read_dir(host.join("etc")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        assert_eq!(names, [".app.conf.hoist-tmp", "app.conf", "leak"], "no temporary file left");
+
+        // A templated file that is a symlink is refused, naming it; nothing is left installed.
+        let host2 = d.path().join("host2");
+        fs::create_dir_all(&host2).unwrap();
+        let templated = vec!["/etc/leak".to_string()];
+        let h = HostFiles { host_root: &host2, templated: &templated, ..h };
+        let err = h.install().unwrap_err().to_string();
+        assert_eq!(err, "/exports/hostfs/etc/leak: is a symlink (a templated host file must be a regular file)");
+        assert!(!host2.join("etc/app.conf").exists());
     }
 }
