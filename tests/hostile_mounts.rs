@@ -120,7 +120,7 @@ fn mount_killed_after_the_mount_is_cleaned_by_umount() {
 }
 
 #[test]
-fn umount_refuses_a_symlink() {
+fn a_symlinked_dir_argument_mounts_on_the_real_directory() {
     let r = Root::new();
     r.pull(&hello());
     let mnt = r.dir.path().join("mnt");
@@ -151,7 +151,13 @@ fn prune_killed_between_rename_and_delete_leaves_only_trash() {
     let gone = layers.iter().find(|l| !now.contains(l)).expect("one live name is gone");
     assert!(renamed[0].starts_with(&format!(".trash-{gone}-")));
     assert!(r.path().join("layers").join(renamed[0]).join("layer.json").exists(), "the tree is whole, just renamed");
-    // The next prune removes the trash and the rest.
+    // The next pull removes the trash; the next prune the rest.
+    r.pull(&hello());
+    assert!(!r.path().join("layers").join(renamed[0]).exists(), "pull removed the trash");
+    assert!(r.path().join("layers").join(gone).join("layer.json").exists(), "re-extracted whole");
+    r.ok(&["images", "rm", "hello"]);
+    let o = r.cmd().env("HOIST_FAULT", "prune:renamed").args(["images", "prune"]).output().unwrap();
+    assert_eq!(o.status.signal(), Some(9));
     r.ok(&["images", "prune"]);
     assert_eq!(r.count("layers"), 0);
     // A pull extracts the layer again, completely.

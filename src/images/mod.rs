@@ -25,7 +25,7 @@ pub use info::{
     FORCED_VARIABLES, ImageInfo, MAX_EXPORT_FILE, OVERRIDABLE_VARIABLES, Variables, find_in_layers, info,
     read_in_layers,
 };
-pub use prune::{PruneReport, prune};
+pub use prune::{PruneReport, prune, remove_trash};
 
 pub type Result<T, E = ImagesError> = std::result::Result<T, E>;
 

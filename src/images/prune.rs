@@ -47,6 +47,19 @@ pub(crate) fn remove_renamed(dir: &Path, name: &str, trash: String) -> Result<()
     .at(&p)
 }
 
+/// Deletes `layers/.trash-*`: layers a killed prune renamed out of their live names.
+pub fn remove_trash(layout: &crate::layout::Layout) -> Result<()> {
+    let dir = layout.layers();
+    let Ok(rd) = fs::read_dir(&dir) else { return Ok(()) };
+    for e in rd.flatten() {
+        if e.file_name().to_string_lossy().starts_with(".trash-") {
+            let p = e.path();
+            fsutil::remove_any(&p).at(&p)?;
+        }
+    }
+    Ok(())
+}
+
 pub fn prune(store: &Store) -> Result<PruneReport> {
     let layout = store.layout();
     let mut report = PruneReport::default();
