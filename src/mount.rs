@@ -1,17 +1,33 @@
 //! `hoist mount IMAGE DIR` / `hoist umount DIR`: a read-only view of an image's merged rootfs.
 //!
 //! ```text
+//! mounts/<id>/mount.json   {"dir": "/abs/DIR", "image": "hello:latest", "manifest": "sha256:…", "state": …}
 //! mounts/<id>/rootfs       a checkout of the image (hard links into the layer area: cheap)
-//! mounts/<id>/mount.json   {"dir": "/abs/DIR", "image": "hello:latest", "manifest": "sha256:…"}
 //! ```
-//! `<id>` is derived from DIR, so one DIR has at most one view. DIR gets a read-only bind mount
-//! of the checkout; `umount` detaches it and deletes the checkout. The view does not pin the
-//! image: removing the image later leaves the mounted files intact (they are hard links).
+//! `<id>` is derived from DIR, so one DIR has at most one view. DIR gets a read-only, nosuid,
+//! nodev bind mount of the checkout; `umount` detaches it and deletes the checkout. The view
+//! does not pin the image: removing the image later leaves the mounted files intact.
+//!
+//! DIR is a path the user names, so it is opened once (`O_DIRECTORY|O_NOFOLLOW`, after
+//! canonicalising) and everything after that — the emptiness check and the mount itself — acts
+//! on that fd: the mount is a detached clone of the checkout (`open_tree(OPEN_TREE_CLONE)`,
+//! already read-only) attached with `move_mount(…, MOVE_MOUNT_T_EMPTY_PATH)` onto the fd, so
+//! swapping DIR for a symlink meanwhile cannot redirect it. `umount` uses `UMOUNT_NOFOLLOW`.
+//!
+//! Crash safety: `mount.json` is written with `"state": "pending"` before the checkout and
+//! rewritten as `"mounted"` after the mount. A `mounts/<id>` whose record is missing, unreadable
+//! or pending — or whose DIR is not actually mounted with this checkout (checked in
+//! `/proc/self/mountinfo` and by inode) — is the leftover of an interrupted or stale mount;
+//! `mount`, `umount` and `images prune` remove it.
 
+use std::ffi::OsStr;
 use std::fs;
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags};
+use rustix::mount::{MoveMountFlags, OpenTreeFlags};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
@@ -19,6 +35,7 @@ use crate::fsutil::{self, IoContext, PathError};
 use crate::images::{self, ImagesError};
 use crate::layout::Layout;
 use crate::progress::Progress;
+use crate::rooted::RootDir;
 use crate::store::Store;
 
 #[derive(Debug, thiserror::Error)]
@@ -35,80 +52,307 @@ pub enum MountError {
     Io(#[from] PathError),
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+/// Where a mount got to. Records written before this field existed were complete mounts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MountState {
+    /// Written before the checkout; the mount may or may not have happened.
+    Pending,
+    #[default]
+    Mounted,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MountRecord {
     pub dir: PathBuf,
     pub image: String,
     pub manifest: Digest,
+    #[serde(default)]
+    pub state: MountState,
+}
+
+/// What `umount` did.
+#[derive(Debug)]
+pub struct Unmounted {
+    pub dir: PathBuf,
+    /// The record, when there was a readable one.
+    pub record: Option<MountRecord>,
+    /// True when DIR carried no mount of ours: only the leftover of an interrupted (or stale)
+    /// `hoist mount` was removed.
+    pub leftover_only: bool,
 }
 
 fn mount_id(dir: &Path) -> String {
     Digest::of_bytes(dir.as_os_str().as_encoded_bytes()).hex()[..16].to_string()
 }
 
-fn canonical_dir(dir: &Path) -> Result<PathBuf, MountError> {
+/// Canonicalises `dir` and opens it without following a final symlink.
+fn open_dir(dir: &Path) -> Result<(PathBuf, RootDir), MountError> {
     let c =
         fs::canonicalize(dir).map_err(|_| MountError::Dir { dir: dir.to_path_buf(), reason: "no such directory" })?;
-    if !c.is_dir() {
-        return Err(MountError::Dir { dir: dir.to_path_buf(), reason: "not a directory" });
+    match RootDir::open(&c) {
+        Ok(fd) => Ok((c, fd)),
+        Err(_) => Err(MountError::Dir { dir: dir.to_path_buf(), reason: "not a directory" }),
     }
-    Ok(c)
+}
+
+fn errno(e: rustix::io::Errno) -> nix::Error {
+    nix::Error::from_raw(e.raw_os_error())
+}
+
+/// Whether the directory behind `fd` has no entries.
+fn is_empty(dir: &RootDir) -> std::io::Result<bool> {
+    for e in rustix::fs::Dir::read_from(dir.fd())? {
+        let n = e?.file_name().to_bytes().to_vec();
+        if n != b"." && n != b".." {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn read_record(base: &Path) -> Option<MountRecord> {
+    let data =
+        crate::rooted::read_regular_limited(crate::rooted::open_regular(&base.join("mount.json")).ok()?, 1 << 20)
+            .ok()?;
+    serde_json::from_slice(&data).ok()
+}
+
+fn write_record(base: &Path, rec: &MountRecord) -> Result<(), PathError> {
+    fsutil::write_atomic(&base.join("mount.json"), &serde_json::to_vec_pretty(rec).expect("serializes"), 0o600)
+}
+
+/// Mount points in `/proc/self/mountinfo` (field 5, octal escapes undone).
+fn mount_points() -> Vec<PathBuf> {
+    let Ok(text) = fs::read("/proc/self/mountinfo") else { return Vec::new() };
+    let mut out = Vec::new();
+    for line in text.split(|b| *b == b'\n') {
+        let Some(field) = line.split(|b| *b == b' ').nth(4) else { continue };
+        let mut p = Vec::with_capacity(field.len());
+        let mut i = 0;
+        while i < field.len() {
+            if field[i] == b'\\'
+                && i + 3 < field.len()
+                && let Ok(v) = u8::from_str_radix(std::str::from_utf8(&field[i + 1..i + 4]).unwrap_or("x"), 8)
+            {
+                p.push(v);
+                i += 4;
+            } else {
+                p.push(field[i]);
+                i += 1;
+            }
+        }
+        out.push(PathBuf::from(OsStr::from_bytes(&p)));
+    }
+    out
+}
+
+/// Whether `dir` is a mount point whose root is the checkout `rootfs` (our view).
+fn mounted_by_us(dir: &Path, rootfs: &Path) -> bool {
+    if !mount_points().iter().any(|m| m == dir) {
+        return false;
+    }
+    let (Ok(d), Ok(r)) = (RootDir::open(dir), RootDir::open(rootfs)) else { return false };
+    match (rustix::fs::fstat(d.fd()), rustix::fs::fstat(r.fd())) {
+        (Ok(a), Ok(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
+        _ => false,
+    }
+}
+
+/// Removes `mounts/<id>` (after detaching a bind of the checkout onto itself that an
+/// interrupted [`mount`] may have left).
+fn remove_base(base: &Path) -> Result<(), PathError> {
+    let rootfs = base.join("rootfs");
+    for _ in 0..16 {
+        if nix::mount::umount2(&rootfs, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW).is_err() {
+            break;
+        }
+    }
+    let Some(parent) = base.parent() else { return Ok(()) };
+    let parent_fd = RootDir::open(parent).at(parent)?;
+    let name = base.file_name().unwrap_or_default();
+    crate::rooted::remove_in(parent_fd.fd(), name, &mut |_| {}).at(base)
 }
 
 /// Mounts a read-only view of the stored image `query` on `dir` (which must be an empty directory).
 pub fn mount(store: &Store, query: &str, dir: &Path, progress: &Progress) -> Result<MountRecord, MountError> {
-    let dir = canonical_dir(dir)?;
-    if fs::read_dir(&dir).at(&dir)?.next().is_some() {
+    let (dir, dir_fd) = open_dir(dir)?;
+    if !is_empty(&dir_fd).at(&dir)? {
         return Err(MountError::Dir { dir, reason: "not empty" });
     }
     let img = store.resolve(query).map_err(ImagesError::from)?;
     let layout = store.layout();
     let base = layout.mounts().join(mount_id(&dir));
-    if base.exists() {
-        return Err(MountError::Dir { dir, reason: "already has a hoist mount (hoist umount it first)" });
+    let rootfs = base.join("rootfs");
+    if fs::symlink_metadata(&base).is_ok() {
+        let rec = read_record(&base);
+        if rec.is_some_and(|r| r.dir == dir && mounted_by_us(&dir, &rootfs)) {
+            return Err(MountError::Dir { dir, reason: "already has a hoist mount (hoist umount it first)" });
+        }
+        // An interrupted or stale mount: nothing of it is on DIR.
+        remove_base(&base)?;
     }
     fsutil::ensure_dir(&layout.mounts(), 0o700)?;
-    let rootfs = base.join("rootfs");
+    let mut rec = MountRecord {
+        dir: dir.clone(),
+        image: img.name.to_string(),
+        manifest: img.manifest,
+        state: MountState::Pending,
+    };
     let result = (|| {
-        fsutil::ensure_dir(&base, 0o700)?;
-        images::checkout(store, &img.manifest, &rootfs, progress)?;
-        let rec = MountRecord { dir: dir.clone(), image: img.name.to_string(), manifest: img.manifest.clone() };
-        fsutil::write_atomic(&base.join("mount.json"), &serde_json::to_vec_pretty(&rec).expect("serializes"), 0o600)?;
-        bind_ro(&rootfs, &dir)?;
-        Ok(rec)
+        fs::create_dir(&base).at(&base)?;
+        write_record(&base, &rec)?;
+        crate::ops::txn::fault("mount:pending");
+        images::checkout(store, &rec.manifest, &rootfs, progress)?;
+        crate::ops::txn::fault("mount:checkout");
+        mount_ro_on(&rootfs, &dir_fd, &dir)?;
+        crate::ops::txn::fault("mount:mounted");
+        rec.state = MountState::Mounted;
+        write_record(&base, &rec)?;
+        Ok(())
     })();
-    if result.is_err() {
-        let _ = fsutil::remove_any(&base);
+    if let Err(e) = result {
+        if mounted_by_us(&dir, &rootfs) {
+            let _ = nix::mount::umount2(&dir, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW);
+        }
+        let _ = remove_base(&base);
+        return Err(e);
     }
+    Ok(rec)
+}
+
+/// Mounts `src` (a checkout in hoist's own state, a trusted path) read-only, nosuid, nodev onto
+/// the directory open as `target` — the fd, never a path that could have been swapped.
+pub fn mount_ro_on(src: &Path, target: &RootDir, dir: &Path) -> Result<(), MountError> {
+    let err = |source| MountError::Mount { dir: dir.to_path_buf(), source };
+    // 1. A read-only bind of the checkout onto itself, so the clone below is read-only from the
+    //    start (never a writable view of the shared layer files on DIR, not even briefly).
+    nix::mount::mount(Some(src), src, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(err)?;
+    let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    let detach_src = || {
+        let _ = nix::mount::umount2(src, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW);
+    };
+    if let Err(e) = nix::mount::mount(None::<&str>, src, None::<&str>, ro, None::<&str>) {
+        detach_src();
+        return Err(err(e));
+    }
+    // 2. A detached clone of it, attached onto the target fd.
+    let tree = rustix::mount::open_tree(
+        rustix::fs::CWD,
+        src,
+        OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_SYMLINK_NOFOLLOW,
+    );
+    let result = match tree {
+        Ok(tree) => rustix::mount::move_mount(
+            tree.as_fd(),
+            c"",
+            target.fd(),
+            c"",
+            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+        )
+        .map_err(|e| err(errno(e))),
+        // Kernels before 5.2: a bind mount (of a read-only mount: read-only too) onto the fd's
+        // magic link, which names the opened directory whatever its path now holds.
+        Err(rustix::io::Errno::NOSYS) => {
+            let fd_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&target.fd()));
+            nix::mount::mount(Some(src), fd_path.as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(err)
+        }
+        Err(e) => Err(err(errno(e))),
+    };
+    detach_src();
     result
 }
 
-fn bind_ro(src: &Path, dir: &Path) -> Result<(), MountError> {
-    let err = |source| MountError::Mount { dir: dir.to_path_buf(), source };
-    nix::mount::mount(Some(src), dir, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(err)?;
-    let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-    if let Err(e) = nix::mount::mount(None::<&str>, dir, None::<&str>, ro, None::<&str>) {
-        let _ = nix::mount::umount2(dir, MntFlags::MNT_DETACH);
-        return Err(err(e));
+/// Unmounts a view made by [`mount`] and deletes its checkout; removes the leftover of an
+/// interrupted `hoist mount` on DIR as well.
+pub fn umount(layout: &Layout, dir: &Path) -> Result<Unmounted, MountError> {
+    let (dir, _fd) = open_dir(dir)?;
+    let base = layout.mounts().join(mount_id(&dir));
+    if fs::symlink_metadata(&base).is_err() {
+        return Err(MountError::NotOurs { dir });
     }
-    Ok(())
+    let rootfs = base.join("rootfs");
+    let record = read_record(&base).filter(|r| r.dir == dir);
+    let ours = mounted_by_us(&dir, &rootfs);
+    if ours {
+        match nix::mount::umount2(&dir, MntFlags::UMOUNT_NOFOLLOW) {
+            Ok(()) | Err(nix::errno::Errno::EINVAL) => {} // EINVAL: not mounted any more
+            Err(nix::errno::Errno::EBUSY) => {
+                nix::mount::umount2(&dir, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW)
+                    .map_err(|source| MountError::Mount { dir: dir.clone(), source })?
+            }
+            Err(source) => return Err(MountError::Mount { dir, source }),
+        }
+    }
+    remove_base(&base)?;
+    let leftover_only = !ours && record.as_ref().is_none_or(|r| r.state == MountState::Pending);
+    Ok(Unmounted { dir, record, leftover_only })
 }
 
-/// Unmounts a view made by [`mount`] and deletes its checkout.
-pub fn umount(layout: &Layout, dir: &Path) -> Result<MountRecord, MountError> {
-    let dir = canonical_dir(dir)?;
-    let base = layout.mounts().join(mount_id(&dir));
-    let rec_path = base.join("mount.json");
-    let rec: MountRecord = match fs::read(&rec_path) {
-        Ok(d) => serde_json::from_slice(&d).map_err(|_| MountError::NotOurs { dir: dir.clone() })?,
-        Err(_) => return Err(MountError::NotOurs { dir }),
-    };
-    match nix::mount::umount2(&dir, MntFlags::empty()) {
-        Ok(()) | Err(nix::errno::Errno::EINVAL) => {} // EINVAL: not mounted any more
-        Err(nix::errno::Errno::EBUSY) => nix::mount::umount2(&dir, MntFlags::MNT_DETACH)
-            .map_err(|source| MountError::Mount { dir: dir.clone(), source })?,
-        Err(source) => return Err(MountError::Mount { dir, source }),
+/// `images prune`: removes every `mounts/<id>` that is not a live view (see the module doc).
+/// Returns how many were removed.
+pub fn prune(layout: &Layout) -> Result<usize, PathError> {
+    let mounts = layout.mounts();
+    let Ok(rd) = fs::read_dir(&mounts) else { return Ok(0) };
+    let mut removed = 0;
+    for e in rd.flatten() {
+        let base = e.path();
+        let live = read_record(&base).is_some_and(|r| {
+            r.dir.is_absolute()
+                && base.file_name() == Some(OsStr::new(&mount_id(&r.dir)))
+                && mounted_by_us(&r.dir, &base.join("rootfs"))
+        });
+        if !live {
+            remove_base(&base)?;
+            removed += 1;
+        }
     }
-    fsutil::remove_any(&base).at(&base)?;
-    Ok(rec)
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root() -> bool {
+        rustix::process::geteuid().is_root()
+    }
+
+    /// DIR is opened, then its path is swapped for a symlink: the view lands on the opened
+    /// directory, never on the symlink's target.
+    #[test]
+    fn mount_follows_the_fd_not_the_path() {
+        if !root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("src");
+        fs::create_dir(&src).unwrap();
+        fs::write(src.join("marker"), "view").unwrap();
+        let dir = d.path().join("dir");
+        fs::create_dir(&dir).unwrap();
+        let elsewhere = d.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        let (canon, fd) = open_dir(&dir).unwrap();
+        // The swap: DIR moves aside, a symlink to `elsewhere` takes its name.
+        let moved = d.path().join("moved");
+        fs::rename(&dir, &moved).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &dir).unwrap();
+        mount_ro_on(&src, &fd, &canon).unwrap();
+        assert!(!elsewhere.join("marker").exists(), "the symlink's target got nothing");
+        assert_eq!(fs::read_to_string(moved.join("marker")).unwrap(), "view", "the opened directory got the view");
+        let err = fs::write(moved.join("new"), "x").unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(nix::libc::EROFS));
+        assert!(!mount_points().contains(&src), "no bind left on the source");
+        // umount by the symlink's path is refused (UMOUNT_NOFOLLOW), by the real path works.
+        assert!(nix::mount::umount2(&dir, MntFlags::UMOUNT_NOFOLLOW).is_err());
+        nix::mount::umount2(&moved, MntFlags::UMOUNT_NOFOLLOW).unwrap();
+        assert!(!moved.join("marker").exists());
+    }
+
+    #[test]
+    fn mountinfo_unescapes() {
+        assert!(mount_points().contains(&PathBuf::from("/")) || !Path::new("/proc/self/mountinfo").exists());
+    }
 }

@@ -380,6 +380,22 @@ pub fn remove_in(dir: BorrowedFd<'_>, name: &OsStr, on_dir: &mut dyn FnMut(&Path
     Ok(())
 }
 
+/// Crash-safe deletion (DESIGN §9): renames `name` in the directory `parent` to `trash` (in the
+/// same directory) first, calls `renamed` (a fault-injection point for the tests), then deletes
+/// the renamed tree by fd. A crash leaves only `trash`, never a half-deleted tree under its live
+/// name. Missing is fine.
+pub fn remove_via_rename(parent: &Path, name: &OsStr, trash: &OsStr, renamed: impl FnOnce()) -> io::Result<()> {
+    let dir = RootDir::open(parent)?;
+    match rustix::fs::renameat(dir.fd(), name, dir.fd(), trash) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    }
+    let _ = rustix::fs::fsync(dir.fd());
+    renamed();
+    remove_in(dir.fd(), trash, &mut |_| {})
+}
+
 /// Ownership of an fd's object; `EPERM` is ignored when not root (unprivileged tests).
 pub fn fchown(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> io::Result<()> {
     match rustix::fs::fchown(fd, Some(rustix::fs::Uid::from_raw(uid)), Some(rustix::fs::Gid::from_raw(gid))) {

@@ -114,12 +114,15 @@ fn prune(ctx: &Ctx) -> Result<()> {
         }
         output::json(&J {
             action: "prune",
-            result: if r.bytes_freed == 0 && r.deployments.is_empty() { "unchanged" } else { "done" },
+            result: if r.bytes_freed == 0 && r.deployments.is_empty() && r.mounts == 0 { "unchanged" } else { "done" },
             report: &r,
         });
     } else {
         for d in &r.deployments {
             ctx.say(&format!("Removed dangling deployment {d}"));
+        }
+        if r.mounts > 0 {
+            ctx.say(&format!("Removed {} leftover mount(s) of interrupted hoist mount", r.mounts));
         }
         ctx.say(&format!(
             "Freed {} blob(s) and {} extracted layer(s): {}",

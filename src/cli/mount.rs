@@ -50,15 +50,19 @@ pub fn mount(ctx: &Ctx, args: MountArgs) -> Result<()> {
 
 pub fn umount(ctx: &Ctx, args: UmountArgs) -> Result<()> {
     let (_store, _lock) = ctx.store_locked()?;
-    let rec = mount::umount(&ctx.layout, &args.dir)?;
-    ctx.say(&format!("Unmounted {}", rec.dir.display()));
+    let u = mount::umount(&ctx.layout, &args.dir)?;
+    if u.leftover_only {
+        ctx.say(&format!("Removed the leftover of an interrupted hoist mount on {}", u.dir.display()));
+    } else {
+        ctx.say(&format!("Unmounted {}", u.dir.display()));
+    }
     if ctx.global.json {
         output::json(&J {
-            name: rec.image,
+            name: u.record.as_ref().map(|r| r.image.clone()).unwrap_or_default(),
             action: "umount",
-            result: "done",
-            dir: rec.dir,
-            digest: rec.manifest.to_string(),
+            result: if u.leftover_only { "cleaned" } else { "done" },
+            dir: u.dir,
+            digest: u.record.map(|r| r.manifest.to_string()).unwrap_or_default(),
         });
     }
     Ok(())

@@ -107,6 +107,8 @@ pub fn stored_query(ctx: &Ctx, image: &str, registry: &RegistryArgs) -> Result<S
 pub fn run(ctx: &Ctx, args: PullArgs) -> Result<()> {
     let source = source_of(ctx, &args.image)?;
     let (store, _lock) = ctx.store_locked()?;
+    // Trees a killed prune renamed out of their live names (never trusted, just deleted).
+    crate::images::remove_trash(store.layout())?;
     let mut opts = args.registry.options();
     opts.extract.allow_devices = args.allow_devices;
     opts.registry.platform = args.platform;

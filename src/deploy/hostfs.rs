@@ -6,15 +6,27 @@
 //! - a destination that already exists is left alone and not tracked (the host owns it);
 //! - empty directories are created and tracked; symlinks are recreated as symlinks;
 //! - every installed file is recorded with its sha256, and removed later only while unchanged.
+//!
+//! The image's tree is read beneath an fd for `hostfs` (`RootDir`: no symlink is ever followed,
+//! only regular files are read; templated files are capped at 1 MiB). A symlink in `hostfs` is
+//! data: it is recreated as the same symlink on the host, never read through. A templated file
+//! (`installedFilesTemplate`) that is a symlink is refused with an error naming it. Files are
+//! written to the host through a fresh, unpredictable temporary name created with `O_EXCL` in
+//! the destination directory and renamed into place without replacing anything.
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use super::values::{Target, ValueError, Values};
 use crate::digest::Digest;
-use crate::fsutil::{self, IoContext, PathError};
+use crate::fsutil::{IoContext, PathError};
+use crate::rooted::{Kind, RootDir};
+
+/// Largest templated host file read from the image.
+pub const MAX_TEMPLATED: u64 = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostfsError {
@@ -43,7 +55,10 @@ pub struct HostFiles<'a> {
 /// One planned copy.
 #[derive(Debug)]
 struct Item {
+    /// Relative to `hostfs`.
     src: PathBuf,
+    kind: Kind,
+    mode: u32,
     /// Absolute host path (before `host_root`).
     dest: String,
     /// Path as listed in the image (`/etc/x`), for installedFilesTemplate.
@@ -52,6 +67,21 @@ struct Item {
 
 fn sha_of(p: &Path) -> std::io::Result<String> {
     Ok(Digest::of_bytes(&fs::read(p)?).hex().to_string())
+}
+
+/// Writes `dest` (which must not exist) from `data` with `mode`: a fresh temporary file
+/// (unpredictable name, `O_EXCL`) in the destination directory, renamed into place without
+/// replacing anything that appeared meanwhile.
+fn write_new(dest: &Path, data: &mut dyn Read, mode: u32) -> io::Result<()> {
+    let parent = dest.parent().unwrap_or(Path::new("/"));
+    let name = dest.file_name().unwrap_or_default().to_string_lossy();
+    let mut tmp = tempfile::Builder::new().prefix(&format!(".{name}.")).suffix(".hoist-tmp").tempfile_in(parent)?;
+    io::copy(data, tmp.as_file_mut())?;
+    tmp.as_file().set_permissions(fs::Permissions::from_mode(mode & 0o7777))?;
+    tmp.as_file_mut().flush()?;
+    tmp.as_file().sync_all()?;
+    tmp.persist_noclobber(dest).map_err(|e| e.error)?;
+    Ok(())
 }
 
 /// Applies renameFiles to every prefix of `path` (longest match first).
@@ -78,48 +108,103 @@ impl HostFiles<'_> {
             }
             rendered.insert(from.clone(), to);
         }
+        let root = self.root()?;
         let mut out = Vec::new();
-        let mut stack = vec![self.src.to_path_buf()];
-        while let Some(dir) = stack.pop() {
-            let mut entries: Vec<_> = fs::read_dir(&dir).at(&dir)?.flatten().collect();
-            entries.sort_by_key(|e| e.file_name());
-            for e in entries {
-                let p = e.path();
-                let image_path = format!("/{}", p.strip_prefix(self.src).expect("under src").display());
-                let ft = e.file_type().at(&p)?;
-                if ft.is_dir() && fs::read_dir(&p).at(&p)?.next().is_some() {
-                    stack.push(p);
-                    continue;
+        let mut stack = vec![PathBuf::new()];
+        while let Some(rel) = stack.pop() {
+            let dir = root.open_dir(&rel).at(&self.src.join(&rel))?;
+            let mut entries = Vec::new();
+            for e in rustix::fs::Dir::read_from(dir.fd()).map_err(io::Error::from).at(dir.path())? {
+                let e = e.map_err(io::Error::from).at(dir.path())?;
+                let n = e.file_name().to_bytes();
+                if n != b"." && n != b".." {
+                    entries.push(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(n).to_os_string());
+                }
+            }
+            entries.sort();
+            for n in entries {
+                let p = rel.join(&n);
+                let st = root
+                    .stat(&p)
+                    .at(&self.src.join(&p))?
+                    .ok_or_else(|| PathError::new(self.src.join(&p), io::Error::from(io::ErrorKind::NotFound)))?;
+                let kind = Kind::of(&st);
+                let image_path = format!("/{}", p.display());
+                if kind == Kind::Dir {
+                    let sub = root.open_dir(&p).at(&self.src.join(&p))?;
+                    let empty = rustix::fs::Dir::read_from(sub.fd())
+                        .map_err(io::Error::from)
+                        .at(sub.path())?
+                        .flatten()
+                        .all(|e| matches!(e.file_name().to_bytes(), b"." | b".."));
+                    if !empty {
+                        stack.push(p);
+                        continue;
+                    }
+                }
+                if kind == Kind::Other {
+                    return Err(PathError::new(
+                        format!("/exports/hostfs{image_path}"),
+                        io::Error::new(io::ErrorKind::InvalidInput, "not a regular file, directory or symlink"),
+                    )
+                    .into());
                 }
                 let dest = renamed(&image_path, &rendered).unwrap_or_else(|| image_path.clone());
-                out.push(Item { src: p, dest, image_path });
+                out.push(Item { src: p, kind, mode: st.st_mode & 0o7777, dest, image_path });
             }
         }
         Ok(out)
     }
 
+    fn root(&self) -> Result<RootDir, PathError> {
+        RootDir::open(self.src).at(self.src)
+    }
+
+    /// The rendered text of a templated file (a regular file, never a symlink).
+    fn rendered_template(&self, root: &RootDir, item: &Item) -> Result<String, HostfsError> {
+        let shown = PathBuf::from(format!("/exports/hostfs{}", item.image_path));
+        if item.kind != Kind::File {
+            let why = if item.kind == Kind::Symlink {
+                "is a symlink (a templated host file must be a regular file)"
+            } else {
+                "not a regular file"
+            };
+            return Err(PathError::new(shown, io::Error::new(io::ErrorKind::InvalidInput, why)).into());
+        }
+        let data = root.read_limited(&item.src, MAX_TEMPLATED).at(&shown)?;
+        let text = String::from_utf8(data)
+            .map_err(|_| PathError::new(&shown, io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text")))?;
+        Ok(self.values.render(&format!("/exports/hostfs{}", item.image_path), &text, Target::Raw)?)
+    }
+
     /// What `item` would install: its checksum string as recorded (see `Record::host_files`).
-    fn planned_sum(&self, item: &Item) -> Result<String, HostfsError> {
-        let m = fs::symlink_metadata(&item.src).at(&item.src)?;
-        Ok(if m.file_type().is_symlink() {
-            format!("symlink:{}", fs::read_link(&item.src).at(&item.src)?.display())
-        } else if m.is_dir() {
-            "dir".to_string()
-        } else if self.templated.iter().any(|t| t == &item.image_path) {
-            let text = fs::read_to_string(&item.src).at(&item.src)?;
-            let out = self.values.render(&format!("/exports/hostfs{}", item.image_path), &text, Target::Raw)?;
-            Digest::of_bytes(out.as_bytes()).hex().to_string()
-        } else {
-            sha_of(&item.src).at(&item.src)?
+    fn planned_sum(&self, root: &RootDir, item: &Item) -> Result<String, HostfsError> {
+        let shown = self.src.join(&item.src);
+        Ok(match item.kind {
+            _ if self.is_templated(item) => {
+                Digest::of_bytes(self.rendered_template(root, item)?.as_bytes()).hex().to_string()
+            }
+            Kind::Symlink => format!("symlink:{}", root.read_link(&item.src).at(&shown)?.display()),
+            Kind::Dir => "dir".to_string(),
+            _ => {
+                let mut data = Vec::new();
+                root.open_file(&item.src).and_then(|mut f| f.read_to_end(&mut data)).at(&shown)?;
+                Digest::of_bytes(&data).hex().to_string()
+            }
         })
+    }
+
+    fn is_templated(&self, item: &Item) -> bool {
+        self.templated.iter().any(|t| t == &item.image_path)
     }
 
     /// The destinations that hold exactly what an install would put there: path → checksum.
     pub fn identical_on_host(&self) -> Result<BTreeMap<String, String>, HostfsError> {
         let mut out = BTreeMap::new();
+        let root = self.root()?;
         for item in self.plan()? {
             let dest = self.host_root.join(item.dest.trim_start_matches('/'));
-            let sum = self.planned_sum(&item)?;
+            let sum = self.planned_sum(&root, &item)?;
             if matches_sum(&dest, &sum) {
                 out.insert(item.dest, sum);
             }
@@ -133,11 +218,12 @@ impl HostFiles<'_> {
         let mut installed = BTreeMap::new();
         let mut skipped = Vec::new();
         let result = (|| {
+            let root = self.root()?;
             for item in self.plan()? {
                 let dest = self.host_root.join(item.dest.trim_start_matches('/'));
                 if fs::symlink_metadata(&dest).is_ok() {
                     if self.adopt_identical {
-                        let sum = self.planned_sum(&item)?;
+                        let sum = self.planned_sum(&root, &item)?;
                         if matches_sum(&dest, &sum) {
                             installed.insert(item.dest.clone(), sum);
                             continue;
@@ -149,28 +235,27 @@ impl HostFiles<'_> {
                 if let Some(parent) = dest.parent() {
                     fs::create_dir_all(parent).at(parent)?;
                 }
-                let m = fs::symlink_metadata(&item.src).at(&item.src)?;
-                let sum = if m.file_type().is_symlink() {
-                    let target = fs::read_link(&item.src).at(&item.src)?;
-                    std::os::unix::fs::symlink(&target, &dest).at(&dest)?;
-                    format!("symlink:{}", target.display())
-                } else if m.is_dir() {
-                    fs::create_dir(&dest).at(&dest)?;
-                    "dir".to_string()
-                } else if self.templated.iter().any(|t| t == &item.image_path) {
-                    let text = fs::read_to_string(&item.src).at(&item.src)?;
-                    let out = self.values.render(&format!("/exports/hostfs{}", item.image_path), &text, Target::Raw)?;
-                    fsutil::write_atomic(&dest, out.as_bytes(), m.permissions().mode() & 0o7777)?;
-                    Digest::of_bytes(out.as_bytes()).hex().to_string()
-                } else {
-                    let tmp = dest.with_file_name(format!(
-                        ".{}.hoist-tmp",
-                        dest.file_name().unwrap_or_default().to_string_lossy()
-                    ));
-                    fs::copy(&item.src, &tmp).at(&tmp)?;
-                    fs::set_permissions(&tmp, fs::Permissions::from_mode(m.permissions().mode() & 0o7777)).at(&tmp)?;
-                    fs::rename(&tmp, &dest).at(&dest)?;
-                    sha_of(&dest).at(&dest)?
+                let shown = self.src.join(&item.src);
+                let sum = match item.kind {
+                    _ if self.is_templated(&item) => {
+                        let out = self.rendered_template(&root, &item)?;
+                        write_new(&dest, &mut out.as_bytes(), item.mode).at(&dest)?;
+                        Digest::of_bytes(out.as_bytes()).hex().to_string()
+                    }
+                    Kind::Symlink => {
+                        let target = root.read_link(&item.src).at(&shown)?;
+                        std::os::unix::fs::symlink(&target, &dest).at(&dest)?;
+                        format!("symlink:{}", target.display())
+                    }
+                    Kind::Dir => {
+                        fs::create_dir(&dest).at(&dest)?;
+                        "dir".to_string()
+                    }
+                    _ => {
+                        let mut f = root.open_file(&item.src).at(&shown)?;
+                        write_new(&dest, &mut f, item.mode).at(&dest)?;
+                        sha_of(&dest).at(&dest)?
+                    }
                 };
                 installed.insert(item.dest.clone(), sum);
             }
@@ -276,5 +361,54 @@ mod tests {
             adopt_identical: false,
         };
         assert!(h.install().is_err());
+    }
+
+    #[test]
+    fn symlinks_are_data_and_temp_names_are_unpredictable() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("hostfs");
+        let host = d.path().join("host");
+        let secret = d.path().join("secret");
+        fs::write(&secret, "root-only $SECRET_VAR").unwrap();
+        fs::create_dir_all(src.join("etc")).unwrap();
+        fs::write(src.join("etc/app.conf"), "plain\n").unwrap();
+        std::os::unix::fs::symlink(&secret, src.join("etc/leak")).unwrap();
+        fs::create_dir_all(host.join("etc")).unwrap();
+        // A planted symlink at the old fixed temporary name, pointing elsewhere.
+        let victim = d.path().join("victim");
+        fs::write(&victim, "untouched").unwrap();
+        std::os::unix::fs::symlink(&victim, host.join("etc/.app.conf.hoist-tmp")).unwrap();
+        let values = Values(BTreeMap::from([("NAME".to_string(), "web".to_string())]));
+        let rename = BTreeMap::new();
+        let h = HostFiles {
+            src: &src,
+            host_root: &host,
+            rename: &rename,
+            templated: &[],
+            values: &values,
+            adopt_identical: false,
+        };
+        let (installed, skipped) = h.install().unwrap();
+        assert!(skipped.is_empty());
+        assert_eq!(installed.keys().collect::<Vec<_>>(), ["/etc/app.conf", "/etc/leak"]);
+        assert_eq!(fs::read_to_string(host.join("etc/app.conf")).unwrap(), "plain\n");
+        // The symlink is recreated as a symlink, its target never read.
+        assert_eq!(fs::read_link(host.join("etc/leak")).unwrap(), secret);
+        assert_eq!(installed["/etc/leak"], format!("symlink:{}", secret.display()));
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "untouched");
+        assert_eq!(fs::read_link(host.join("etc/.app.conf.hoist-tmp")).unwrap(), victim);
+        let mut names: Vec<_> =
+            fs::read_dir(host.join("etc")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        assert_eq!(names, [".app.conf.hoist-tmp", "app.conf", "leak"], "no temporary file left");
+
+        // A templated file that is a symlink is refused, naming it; nothing is left installed.
+        let host2 = d.path().join("host2");
+        fs::create_dir_all(&host2).unwrap();
+        let templated = vec!["/etc/leak".to_string()];
+        let h = HostFiles { host_root: &host2, templated: &templated, ..h };
+        let err = h.install().unwrap_err().to_string();
+        assert_eq!(err, "/exports/hostfs/etc/leak: is a symlink (a templated host file must be a regular file)");
+        assert!(!host2.join("etc/app.conf").exists());
     }
 }

@@ -1,15 +1,16 @@
 //! `images info`: labels and the template variables an image's `/exports` expects.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use super::{ImagesError, Result, extracted_layers};
 use crate::digest::Digest;
+use crate::fsutil::IoContext;
 use crate::layers::paths::{OPAQUE_MARKER, WHITEOUT_PREFIX};
 use crate::progress::Progress;
+use crate::rooted::{self, Kind, RootDir};
 use crate::store::Store;
 use crate::template;
 
@@ -42,29 +43,63 @@ pub struct ImageInfo {
     pub variables: Variables,
 }
 
-/// Finds `rel` in an image's layers (top layer first), honouring whiteouts and opaque dirs.
-pub fn find_in_layers(layer_roots: &[PathBuf], rel: &Path) -> Option<PathBuf> {
+/// Largest `/exports` file hoist reads (templates, manifest.json, templated host files).
+pub const MAX_EXPORT_FILE: u64 = 1 << 20;
+
+/// What is at `rel` beneath `root`, not followed; a symlink in a parent component reads as
+/// `Symlink` (it is never followed either).
+fn kind_at(root: &RootDir, rel: &Path) -> Option<Kind> {
+    match root.stat(rel) {
+        Ok(s) => s.map(|s| Kind::of(&s)),
+        Err(e) if rooted::is_symlink_error(&e) => Some(Kind::Symlink),
+        Err(_) => None,
+    }
+}
+
+/// Finds `rel` in an image's layers (top layer first), honouring whiteouts and opaque dirs:
+/// the index of the layer that provides it and what it is there. Everything is looked up
+/// beneath each layer's root fd; no symlink is followed.
+pub fn find_in_layers(layer_roots: &[RootDir], rel: &Path) -> Option<(usize, Kind)> {
     let comps: Vec<_> = rel.components().collect();
-    for root in layer_roots.iter().rev() {
+    for (idx, root) in layer_roots.iter().enumerate().rev() {
         let mut prefix = PathBuf::new();
         for (i, c) in comps.iter().enumerate() {
             let name = c.as_os_str().to_string_lossy();
-            if fs::symlink_metadata(root.join(&prefix).join(format!("{WHITEOUT_PREFIX}{name}"))).is_ok() {
+            if kind_at(root, &prefix.join(format!("{WHITEOUT_PREFIX}{name}"))).is_some() {
                 return None;
             }
             prefix.push(c);
-            if i + 1 < comps.len() && fs::symlink_metadata(root.join(&prefix).join(OPAQUE_MARKER)).is_ok() {
+            if i + 1 < comps.len() && kind_at(root, &prefix.join(OPAQUE_MARKER)).is_some() {
                 // Lower layers are hidden below here; this layer decides.
-                let p = root.join(rel);
-                return fs::symlink_metadata(&p).is_ok().then_some(p);
+                return kind_at(root, rel).map(|k| (idx, k));
             }
         }
-        let p = root.join(rel);
-        if fs::symlink_metadata(&p).is_ok() {
-            return Some(p);
+        if let Some(k) = kind_at(root, rel) {
+            return Some((idx, k));
         }
     }
     None
+}
+
+/// Reads `rel` (a regular file of at most [`MAX_EXPORT_FILE`] bytes) from an image's layers;
+/// `None` when absent. A symlink (anywhere on the way), a directory or a special file is an
+/// error naming the file.
+pub fn read_in_layers(layer_roots: &[RootDir], rel: &Path) -> std::result::Result<Option<Vec<u8>>, String> {
+    let shown = format!("/{}", rel.display());
+    match find_in_layers(layer_roots, rel) {
+        None => Ok(None),
+        Some((i, Kind::File)) => layer_roots[i].read_limited(rel, MAX_EXPORT_FILE).map(Some).map_err(|e| {
+            if rooted::is_symlink_error(&e) {
+                format!("{shown}: is a symlink (hoist reads /exports files only as regular files)")
+            } else {
+                format!("{shown}: {e}")
+            }
+        }),
+        Some((_, Kind::Symlink)) => {
+            Err(format!("{shown}: is a symlink (hoist reads /exports files only as regular files)"))
+        }
+        Some((_, _)) => Err(format!("{shown}: not a regular file")),
+    }
 }
 
 pub fn info(store: &Store, query: &str) -> Result<ImageInfo> {
@@ -74,12 +109,16 @@ pub fn info(store: &Store, query: &str) -> Result<ImageInfo> {
     let labels: BTreeMap<String, String> =
         config.config().as_ref().and_then(|c| c.labels().clone()).unwrap_or_default().into_iter().collect();
     let layers = extracted_layers(store, &img.manifest, &Progress::silent())?;
-    let roots: Vec<PathBuf> = layers.iter().map(|(id, _)| store.layout().layer(id).join("rootfs")).collect();
+    let mut roots = Vec::new();
+    for (id, _) in &layers {
+        let p = store.layout().layer(id).join("rootfs");
+        roots.push(RootDir::open(&p).at(&p)?);
+    }
     let bad = |reason: String| ImagesError::Bad { image: img.name.to_string(), reason };
     let read = |rel: &str| -> Result<Option<String>> {
-        match find_in_layers(&roots, Path::new(rel)) {
-            Some(p) if p.is_file() => fs::read_to_string(&p).map(Some).map_err(|e| bad(format!("/{rel}: {e}"))),
-            _ => Ok(None),
+        match read_in_layers(&roots, Path::new(rel)).map_err(bad)? {
+            Some(data) => String::from_utf8(data).map(Some).map_err(|_| bad(format!("/{rel}: not UTF-8 text"))),
+            None => Ok(None),
         }
     };
     let exports = find_in_layers(&roots, Path::new("exports")).is_some();

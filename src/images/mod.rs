@@ -21,8 +21,11 @@ use crate::layout::Layout;
 use crate::progress::Progress;
 use crate::store::{Store, StoreError, StoredImage};
 
-pub use info::{FORCED_VARIABLES, ImageInfo, OVERRIDABLE_VARIABLES, Variables, find_in_layers, info};
-pub use prune::{PruneReport, prune};
+pub use info::{
+    FORCED_VARIABLES, ImageInfo, MAX_EXPORT_FILE, OVERRIDABLE_VARIABLES, Variables, find_in_layers, info,
+    read_in_layers,
+};
+pub use prune::{PruneReport, prune, remove_trash};
 
 pub type Result<T, E = ImagesError> = std::result::Result<T, E>;
 

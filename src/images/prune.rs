@@ -3,11 +3,19 @@
 //! Roots: every stored name, and every manifest a container deployment records. Everything they
 //! reach (manifest, config, layer blobs; extracted layers by diff_id) stays. Freed: other blobs,
 //! other extracted layers, leftovers of interrupted work (`tmp/*`, `layers/.tmp-*`,
-//! `containers/.NAME.N.tmp`), and dangling deployments (`containers/NAME.N` with no
-//! `containers/NAME` link: an interrupted install).
+//! `layers/.trash-*`, `containers/.NAME.N.tmp`, `mounts/<id>` of an interrupted or stale
+//! `hoist mount`), and dangling deployments (`containers/NAME.N` with no `containers/NAME`
+//! link: an interrupted install).
+//!
+//! Deletion is crash-safe (DESIGN §9): a layer or a deployment is first renamed out of its live
+//! name (`layers/.trash-<id>-<pid>`, `containers/.trash-NAME.N-<pid>.tmp`) and only then
+//! deleted, so a prune killed mid-way never leaves `layers/<id>/layer.json` beside a
+//! half-deleted tree (which the next pull would trust). The next prune deletes the trash.
 
 use std::collections::HashSet;
+use std::ffi::OsString;
 use std::fs;
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -22,7 +30,34 @@ pub struct PruneReport {
     pub blobs: usize,
     pub layers: usize,
     pub deployments: Vec<String>,
+    /// Leftovers of interrupted or stale `hoist mount`s removed.
+    pub mounts: usize,
     pub bytes_freed: u64,
+}
+
+/// Fault point between the rename out of the live name and the deletion (tests).
+pub const FAULT_RENAMED: &str = "prune:renamed";
+
+/// Removes `dir/name` by renaming it to `dir/trash` first (see the module doc).
+pub(crate) fn remove_renamed(dir: &Path, name: &str, trash: String) -> Result<(), crate::fsutil::PathError> {
+    let p = dir.join(name);
+    crate::rooted::remove_via_rename(dir, &OsString::from(name), &OsString::from(trash), || {
+        crate::ops::txn::fault(FAULT_RENAMED)
+    })
+    .at(&p)
+}
+
+/// Deletes `layers/.trash-*`: layers a killed prune renamed out of their live names.
+pub fn remove_trash(layout: &crate::layout::Layout) -> Result<()> {
+    let dir = layout.layers();
+    let Ok(rd) = fs::read_dir(&dir) else { return Ok(()) };
+    for e in rd.flatten() {
+        if e.file_name().to_string_lossy().starts_with(".trash-") {
+            let p = e.path();
+            fsutil::remove_any(&p).at(&p)?;
+        }
+    }
+    Ok(())
 }
 
 pub fn prune(store: &Store) -> Result<PruneReport> {
@@ -49,11 +84,12 @@ pub fn prune(store: &Store) -> Result<PruneReport> {
             if fs::symlink_metadata(containers.join(base)).is_err() {
                 let p = e.path();
                 report.bytes_freed += fsutil::disk_usage(&p);
-                fsutil::remove_any(&p).at(&p)?;
+                remove_renamed(&containers, &name, format!(".trash-{name}-{}.tmp", std::process::id()))?;
                 report.deployments.push(name);
             }
         }
     }
+    report.mounts = crate::mount::prune(layout)?;
     let mut roots: HashSet<Digest> = store.images()?.into_iter().map(|i| i.manifest).collect();
     roots.extend(pinned(layout).into_keys());
 
@@ -86,8 +122,11 @@ pub fn prune(store: &Store) -> Result<PruneReport> {
             }
             let p = e.path();
             report.bytes_freed += fsutil::disk_usage(&p);
-            fsutil::remove_any(&p).at(&p)?;
-            if !name.starts_with(".tmp-") {
+            if name.starts_with('.') {
+                // `.tmp-*` (never a live name) and `.trash-*` (already renamed out).
+                fsutil::remove_any(&p).at(&p)?;
+            } else {
+                remove_renamed(&layers_dir, &name, format!(".trash-{name}-{}", std::process::id()))?;
                 report.layers += 1;
             }
         }

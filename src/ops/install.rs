@@ -29,6 +29,7 @@ use crate::deploy::{bundle, unit};
 use crate::fsutil::{self, IoContext};
 use crate::images;
 use crate::progress::Progress;
+use crate::rooted::{self, RootDir};
 use crate::store::{Store, StoredImage};
 use crate::systemd::Systemd;
 
@@ -131,13 +132,31 @@ fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-/// Reads a file of the image's `/exports`, if present.
+/// Reads a file of the image's `/exports`, if present: beneath the checkout's root fd, never
+/// through a symlink (a symlinked file or directory on the way is refused with an error naming
+/// it), regular files only, at most [`images::MAX_EXPORT_FILE`] bytes.
 fn export(rootfs: &Path, name: &str) -> Result<Option<String>> {
-    let p = rootfs.join("exports").join(name);
-    match fs::symlink_metadata(&p) {
-        Ok(m) if m.is_file() => Ok(Some(fs::read_to_string(&p).at(&p)?)),
-        _ => Ok(None),
+    let rel = Path::new("exports").join(name);
+    let root = RootDir::open(rootfs).at(rootfs)?;
+    Ok(read_text(&root, &rel).at(&Path::new("/").join(&rel))?)
+}
+
+/// A text file beneath `root` (see [`export`]); `None` when absent.
+fn read_text(root: &RootDir, rel: &Path) -> std::io::Result<Option<String>> {
+    let symlink = || std::io::Error::other("is a symlink (hoist reads /exports files only as regular files)");
+    match root.stat(rel) {
+        Ok(None) => return Ok(None),
+        Ok(Some(st)) if rooted::Kind::of(&st) == rooted::Kind::Symlink => return Err(symlink()),
+        Ok(Some(_)) => {}
+        Err(e) if rooted::is_symlink_error(&e) => return Err(symlink()),
+        Err(e) => return Err(e),
     }
+    let data = root
+        .read_limited(rel, images::MAX_EXPORT_FILE)
+        .map_err(|e| if rooted::is_symlink_error(&e) { symlink() } else { e })?;
+    String::from_utf8(data)
+        .map(Some)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))
 }
 
 /// The command lines a unit runs, for hoist's runner or an external runtime.
@@ -231,8 +250,10 @@ pub fn prepare_slot(store: &Store, img: &StoredImage, spec: &SlotSpec<'_>, progr
         let image_config = store.config(&image_manifest).map_err(images::ImagesError::from)?;
         let user = match image_config.config().as_ref().and_then(|c| c.user().clone()).filter(|u| !u.is_empty()) {
             Some(u) => {
-                let passwd = fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
-                let group = fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default();
+                // The image's own files: read beneath the checkout, never through a symlink.
+                let root = RootDir::open(&rootfs).at(&rootfs)?;
+                let passwd = read_text(&root, Path::new("etc/passwd")).ok().flatten().unwrap_or_default();
+                let group = read_text(&root, Path::new("etc/group")).ok().flatten().unwrap_or_default();
                 Some(
                     bundle::resolve_user(&u, &passwd, &group)
                         .map_err(|source| OpsError::Bundle { name: name.to_string(), source })?,
@@ -309,8 +330,23 @@ fn with_host_files<T>(
     f: impl FnOnce(&HostFiles<'_>) -> Result<T, hostfs::HostfsError>,
 ) -> Result<Option<T>> {
     let src = slot.join("rootfs/exports/hostfs");
-    if !src.is_dir() {
-        return Ok(None);
+    // Looked up beneath the checkout: a symlinked `/exports` or `/exports/hostfs` is refused.
+    let rootfs = slot.join("rootfs");
+    let root = RootDir::open(&rootfs).at(&rootfs)?;
+    for rel in ["exports", "exports/hostfs"] {
+        let shown = Path::new("/").join(rel);
+        match root.stat(Path::new(rel)).at(&shown)?.map(|s| rooted::Kind::of(&s)) {
+            None => return Ok(None),
+            Some(rooted::Kind::Dir) => {}
+            Some(rooted::Kind::Symlink) => {
+                return Err(fsutil::PathError::new(
+                    shown,
+                    std::io::Error::other("is a symlink (hoist reads /exports only as real directories)"),
+                )
+                .into());
+            }
+            Some(_) => return Ok(None),
+        }
     }
     let meta: serde_json::Value =
         fs::read(slot.join("hostfs.json")).ok().and_then(|d| serde_json::from_slice(&d).ok()).unwrap_or_default();

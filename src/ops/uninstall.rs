@@ -101,8 +101,18 @@ pub async fn uninstall(layout: &Layout, sd: &Systemd, host: &Host, name: &str, p
     fault("uninstall:hostfs");
     // 4. deployments.
     let _ = fs::remove_file(&link);
+    // Renamed out of the live name first, so a crash never leaves a half-deleted slot whose
+    // info.json a later command would trust; `images prune` deletes leftover trash.
     for s in slots {
-        fsutil::remove_any(&s).map_err(|e| fsutil::PathError::new(&s, e))?;
+        let slot_name = s.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let trash = format!(".trash-{slot_name}-{}.tmp", std::process::id());
+        crate::rooted::remove_via_rename(
+            &layout.containers(),
+            s.file_name().unwrap_or_default(),
+            trash.as_ref(),
+            || fault("uninstall:renamed"),
+        )
+        .map_err(|e| fsutil::PathError::new(&s, e))?;
     }
     txn::end(layout, name)?;
     Ok(out)
