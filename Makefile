@@ -3,6 +3,7 @@
 #   make images     pack the fixture images into target/images/*.tar (no network)
 #   make test       install the Debian packages the tests need, build images, run every test tier
 #   make lint       cargo fmt --check + clippy -D warnings
+#   make fuzz       the randomized layer test for FUZZ_SECS seconds (default 600), seed FUZZ_SEED
 #   make demo       the guided tour (see README)
 #   make bench      hoist against podman, skopeo, umoci, runc and crun (see README "Benchmarks")
 
@@ -20,7 +21,7 @@ BENCH_PKGS := podman conmon skopeo umoci runc crun docker-registry busybox-stati
 IMAGES := $(IMAGEDIR)/hello.tar $(IMAGEDIR)/hello-v1.tar $(IMAGEDIR)/hello-v2.tar \
           $(IMAGEDIR)/hello-broken.tar $(IMAGEDIR)/etcd.tar $(IMAGEDIR)/layered.tar
 
-.PHONY: all build deps images test lint demo bench clean
+.PHONY: all build deps images test lint fuzz demo bench clean
 
 all: build
 
@@ -57,6 +58,15 @@ test: deps images
 lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+# tests/randomized_layers.rs for longer: rounds of FUZZ_CASES random images until FUZZ_SECS
+# have passed; a random seed unless FUZZ_SEED is given (it is printed on a failure).
+FUZZ_SECS  ?= 600
+FUZZ_CASES ?= 64
+FUZZ_SEED  ?= $(shell od -An -N6 -tu8 /dev/urandom | tr -d ' ')
+fuzz: deps
+	HOIST_FUZZ_SECS=$(FUZZ_SECS) HOIST_FUZZ_CASES=$(FUZZ_CASES) HOIST_FUZZ_SEED=$(FUZZ_SEED) \
+	  $(CARGO) test --locked --test randomized_layers -- --nocapture
 
 demo: build
 	@$(MAKE) --no-print-directory images PROFILE=release
