@@ -26,8 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat, Timespec, Timestamps};
 
 /// Flags for opening anything beneath a root.
-const RESOLVE: ResolveFlags =
-    ResolveFlags::BENEATH.union(ResolveFlags::NO_SYMLINKS).union(ResolveFlags::NO_MAGICLINKS);
+const RESOLVE: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_SYMLINKS).union(ResolveFlags::NO_MAGICLINKS);
 
 /// Set once `openat2` turned out to be missing, so the fallback walk is used from then on.
 static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
@@ -288,7 +287,8 @@ pub fn regular(fd: OwnedFd) -> io::Result<File> {
 /// Opens a file that must be regular, by a trusted path, without following a final symlink
 /// and without blocking on a FIFO.
 pub fn open_regular(path: &Path) -> io::Result<File> {
-    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+    let fd =
+        rustix::fs::open(path, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
     regular(fd)
 }
 
@@ -330,7 +330,12 @@ pub fn remove_in(dir: BorrowedFd<'_>, name: &OsStr, on_dir: &mut dyn FnMut(&Path
                 Some(p) if !rel.as_os_str().is_empty() => {
                     drop(fd);
                     let pfd = if p.as_os_str().is_empty() {
-                        rustix::fs::openat(&top, c".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?
+                        rustix::fs::openat(
+                            &top,
+                            c".",
+                            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                            Mode::empty(),
+                        )?
                     } else {
                         open_beneath(top.as_fd(), p, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())?
                     };
