@@ -86,7 +86,7 @@ fn every_local_transport() {
     let docker = r.dir.path().join("saved.tar");
     fs::write(&docker, built.docker_archive(&img.layers, "example.org/team/hello:1.0")).unwrap();
     let d = r.json(&["pull", &format!("docker-archive:{}", docker.display())]);
-    assert_eq!(d["name"], "example.org/team/hello:1.0", "docker-archive uses RepoTags[0]");
+    assert_eq!(d["name"], "hello:1.0", "docker-archive uses RepoTags[0], without its registry host");
     assert_eq!(r.json(&["pull", &format!("docker-archive:{}", docker.display())])["result"], "unchanged");
 
     let archive = r.dir.path().join("Hello.tar");

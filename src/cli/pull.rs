@@ -89,12 +89,13 @@ pub fn query_of(image: &str) -> Result<String> {
 
 /// Like [`query_of`], but makes sure the image is stored: a local source (file or directory)
 /// is always read again (cheap when nothing changed: no blob is copied twice), a registry
-/// reference is pulled when its name is not stored yet.
+/// reference is pulled when its name is not stored yet, or is stored but was not pulled from
+/// that same registry reference (a name from any other source is never trusted for it).
 pub fn stored_query(ctx: &Ctx, image: &str, registry: &RegistryArgs) -> Result<String> {
     let query = query_of(image)?;
     if let ImageArg::Source(src) = ImageArg::parse(image)? {
         let local = !matches!(src, Source::Registry(_));
-        if local || ctx.store()?.resolve(&query).is_err() {
+        if local || !stored_from(ctx, &query, &source_of(ctx, image)?)? {
             let source = source_of(ctx, image)?;
             let (store, _lock) = ctx.store_locked()?;
             let r = fetch::pull(&store, &source, &registry.options(), &ctx.progress())?;
@@ -102,6 +103,11 @@ pub fn stored_query(ctx: &Ctx, image: &str, registry: &RegistryArgs) -> Result<S
         }
     }
     Ok(query)
+}
+
+/// True when `query` names a stored image recorded as pulled from `source`.
+pub fn stored_from(ctx: &Ctx, query: &str, source: &Source) -> Result<bool> {
+    Ok(ctx.store()?.resolve(query).is_ok_and(|img| img.source.as_deref() == Some(source.to_string().as_str())))
 }
 
 pub fn run(ctx: &Ctx, args: PullArgs) -> Result<()> {

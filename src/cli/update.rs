@@ -8,7 +8,7 @@ use crate::deploy::record::Record;
 use crate::deploy::values::parse_sets;
 use crate::error::{Error, Result};
 use crate::fetch;
-use crate::imgref::ImageArg;
+use crate::imgref::{ImageArg, Source};
 use crate::ops::update::{self, Switched, UpdateOptions};
 use crate::ops::{self, query};
 use crate::store::{Store, StoredImage};
@@ -67,6 +67,13 @@ fn target(
         let src = source_of(ctx, &r)?;
         let pulled = fetch::pull(store, &src, &registry.options(), &progress)?;
         return Ok(store.resolve(&pulled.name.to_string())?);
+    }
+    // --no-pull with a registry reference: only a name pulled from that very reference counts.
+    if let Some(r) = rebase
+        && let ImageArg::Source(src @ Source::Registry(_)) = ImageArg::parse(r)?
+        && !super::pull::stored_from(ctx, &fallback, &src)?
+    {
+        return Err(Error::Usage(format!("image {fallback}: not pulled from {src}; run without --no-pull")));
     }
     Ok(store.resolve(&fallback)?)
 }

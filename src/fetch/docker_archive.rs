@@ -9,16 +9,25 @@
 //! can see they are present without reading them), and an OCI manifest is written for them. The
 //! manifest is serialised deterministically, so the same archive always yields the same digest.
 
+//!
+//! The archive is indexed once (regular members only, see [`TarIndex`]); `manifest.json` and the
+//! config are read capped at [`MAX_DOCUMENT`], layers are streamed bounded by their member size,
+//! and nothing else is read.
+//!
+//! RepoTags: a tag with a registry host (`quay.io/coreos/etcd:v3.4`, `localhost/x`,
+//! `127.0.0.1:5000/x`) is stored under its last path component (`etcd:v3.4`): a local archive never
+//! takes a registry image's name, so `install docker://…` can never pick up an archive's image.
+
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
 use oci_spec::image::{DescriptorBuilder, ImageConfiguration, ImageManifestBuilder, MediaType};
 
+use super::registry::MAX_DOCUMENT;
+use super::tarindex::TarIndex;
 use super::{Fetched, Result, clean, src_err};
 use crate::digest::Digest;
-use crate::fsutil::IoContext;
 use crate::imgref::ImageName;
 use crate::layers::Compression;
 use crate::progress::Progress;
@@ -37,32 +46,44 @@ fn oci_digest(d: &Digest) -> oci_spec::image::Digest {
     oci_spec::image::Digest::try_from(d.to_string()).expect("valid digest")
 }
 
-pub(crate) fn import(store: &Store, path: &Path, progress: &Progress) -> Result<Fetched> {
-    let arch = |e: std::io::Error| src_err(format!("{}: not a readable tar archive: {e}", path.display()));
-    // Pass 1: the small JSON members.
-    let mut small: HashMap<String, Vec<u8>> = HashMap::new();
-    {
-        let mut ar = tar::Archive::new(File::open(path).at(path)?);
-        for e in ar.entries().map_err(arch)? {
-            let mut e = e.map_err(arch)?;
-            let name = clean(&e.path().map_err(arch)?);
-            if e.header().entry_type().is_file() && (name.ends_with(".json") || e.size() <= 1 << 20) {
-                let mut data = Vec::new();
-                e.read_to_end(&mut data).map_err(arch)?;
-                small.insert(name, data);
-            }
-        }
+/// The local name a RepoTag is stored under (see the module doc).
+pub(crate) fn local_repo_tag(tag: &str) -> Option<ImageName> {
+    let n = ImageName::parse(tag)?;
+    let has_host = n
+        .repository
+        .split_once('/')
+        .is_some_and(|(first, _)| first.contains('.') || first.contains(':') || first == "localhost");
+    if !has_host {
+        return Some(n);
     }
-    let manifest_json = small
-        .get("manifest.json")
-        .ok_or_else(|| src_err(format!("{} is not a docker archive (no manifest.json)", path.display())))?;
+    let last = n.repository.rsplit('/').next().unwrap_or(&n.repository).to_string();
+    Some(ImageName { repository: last, tag: n.tag })
+}
+
+/// Imports the archive; `check_name` vets the name it carries before anything is stored.
+pub(crate) fn import(
+    store: &Store,
+    path: &Path,
+    progress: &Progress,
+    check_name: &dyn Fn(&ImageName) -> Result<()>,
+) -> Result<Fetched> {
+    let idx = TarIndex::open(path)?;
+    if idx.size("manifest.json").is_none() {
+        return Err(src_err(format!("{} is not a docker archive (no manifest.json)", path.display())));
+    }
+    let manifest_json = idx.read_limited("manifest.json", MAX_DOCUMENT)?;
     let entries: Vec<Entry> =
-        serde_json::from_slice(manifest_json).map_err(|e| src_err(format!("manifest.json: {e}")))?;
+        serde_json::from_slice(&manifest_json).map_err(|e| src_err(format!("manifest.json: {e}")))?;
     let entry = entries.into_iter().next().ok_or_else(|| src_err("manifest.json lists no image"))?;
-    let config_bytes = small
-        .get(&clean(Path::new(&entry.config)))
-        .ok_or_else(|| src_err(format!("missing config {}", entry.config)))?
-        .clone();
+    let name = entry.repo_tags.as_ref().and_then(|t| t.first()).and_then(|t| local_repo_tag(t));
+    if let Some(n) = &name {
+        check_name(n)?;
+    }
+    let config_member = clean(Path::new(&entry.config));
+    if idx.size(&config_member).is_none() {
+        return Err(src_err(format!("missing config {}", entry.config)));
+    }
+    let config_bytes = idx.read_limited(&config_member, MAX_DOCUMENT)?;
     let config: ImageConfiguration =
         serde_json::from_slice(&config_bytes).map_err(|e| src_err(format!("config {}: {e}", entry.config)))?;
     let diff_ids = config.rootfs().diff_ids();
@@ -70,39 +91,33 @@ pub(crate) fn import(store: &Store, path: &Path, progress: &Progress) -> Result<
         return Err(src_err(format!("config lists {} diff_ids for {} layers", diff_ids.len(), entry.layers.len())));
     }
 
-    // Pass 2: layers, streamed; an uncompressed layer already stored under its diff_id is skipped.
+    // Layers, streamed; an uncompressed layer already stored under its diff_id (with the member's
+    // size) is skipped.
     let mut layer_blobs: Vec<Option<(Digest, u64)>> = vec![None; entry.layers.len()];
-    let mut by_member: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut done: HashMap<String, (Digest, u64)> = HashMap::new();
+    let mut fetched = 0;
     for (i, (member, diff_id)) in entry.layers.iter().zip(diff_ids).enumerate() {
+        let member = clean(Path::new(member));
+        let Some(member_size) = idx.size(&member) else {
+            return Err(src_err(format!("{}: missing layer {member}", path.display())));
+        };
         if let Ok(d) = diff_id.parse::<Digest>()
-            && store.has_blob(&d)
+            && store.has_blob_sized(&d, member_size)
         {
-            let size = std::fs::metadata(store.blob_path(&d)).map(|m| m.len()).unwrap_or(0);
-            layer_blobs[i] = Some((d, size));
+            layer_blobs[i] = Some((d, member_size));
             continue;
         }
-        by_member.entry(clean(Path::new(member))).or_default().push(i);
-    }
-    let mut fetched = 0;
-    if !by_member.is_empty() {
-        let mut ar = tar::Archive::new(File::open(path).at(path)?);
-        for e in ar.entries().map_err(arch)? {
-            let e = e.map_err(arch)?;
-            let name = clean(&e.path().map_err(arch)?);
-            let Some(idxs) = by_member.remove(&name) else {
-                continue;
-            };
-            let task = progress.task(&format!("Copying layer {name}"), e.size());
-            let (d, size) = store.put_blob(&format!("layer {name}"), task.reader(e), None, None)?;
-            task.finish();
-            fetched += 1;
-            for i in idxs {
-                layer_blobs[i] = Some((d.clone(), size));
-            }
+        if let Some(b) = done.get(&member) {
+            layer_blobs[i] = Some(b.clone());
+            continue;
         }
-        if let Some(name) = by_member.keys().next() {
-            return Err(src_err(format!("{}: missing layer {name}", path.display())));
-        }
+        let (r, size) = idx.open_member(&member)?;
+        let task = progress.task(&format!("Copying layer {member}"), size);
+        let b = store.put_blob(&format!("layer {member}"), task.reader(r), None, Some(size))?;
+        task.finish();
+        fetched += 1;
+        done.insert(member, b.clone());
+        layer_blobs[i] = Some(b);
     }
 
     let config_digest = Digest::of_bytes(&config_bytes);
@@ -137,12 +152,11 @@ pub(crate) fn import(store: &Store, path: &Path, progress: &Progress) -> Result<
     let manifest_digest = Digest::of_bytes(&manifest_bytes);
     for (what, d, data) in [("config", &config_digest, &config_bytes), ("manifest", &manifest_digest, &manifest_bytes)]
     {
-        if !store.has_blob(d) {
+        if !store.has_blob_sized(d, data.len() as u64) {
             store.put_bytes(what, data, Some(d))?;
             fetched += 1;
         }
     }
-    let name = entry.repo_tags.and_then(|t| t.into_iter().next()).and_then(|t| ImageName::parse(&t));
     Ok(Fetched {
         manifest: manifest_digest,
         media_type: MediaType::ImageManifest,

@@ -10,6 +10,7 @@ mod docker_archive;
 mod oci_layout;
 pub mod platform;
 pub mod registry;
+mod tarindex;
 
 pub use platform::Platform;
 pub use registry::RegistryError;
@@ -129,18 +130,40 @@ fn pull_inner(store: &Store, source: &Source, opts: &PullOptions, progress: &Pro
             registry::import(store, r, &conn, platform, progress)?
         }
         Source::OciDir { path, reference } => {
+            check_name(store, &source.local_name()?.expect("local sources have a name"), source)?;
             oci_layout::import(store, oci_layout::Layout::dir(path)?, reference.as_deref(), platform, progress)?
         }
         Source::OciArchive { path, reference } => {
+            check_name(store, &source.local_name()?.expect("local sources have a name"), source)?;
             oci_layout::import(store, oci_layout::Layout::archive(path)?, reference.as_deref(), platform, progress)?
         }
-        Source::DockerArchive { path } => docker_archive::import(store, path, progress)?,
+        Source::DockerArchive { path } => {
+            docker_archive::import(store, path, progress, &|n: &ImageName| check_name(store, n, source))?
+        }
     };
     let name = match fetched.name.clone() {
         Some(n) => n,
         None => source.local_name()?.expect("local sources have a name"),
     };
+    check_name(store, &name, source)?;
     finish(store, &name, &source.to_string(), fetched, opts, progress)
+}
+
+/// Names are not trusted across sources: a local source (directory or archive) may not re-point a
+/// stored name recorded as coming from another source (a registry, another file, or another tool).
+/// A registry pull may: the registry is the authority for its own names (which carry its host).
+fn check_name(store: &Store, name: &ImageName, source: &Source) -> Result<()> {
+    if matches!(source, Source::Registry(_)) {
+        return Ok(());
+    }
+    let me = source.to_string();
+    match store.lookup(name)? {
+        Some(p) if p.source.as_deref() != Some(me.as_str()) => Err(src_err(format!(
+            "name {name} belongs to {}; not re-pointed",
+            p.source.as_deref().unwrap_or("an image with no recorded source")
+        ))),
+        _ => Ok(()),
+    }
 }
 
 impl Fetched {

@@ -3,146 +3,145 @@
 //! REF selects the `index.json` entry whose `org.opencontainers.image.ref.name` is REF; without
 //! REF the layout must hold exactly one image (or one tagged `latest`). An entry that is itself
 //! an image index is resolved to the manifest for this machine's platform.
-//! A tar is read in at most two sequential passes: the first keeps small files (index, manifests,
-//! configs) in memory, the second streams only the layer blobs the store does not have yet.
+//! Every file of a layout is read bounded: a directory's files are opened beneath the layout
+//! with [`RootDir`] (no symlink anywhere, regular files only, so a blob that is a symlink to
+//! `/dev/zero` or a host file, or a FIFO, is refused before anything is read); a tar is indexed
+//! once ([`TarIndex`]: name → offset, size, regular members only) and only the members needed
+//! are read. JSON documents (index, manifests, configs) are capped at [`MAX_DOCUMENT`]; blobs are
+//! copied at most to their descriptor's size.
 
-use std::collections::HashMap;
-use std::fs::{self, File};
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
 
 use super::platform::{Platform, select};
-use super::{Fetched, Result, clean, src_err};
+use super::registry::MAX_DOCUMENT;
+use super::tarindex::TarIndex;
+use super::{FetchError, Fetched, Result, src_err};
 use crate::digest::Digest;
-use crate::fsutil::IoContext;
 use crate::fsutil::human_size;
 use crate::progress::Progress;
+use crate::rooted::{self, RootDir};
 use crate::store::{Store, Transport};
 
-/// Files up to this size are kept in memory during the first pass over an archive.
-const SMALL_FILE: u64 = 1 << 20;
-
 pub(crate) enum Layout {
-    Dir(PathBuf),
-    Archive { path: PathBuf, small: HashMap<String, Vec<u8>> },
+    Dir(RootDir),
+    Archive(TarIndex),
+}
+
+/// A one-line cause for a file of a layout directory that could not be opened.
+fn open_err(what: &str, e: std::io::Error) -> FetchError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        src_err(format!("{what}: missing"))
+    } else if e.kind() == std::io::ErrorKind::InvalidInput {
+        src_err(format!("{what}: refused: not a regular file"))
+    } else if rooted::is_symlink_error(&e) {
+        src_err(format!("{what}: refused: a symlink (files of a layout must be regular files inside it)"))
+    } else {
+        src_err(format!("{what}: {e}"))
+    }
+}
+
+/// The error for content longer than its descriptor says (no hash of it is ever printed).
+fn too_large(what: &str, size: u64) -> FetchError {
+    src_err(format!("{what}: larger than its descriptor's {size} bytes"))
 }
 
 impl Layout {
     pub fn dir(path: &Path) -> Result<Self> {
-        if !path.join("index.json").is_file() {
-            return Err(src_err(format!("{} is not an OCI image layout (no index.json)", path.display())));
+        let root = RootDir::open(path).map_err(|e| src_err(format!("{}: {e}", path.display())))?;
+        match root.stat(Path::new("index.json")) {
+            Ok(Some(_)) => Ok(Layout::Dir(root)),
+            _ => Err(src_err(format!("{} is not an OCI image layout (no index.json)", path.display()))),
         }
-        Ok(Layout::Dir(path.to_path_buf()))
     }
 
     pub fn archive(path: &Path) -> Result<Self> {
-        let small = read_small_members(path)?;
-        if !small.contains_key("index.json") {
+        let idx = TarIndex::open(path)?;
+        if idx.size("index.json").is_none() {
             return Err(src_err(format!("{} is not an OCI archive (no index.json)", path.display())));
         }
-        Ok(Layout::Archive { path: path.to_path_buf(), small })
+        Ok(Layout::Archive(idx))
     }
 
-    fn read(&self, rel: &str) -> Result<Vec<u8>> {
+    /// Opens a file of the layout: a reader bounded by the file's size, and that size.
+    fn open(&self, rel: &str, what: &str) -> Result<(Box<dyn Read + '_>, u64)> {
         match self {
-            Layout::Dir(dir) => {
-                let p = dir.join(rel);
-                Ok(fs::read(&p).at(&p)?)
+            Layout::Dir(root) => {
+                let f = root.open_file(Path::new(rel)).map_err(|e| open_err(what, e))?;
+                let size = f.metadata().map_err(|e| src_err(format!("{what}: {e}")))?.len();
+                Ok((Box::new(f), size))
             }
-            Layout::Archive { path, small } => small
-                .get(rel)
-                .cloned()
-                .ok_or_else(|| src_err(format!("{}: missing or oversized member {rel}", path.display()))),
+            Layout::Archive(idx) => {
+                let (r, size) = idx.open_member(rel).map_err(|_| src_err(format!("{what}: missing member {rel}")))?;
+                Ok((Box::new(r), size))
+            }
         }
+    }
+
+    /// Reads a small document (at most [`MAX_DOCUMENT`] bytes).
+    fn read(&self, rel: &str, what: &str) -> Result<Vec<u8>> {
+        let (r, size) = self.open(rel, what)?;
+        if size > MAX_DOCUMENT {
+            return Err(src_err(format!("{what}: {size} bytes, over the {MAX_DOCUMENT}-byte limit")));
+        }
+        let mut data = Vec::new();
+        r.take(MAX_DOCUMENT + 1).read_to_end(&mut data).map_err(|e| src_err(format!("{what}: {e}")))?;
+        if data.len() as u64 > MAX_DOCUMENT {
+            return Err(src_err(format!("{what}: over the {MAX_DOCUMENT}-byte limit")));
+        }
+        Ok(data)
     }
 
     fn read_json<T: serde::de::DeserializeOwned>(&self, rel: &str, what: &str) -> Result<T> {
-        serde_json::from_slice(&self.read(rel)?).map_err(|e| src_err(format!("{what} {rel}: {e}")))
+        serde_json::from_slice(&self.read(rel, what)?).map_err(|e| src_err(format!("{what} {rel}: {e}")))
     }
 
-    /// Reads a small blob (manifest, index, config), verifying its digest.
+    /// Reads a small blob (manifest, index, config), bounded by its descriptor's size (itself at
+    /// most [`MAX_DOCUMENT`]) and verifying its digest.
     fn read_blob(&self, desc: &Descriptor) -> Result<(Digest, Vec<u8>)> {
         let digest: Digest =
             desc.digest().to_string().parse().map_err(|e: crate::digest::InvalidDigest| src_err(e.to_string()))?;
-        let data = self.read(&format!("blobs/sha256/{}", digest.hex()))?;
-        let actual = Digest::of_bytes(&data);
-        if actual != digest {
-            return Err(src_err(format!("blob {digest}: content hashes to {actual}")));
+        let what = format!("blob {digest}");
+        let size = desc.size();
+        if size > MAX_DOCUMENT {
+            return Err(src_err(format!("{what}: descriptor size {size} is over the {MAX_DOCUMENT}-byte limit")));
         }
-        if data.len() as u64 != desc.size() {
-            return Err(src_err(format!("blob {digest}: {} bytes, descriptor says {}", data.len(), desc.size())));
+        let (r, actual) = self.open(&format!("blobs/sha256/{}", digest.hex()), &what)?;
+        if actual > size {
+            return Err(too_large(&what, size));
+        }
+        let mut data = Vec::new();
+        r.take(size + 1).read_to_end(&mut data).map_err(|e| src_err(format!("{what}: {e}")))?;
+        if data.len() as u64 > size {
+            return Err(too_large(&what, size));
+        }
+        if data.len() as u64 != size {
+            return Err(src_err(format!("{what}: {} bytes, descriptor says {size}", data.len())));
+        }
+        if Digest::of_bytes(&data) != digest {
+            return Err(src_err(format!("{what}: content does not match its digest")));
         }
         Ok((digest, data))
     }
 
-    /// Copies the given blobs into the store (each verified); returns how many were written.
+    /// Copies the given blobs into the store (each verified, each read at most to its
+    /// descriptor's size); returns how many were written.
     fn import_blobs(&self, store: &Store, wanted: &[(Digest, u64)], progress: &Progress) -> Result<usize> {
-        let missing: Vec<&(Digest, u64)> = wanted.iter().filter(|(d, _)| !store.has_blob(d)).collect();
-        if missing.is_empty() {
-            return Ok(0);
-        }
-        match self {
-            Layout::Dir(dir) => {
-                for (d, size) in &missing {
-                    let p = dir.join("blobs/sha256").join(d.hex());
-                    let f = File::open(&p).at(&p)?;
-                    let task = progress.task(&format!("Copying blob {} ({})", d.short(), human_size(*size)), *size);
-                    store.put_blob(&format!("blob {d}"), task.reader(f), Some(d), Some(*size))?;
-                    task.finish();
-                }
+        let missing: Vec<&(Digest, u64)> = wanted.iter().filter(|(d, s)| !store.has_blob_sized(d, *s)).collect();
+        for (d, size) in &missing {
+            let what = format!("blob {d}");
+            let (r, actual) = self.open(&format!("blobs/sha256/{}", d.hex()), &what)?;
+            if actual > *size {
+                return Err(too_large(&what, *size));
             }
-            Layout::Archive { path, small } => {
-                let mut pending: HashMap<String, &(Digest, u64)> = HashMap::new();
-                for w in &missing {
-                    let member = format!("blobs/sha256/{}", w.0.hex());
-                    if let Some(data) = small.get(&member) {
-                        store.put_blob(&format!("blob {}", w.0), &data[..], Some(&w.0), Some(w.1))?;
-                    } else {
-                        pending.insert(member, w);
-                    }
-                }
-                if !pending.is_empty() {
-                    let f = File::open(path).at(path)?;
-                    let mut ar = tar::Archive::new(f);
-                    let arch = |e| src_err(format!("{}: {e}", path.display()));
-                    for entry in ar.entries().map_err(arch)? {
-                        let entry = entry.map_err(arch)?;
-                        let name = clean(&entry.path().map_err(arch)?);
-                        if let Some((d, size)) = pending.remove(&name) {
-                            let task =
-                                progress.task(&format!("Copying blob {} ({})", d.short(), human_size(*size)), *size);
-                            store.put_blob(&format!("blob {d}"), task.reader(entry), Some(d), Some(*size))?;
-                            task.finish();
-                        }
-                    }
-                    if let Some(name) = pending.keys().next() {
-                        return Err(src_err(format!("{}: missing member {name}", path.display())));
-                    }
-                }
-            }
+            let task = progress.task(&format!("Copying blob {} ({})", d.short(), human_size(*size)), *size);
+            store.put_blob(&what, task.reader(r), Some(d), Some(*size))?;
+            task.finish();
         }
         Ok(missing.len())
     }
-}
-
-fn read_small_members(path: &Path) -> Result<HashMap<String, Vec<u8>>> {
-    let f = File::open(path).at(path)?;
-    let mut ar = tar::Archive::new(f);
-    let arch = |e| src_err(format!("{}: not a readable tar archive: {e}", path.display()));
-    let mut out = HashMap::new();
-    for entry in ar.entries().map_err(arch)? {
-        let mut entry = entry.map_err(arch)?;
-        if !entry.header().entry_type().is_file() || entry.size() > SMALL_FILE {
-            continue;
-        }
-        let name = clean(&entry.path().map_err(arch)?);
-        let mut data = Vec::with_capacity(entry.size() as usize);
-        entry.read_to_end(&mut data).map_err(arch)?;
-        out.insert(name, data);
-    }
-    Ok(out)
 }
 
 fn is_index(mt: &MediaType) -> bool {
@@ -200,7 +199,7 @@ pub(crate) fn import(
     // Config and manifest last: a manifest in the store implies its blobs are there.
     for (what, d, data) in [("config", &config_digest, &config_bytes), ("manifest", &manifest_digest, &manifest_bytes)]
     {
-        if !store.has_blob(d) {
+        if !store.has_blob_sized(d, data.len() as u64) {
             store.put_bytes(&format!("{what} {d}"), data, Some(d))?;
             fetched += 1;
         }

@@ -99,7 +99,7 @@ pub fn list(store: &Store) -> Result<Vec<ImageSummary>> {
         // A stored name whose blobs are damaged still lists, with what can be read.
         let (size, created) = match store.manifest(&img.manifest) {
             Ok(m) => {
-                let size = m.config().size() + m.layers().iter().map(|l| l.size()).sum::<u64>();
+                let size = m.layers().iter().fold(m.config().size(), |acc, l| acc.saturating_add(l.size()));
                 let created = store.config(&m).ok().and_then(|c| c.created().clone());
                 (size, created)
             }

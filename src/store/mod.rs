@@ -42,6 +42,9 @@ pub enum StoreError {
     /// A blob's content does not hash to the digest it was announced with.
     #[error("{what}: digest mismatch: expected {expected}, got {actual}")]
     DigestMismatch { what: String, expected: Digest, actual: Digest },
+    /// A blob has more bytes than its descriptor says (it was read no further).
+    #[error("{what}: larger than its descriptor's {limit} bytes")]
+    TooLarge { what: String, limit: u64 },
     /// A blob is not the size its descriptor says.
     #[error("{what}: size mismatch: expected {expected} bytes, got {actual}")]
     SizeMismatch { what: String, expected: u64, actual: u64 },
@@ -64,13 +67,23 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens the store, creating the layout (and the state root, mode 0700) when missing.
+    /// Opens the store, creating the layout (and the state root, mode 0700) when missing. A state
+    /// root that already exists is made mode 0700 too (a root created by hand with 0755 would let
+    /// every user read the image store and the deployments' data). A root that is a symlink is
+    /// accepted (relocating `/var/lib/hoist` is common); the directory it names is what is chmod'ed.
     pub fn open(layout: &Layout) -> Result<Self> {
+        use std::os::unix::fs::PermissionsExt;
         for (dir, mode) in
             [(layout.root().to_path_buf(), 0o700), (layout.store().join("blobs/sha256"), 0o755), (layout.tmp(), 0o700)]
         {
             if !dir.is_dir() {
                 fsutil::ensure_dir(&dir, mode)?;
+            }
+        }
+        for dir in [layout.root().to_path_buf(), layout.tmp()] {
+            let meta = fs::metadata(&dir).at(&dir)?;
+            if meta.permissions().mode() & 0o7777 != 0o700 {
+                fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).at(&dir)?;
             }
         }
         let marker = layout.store().join("oci-layout");
@@ -92,6 +105,16 @@ impl Store {
         self.blob_path(d).is_file()
     }
 
+    /// The size of a stored blob, if present.
+    pub fn blob_size(&self, d: &Digest) -> Option<u64> {
+        fs::metadata(self.blob_path(d)).ok().filter(|m| m.is_file()).map(|m| m.len())
+    }
+
+    /// True when the blob is stored with exactly `size` bytes (one of another size is corrupt).
+    pub fn has_blob_sized(&self, d: &Digest, size: u64) -> bool {
+        self.blob_size(d) == Some(size)
+    }
+
     /// Reads a whole (small) blob: manifests and configs.
     pub fn read_blob(&self, d: &Digest) -> Result<Vec<u8>> {
         let p = self.blob_path(d);
@@ -100,7 +123,10 @@ impl Store {
 
     /// Streams `reader` into the store. With `expected`, the content must hash to it (and have
     /// `expected_size` bytes when given); nothing is stored otherwise. Returns the digest and size.
-    /// When the blob is already present the reader is not consumed.
+    /// When the blob is already present (with `expected_size` bytes, when given) the reader is not
+    /// consumed; a present blob of another size is corrupt and is replaced by the verified new
+    /// content. With `expected_size`, at most `expected_size + 1` bytes are read: more is refused
+    /// ([`StoreError::TooLarge`]) without reading on.
     pub fn put_blob(
         &self,
         what: &str,
@@ -109,14 +135,25 @@ impl Store {
         expected_size: Option<u64>,
     ) -> Result<(Digest, u64)> {
         if let Some(d) = expected
-            && self.has_blob(d)
+            && let Some(size) = self.blob_size(d)
+            && expected_size.is_none_or(|e| e == size)
         {
-            let size = fs::metadata(self.blob_path(d)).map(|m| m.len()).unwrap_or(0);
             return Ok((d.clone(), size));
         }
         let mut w = self.blob_writer()?;
-        let mut reader = reader;
-        io::copy(&mut reader, &mut w).map_err(|source| StoreError::Read { what: what.to_string(), source })?;
+        let read_err = |source| StoreError::Read { what: what.to_string(), source };
+        match expected_size {
+            Some(limit) => {
+                let n = io::copy(&mut reader.take(limit.saturating_add(1)), &mut w).map_err(read_err)?;
+                if n > limit {
+                    return Err(StoreError::TooLarge { what: what.to_string(), limit });
+                }
+            }
+            None => {
+                let mut reader = reader;
+                io::copy(&mut reader, &mut w).map_err(read_err)?;
+            }
+        }
         w.commit(what, expected, expected_size)
     }
 
