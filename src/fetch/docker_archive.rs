@@ -165,3 +165,23 @@ pub(crate) fn import(
         transport: Transport::Verified,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::local_repo_tag;
+
+    #[test]
+    fn registry_repo_tags_become_local_names() {
+        for (tag, want) in [
+            ("quay.io/coreos/etcd:v3.4", "etcd:v3.4"),
+            ("docker.io/library/busybox:latest", "busybox:latest"),
+            ("localhost/x/y", "y:latest"),
+            ("127.0.0.1:5000/etcd:1", "etcd:1"),
+            ("team/hello:1.0", "team/hello:1.0"),
+            ("busybox", "busybox:latest"),
+        ] {
+            assert_eq!(local_repo_tag(tag).unwrap().to_string(), want, "{tag}");
+        }
+        assert!(local_repo_tag("../x").is_none());
+    }
+}

@@ -326,4 +326,31 @@ mod tests {
         store.put_blob("x", Boom, Some(&good), None).unwrap();
         assert_eq!(fs::read_dir(store.layout().tmp()).unwrap().count(), 0, "no temp files left");
     }
+
+    #[test]
+    fn put_blob_is_bounded_and_rechecks_stored_sizes() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(&Layout::new(d.path().join("root"))).unwrap();
+        let good = Digest::of_bytes(b"hello");
+        // An endless reader is read to the descriptor's size + 1, no further.
+        let err = store.put_blob("blob x", io::repeat(0), Some(&good), Some(5)).unwrap_err();
+        assert_eq!(err.to_string(), "blob x: larger than its descriptor's 5 bytes");
+        assert!(!store.has_blob(&good));
+        // A stored blob of the wrong size is corrupt: replaced by the verified content.
+        fs::write(store.blob_path(&good), b"hello, truncated or padded").unwrap();
+        assert!(!store.has_blob_sized(&good, 5));
+        assert_eq!(store.put_blob("x", &b"hello"[..], Some(&good), Some(5)).unwrap(), (good.clone(), 5));
+        assert_eq!(store.read_blob(&good).unwrap(), b"hello");
+    }
+
+    #[test]
+    fn open_makes_an_existing_root_0700() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("root");
+        fs::create_dir(&root).unwrap();
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+        Store::open(&Layout::new(root.clone())).unwrap();
+        assert_eq!(fs::metadata(&root).unwrap().permissions().mode() & 0o7777, 0o700);
+    }
 }
