@@ -118,6 +118,22 @@ impl Merger<'_, '_> {
     fn apply(&mut self) -> Result<()> {
         let entries = walk(self.src)?;
         let implicit: HashSet<&str> = self.layer.record.implicit_dirs.iter().map(String::as_str).collect();
+        // Directories this layer has real content below (not only whiteout markers): an implied
+        // directory holding nothing but markers was made to store them and creates nothing.
+        let mut needed: HashSet<&Path> = HashSet::new();
+        for (rel, kind) in &entries {
+            let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let implied = *kind == Kind::Dir && implicit.contains(rel.to_str().unwrap_or(""));
+            if !name.starts_with(WHITEOUT_PREFIX) && !implied {
+                let mut p = rel.parent();
+                while let Some(d) = p.filter(|d| !d.as_os_str().is_empty()) {
+                    if !needed.insert(d) {
+                        break;
+                    }
+                    p = d.parent();
+                }
+            }
+        }
         // 1. whiteouts
         for (rel, _) in &entries {
             let Some(name) = rel.file_name().and_then(|n| n.to_str()) else {
@@ -140,7 +156,11 @@ impl Merger<'_, '_> {
             }
             if *kind == Kind::Dir {
                 handles = None;
-                self.dir(rel, implicit.contains(rel.to_str().unwrap_or("")))?;
+                let is_implicit = implicit.contains(rel.to_str().unwrap_or(""));
+                if is_implicit && !needed.contains(rel.as_path()) {
+                    continue;
+                }
+                self.dir(rel, is_implicit)?;
             } else {
                 let parent = rel.parent().unwrap_or(Path::new(""));
                 if handles.as_ref().is_none_or(|h| h.parent != parent) {

@@ -242,6 +242,15 @@ impl Extractor<'_> {
         {
             return Err(self.bad(&raw, reason));
         }
+        // A whiteout marker is an empty regular file, and nothing lives below one.
+        if name.as_bytes().starts_with(paths::WHITEOUT_PREFIX.as_bytes()) && !kind.is_file() {
+            return Err(self.bad(&raw, "malformed whiteout (not a regular file)"));
+        }
+        if rel.parent().is_some_and(|p| {
+            p.components().any(|c| c.as_os_str().as_bytes().starts_with(paths::WHITEOUT_PREFIX.as_bytes()))
+        }) {
+            return Err(self.bad(&raw, "malformed whiteout (an entry below a whiteout)"));
+        }
         // The parent fd is owned by the cache; hold a duplicate so `self` stays usable.
         let dir = self.parent(&rel)?.try_clone_to_owned().map_err(|e| self.io(&rel, e))?;
         let dir = dir.as_fd();
@@ -435,8 +444,10 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> std::result::Result<(Met
                 }
                 "mtime" => meta.mtime = value().and_then(|v| v.parse().ok()).unwrap_or(meta.mtime),
                 k => {
+                    // An empty value deletes the record (POSIX pax), as Go's tar reads it.
                     if let Some(name) = k.strip_prefix("SCHILY.xattr.")
                         && xattr_allowed(name)
+                        && !ext.value_bytes().is_empty()
                     {
                         xattrs.push((name.to_string(), ext.value_bytes().to_vec()));
                     }
