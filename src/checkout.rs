@@ -121,17 +121,19 @@ impl Merger<'_, '_> {
         // Directories this layer has real content below (not only whiteout markers): an implied
         // directory holding nothing but markers was made to store them and creates nothing.
         let mut needed: HashSet<&Path> = HashSet::new();
-        for (rel, kind) in &entries {
+        let real = entries.iter().filter(|(rel, kind)| {
             let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            let implied = *kind == Kind::Dir && implicit.contains(rel.to_str().unwrap_or(""));
-            if !name.starts_with(WHITEOUT_PREFIX) && !implied {
-                let mut p = rel.parent();
-                while let Some(d) = p.filter(|d| !d.as_os_str().is_empty()) {
-                    if !needed.insert(d) {
-                        break;
-                    }
-                    p = d.parent();
+            !name.starts_with(WHITEOUT_PREFIX) && !(*kind == Kind::Dir && implicit.contains(rel.to_str().unwrap_or("")))
+        });
+        // Hardlinks into lower layers are placed in step 3 and need their parents too.
+        let links = self.layer.record.external_links.iter().map(|(p, _)| Path::new(p.as_str()));
+        for rel in real.map(|(rel, _)| rel.as_path()).chain(links) {
+            let mut p = rel.parent();
+            while let Some(d) = p.filter(|d| !d.as_os_str().is_empty()) {
+                if !needed.insert(d) {
+                    break;
                 }
+                p = d.parent();
             }
         }
         // 1. whiteouts
