@@ -123,7 +123,8 @@ impl Merger<'_, '_> {
         let mut needed: HashSet<&Path> = HashSet::new();
         let real = entries.iter().filter(|(rel, kind)| {
             let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            !name.starts_with(WHITEOUT_PREFIX) && !(*kind == Kind::Dir && implicit.contains(rel.to_str().unwrap_or("")))
+            let implied = *kind == Kind::Dir && implicit.contains(rel.to_str().unwrap_or(""));
+            !(name.starts_with(WHITEOUT_PREFIX) || implied)
         });
         // Hardlinks into lower layers are placed in step 3 and need their parents too.
         let links = self.layer.record.external_links.iter().map(|(p, _)| Path::new(p.as_str()));
