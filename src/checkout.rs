@@ -306,7 +306,7 @@ impl Merger<'_, '_> {
                 Ok(())
             }
             Err(Errno::XDEV | Errno::MLINK | Errno::PERM) => {
-                copy_entry(h.src.as_fd(), h.dest.as_fd(), name).map_err(io_at(&self.dest.display(rel)))?;
+                copy_entry(h.src.as_fd(), name, h.dest.as_fd(), name).map_err(io_at(&self.dest.display(rel)))?;
                 self.stats.copied += 1;
                 Ok(())
             }
@@ -345,11 +345,7 @@ impl Merger<'_, '_> {
                 Ok(())
             }
             Err(rustix::io::Errno::XDEV | rustix::io::Errno::MLINK | rustix::io::Errno::PERM) => {
-                copy_entry(tdir.as_fd(), dir.as_fd(), tname).map_err(io_at(&self.dest.display(rel)))?;
-                if tname != name {
-                    rustix::fs::renameat(&dir, tname, &dir, name)
-                        .map_err(|e| io_at(&self.dest.display(rel))(e.into()))?;
-                }
+                copy_entry(tdir.as_fd(), tname, dir.as_fd(), name).map_err(io_at(&self.dest.display(rel)))?;
                 self.stats.copied += 1;
                 Ok(())
             }
@@ -416,45 +412,50 @@ fn walk(root: &RootDir) -> Result<Vec<(PathBuf, Kind)>> {
     Ok(out)
 }
 
-/// Copies the non-directory `name` from `src` to `dest` with its metadata (fallback when
-/// hard-linking fails). Nothing is followed.
-fn copy_entry(src: BorrowedFd<'_>, dest: BorrowedFd<'_>, name: &std::ffi::OsStr) -> io::Result<()> {
-    let Some(st) = rooted::stat_in(src, name)? else {
+/// Copies the non-directory `from` in `src` to `to` in `dest` with its metadata (fallback when
+/// hard-linking fails). Nothing is followed, and nothing existing is replaced.
+fn copy_entry(
+    src: BorrowedFd<'_>,
+    from: &std::ffi::OsStr,
+    dest: BorrowedFd<'_>,
+    to: &std::ffi::OsStr,
+) -> io::Result<()> {
+    let Some(st) = rooted::stat_in(src, from)? else {
         return Err(io::Error::from(io::ErrorKind::NotFound));
     };
     let meta = layers::Meta { uid: st.st_uid, gid: st.st_gid, mode: st.st_mode & 0o7777, mtime: st.st_mtime };
     let ft = rustix::fs::FileType::from_raw_mode(st.st_mode);
     match ft {
         rustix::fs::FileType::Symlink => {
-            let target = rustix::fs::readlinkat(src, name, Vec::new())?;
-            rustix::fs::symlinkat(target.as_c_str(), dest, name)?;
-            rooted::chown_in(dest, name, meta.uid, meta.gid)?;
-            rooted::set_mtime_in(dest, name, meta.mtime)
+            let target = rustix::fs::readlinkat(src, from, Vec::new())?;
+            rustix::fs::symlinkat(target.as_c_str(), dest, to)?;
+            rooted::chown_in(dest, to, meta.uid, meta.gid)?;
+            rooted::set_mtime_in(dest, to, meta.mtime)
         }
         rustix::fs::FileType::RegularFile => {
-            let mut from = File::from(rustix::fs::openat(
+            let mut input = File::from(rustix::fs::openat(
                 src,
-                name,
+                from,
                 OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::empty(),
             )?);
-            let mut to = File::from(rustix::fs::openat(
+            let mut output = File::from(rustix::fs::openat(
                 dest,
-                name,
+                to,
                 OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::from_raw_mode(0o600),
             )?);
-            io::copy(&mut from, &mut to)?;
-            layers::apply_fd_meta(&to, &meta)?;
+            io::copy(&mut input, &mut output)?;
+            layers::apply_fd_meta(&output, &meta)?;
             let xattrs: Vec<_> =
-                rooted::get_xattrs(from.as_fd())?.into_iter().filter(|(k, _)| layers::xattr_allowed(k)).collect();
-            rooted::set_xattrs(to.as_fd(), &xattrs)
+                rooted::get_xattrs(input.as_fd())?.into_iter().filter(|(k, _)| layers::xattr_allowed(k)).collect();
+            rooted::set_xattrs(output.as_fd(), &xattrs)
         }
         rustix::fs::FileType::CharacterDevice | rustix::fs::FileType::BlockDevice | rustix::fs::FileType::Fifo => {
-            rustix::fs::mknodat(dest, name, ft, Mode::from_raw_mode(0o600), st.st_rdev)?;
-            rooted::chown_in(dest, name, meta.uid, meta.gid)?;
-            rustix::fs::chmodat(dest, name, Mode::from_raw_mode(meta.mode), AtFlags::empty())?;
-            rooted::set_mtime_in(dest, name, meta.mtime)
+            rustix::fs::mknodat(dest, to, ft, Mode::from_raw_mode(0o600), st.st_rdev)?;
+            rooted::chown_in(dest, to, meta.uid, meta.gid)?;
+            rustix::fs::chmodat(dest, to, Mode::from_raw_mode(meta.mode), AtFlags::empty())?;
+            rooted::set_mtime_in(dest, to, meta.mtime)
         }
         _ => Ok(()), // sockets are not layer content
     }
