@@ -202,11 +202,11 @@ pub fn mount(store: &Store, query: &str, dir: &Path, progress: &Progress) -> Res
     let result = (|| {
         fs::create_dir(&base).at(&base)?;
         write_record(&base, &rec)?;
-        crate::ops::txn::fault("mount:pending");
+        crate::fault::point("mount:pending");
         images::checkout(store, &rec.manifest, &rootfs, progress)?;
-        crate::ops::txn::fault("mount:checkout");
+        crate::fault::point("mount:checkout");
         mount_ro_on(&rootfs, &dir_fd, &dir)?;
-        crate::ops::txn::fault("mount:mounted");
+        crate::fault::point("mount:mounted");
         rec.state = MountState::Mounted;
         write_record(&base, &rec)?;
         Ok(())

@@ -1,5 +1,4 @@
 use std::os::unix::process::CommandExt;
-use std::process::Command;
 
 use clap::Args;
 
@@ -26,8 +25,7 @@ pub fn run(ctx: &Ctx, args: LogsArgs) -> Result<()> {
     if ops::current_slot(&ctx.layout, &args.name).is_none() {
         return Err(OpsError::NoSuch(args.name).into());
     }
-    let mut c = Command::new("journalctl");
-    c.arg("-u").arg(format!("{}.service", args.name)).arg("--no-pager");
+    let mut c = ctx.host.journalctl(&format!("{}.service", args.name));
     if args.follow {
         c.arg("-f");
     }

@@ -42,7 +42,7 @@ pub const FAULT_RENAMED: &str = "prune:renamed";
 pub(crate) fn remove_renamed(dir: &Path, name: &str, trash: String) -> Result<(), crate::fsutil::PathError> {
     let p = dir.join(name);
     crate::rooted::remove_via_rename(dir, &OsString::from(name), &OsString::from(trash), || {
-        crate::ops::txn::fault(FAULT_RENAMED)
+        crate::fault::point(FAULT_RENAMED)
     })
     .at(&p)
 }

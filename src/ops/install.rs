@@ -386,7 +386,7 @@ pub fn publish_unit(host: &Host, slot: &Path, name: &str) -> Result<()> {
     let unit_src = slot.join(format!("{name}.service"));
     if let Ok(text) = fs::read(&unit_src) {
         fsutil::ensure_dir(&host.unit_dir, 0o755)?;
-        fsutil::write_atomic(&host.unit_file(name), &text, 0o644)?;
+        fsutil::write_atomic(&host.unit_file(&format!("{name}.service")), &text, 0o644)?;
     }
     let tmpfiles_src = slot.join("tmpfiles.conf");
     let conf = host.tmpfiles_file(name);
@@ -394,23 +394,7 @@ pub fn publish_unit(host: &Host, slot: &Path, name: &str) -> Result<()> {
         Ok(text) => {
             fsutil::ensure_dir(&host.tmpfiles_dir, 0o755)?;
             fsutil::write_atomic(&conf, &text, 0o644)?;
-            let out = Command::new("systemd-tmpfiles").arg("--create").arg(&conf).output();
-            match out {
-                Ok(o) if o.status.success() => {}
-                Ok(o) => {
-                    return Err(OpsError::Failed {
-                        name: name.to_string(),
-                        reason: format!(
-                            "systemd-tmpfiles --create {}: {}",
-                            conf.display(),
-                            String::from_utf8_lossy(&o.stderr).trim()
-                        ),
-                    });
-                }
-                Err(e) => {
-                    return Err(OpsError::Failed { name: name.to_string(), reason: format!("systemd-tmpfiles: {e}") });
-                }
-            }
+            host.tmpfiles("--create", &conf).map_err(|reason| OpsError::Failed { name: name.to_string(), reason })?;
         }
         Err(_) => {
             let _ = fs::remove_file(&conf);
@@ -447,7 +431,7 @@ pub async fn install(
     if current_slot(layout, &name).is_some() || fs::symlink_metadata(layout.containers().join(&name)).is_ok() {
         return Err(OpsError::Exists(name));
     }
-    for path in [host.unit_file(&name), host.tmpfiles_file(&name)] {
+    for path in [host.unit_file(&format!("{name}.service")), host.tmpfiles_file(&name)] {
         if fs::symlink_metadata(&path).is_ok() {
             return Err(OpsError::Foreign { name, path });
         }
@@ -541,7 +525,7 @@ pub async fn undo_install(
         let _ = sd.stop(&unit).await;
     }
     let _ = sd.disable(&unit).await;
-    let _ = fs::remove_file(host.unit_file(name));
+    let _ = fs::remove_file(host.unit_file(&format!("{name}.service")));
     let _ = fs::remove_file(host.tmpfiles_file(name));
     let _ = sd.reload().await;
     let _ = sd.reset_failed(&unit).await;

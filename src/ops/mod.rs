@@ -19,28 +19,7 @@ use crate::images::ImagesError;
 use crate::layout::Layout;
 use crate::systemd::SystemdError;
 
-/// Where units, tmpfiles snippets and host files go.
-#[derive(Debug, Clone)]
-pub struct Host {
-    pub unit_dir: PathBuf,
-    pub tmpfiles_dir: PathBuf,
-    pub root: PathBuf,
-}
-
-impl Default for Host {
-    fn default() -> Self {
-        Host { unit_dir: "/etc/systemd/system".into(), tmpfiles_dir: "/etc/tmpfiles.d".into(), root: "/".into() }
-    }
-}
-
-impl Host {
-    pub fn unit_file(&self, name: &str) -> PathBuf {
-        self.unit_dir.join(format!("{name}.service"))
-    }
-    pub fn tmpfiles_file(&self, name: &str) -> PathBuf {
-        self.tmpfiles_dir.join(format!("{name}.conf"))
-    }
-}
+pub use crate::host::Host;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpsError {

@@ -25,14 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::fsutil::{self, PathError};
 use crate::layout::Layout;
 
-pub const FAULT_ENV: &str = "HOIST_FAULT";
-
-/// Kills the process like `kill -9` when `HOIST_FAULT` names this step.
-pub fn fault(step: &str) {
-    if std::env::var(FAULT_ENV).is_ok_and(|f| f == step) {
-        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
-    }
-}
+pub use crate::fault::point as fault;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -65,10 +65,10 @@ pub async fn uninstall(layout: &Layout, sd: &Systemd, host: &Host, name: &str, p
     // 2. unit and tmpfiles snippet.
     let conf = host.tmpfiles_file(name);
     if conf.exists() {
-        let _ = std::process::Command::new("systemd-tmpfiles").arg("--remove").arg(&conf).output();
+        let _ = host.tmpfiles("--remove", &conf);
         fs::remove_file(&conf).map_err(|e| fsutil::PathError::new(&conf, e))?;
     }
-    let unit_file = host.unit_file(name);
+    let unit_file = host.unit_file(&unit);
     if unit_file.exists() {
         fs::remove_file(&unit_file).map_err(|e| fsutil::PathError::new(&unit_file, e))?;
     }

@@ -116,14 +116,6 @@ async fn restart_and_check(sd: &Systemd, unit: &str, grace: Duration) -> std::re
     }
 }
 
-fn journal_tail(unit: &str, n: usize) -> Vec<String> {
-    std::process::Command::new("journalctl")
-        .args(["-u", unit, "--no-pager", "-o", "cat", "-n", &n.to_string()])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect())
-        .unwrap_or_default()
-}
-
 fn is_running(state: &str) -> bool {
     matches!(state, "active" | "activating" | "reloading")
 }
@@ -195,7 +187,7 @@ pub async fn update(
     }
     if let Err(reason) = restart_and_check(sd, &unit, opts.grace).await {
         fault("update:judged");
-        out.journal = journal_tail(&unit, 10);
+        out.journal = host.journal_tail(&unit, 10);
         out.reason = Some(reason);
         if opts.no_rollback {
             out.result = "failed";
