@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use crate::runner::{self, DEFAULT_STATE_ROOT, RunOptions};
+use crate::layout::DEFAULT_RUN_ROOT;
+use crate::runner::{self, RunOptions};
 
 #[derive(Debug, Args)]
 pub struct InternalArgs {
@@ -23,7 +24,7 @@ pub enum InternalCmd {
         #[arg(long)]
         bundle: PathBuf,
         /// Runtime state directory
-        #[arg(long, default_value = DEFAULT_STATE_ROOT)]
+        #[arg(long, default_value = DEFAULT_RUN_ROOT)]
         state_root: PathBuf,
     },
 }

@@ -4,7 +4,8 @@ use clap::Args;
 
 use super::Ctx;
 use crate::error::{Error, Result};
-use crate::ops::{self, OpsError};
+use crate::deploy::container::Container;
+use crate::ops::OpsError;
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
@@ -19,13 +20,8 @@ pub struct LogsArgs {
 
 /// The unit's journal, through journalctl (handles rotation, namespaces and permissions).
 pub fn run(ctx: &Ctx, args: LogsArgs) -> Result<()> {
-    if !ops::valid_name(&args.name) {
-        return Err(OpsError::BadName(args.name).into());
-    }
-    if ops::current_slot(&ctx.layout, &args.name).is_none() {
-        return Err(OpsError::NoSuch(args.name).into());
-    }
-    let mut c = ctx.host.journalctl(&format!("{}.service", args.name));
+    let container = Container::open(&ctx.layout, &args.name).map_err(OpsError::from)?;
+    let mut c = ctx.host.journalctl(&container.unit_name());
     if args.follow {
         c.arg("-f");
     }

@@ -115,7 +115,7 @@ impl Ctx {
 
     /// Repairs interrupted transactions (the caller holds the lock).
     fn repair(&self) -> Result<()> {
-        if crate::ops::txn::pending(&self.layout).is_empty() {
+        if !crate::ops::repair::needed(&self.layout) {
             return Ok(());
         }
         let lines = crate::systemd::block_on(async {
@@ -130,7 +130,7 @@ impl Ctx {
 
     /// For readers (`list`, `status`): repair first if something is half done.
     pub fn repair_if_needed(&self) -> Result<()> {
-        if crate::ops::txn::pending(&self.layout).is_empty() {
+        if !crate::ops::repair::needed(&self.layout) {
             return Ok(());
         }
         self.store_locked().map(|_| ())

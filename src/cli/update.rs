@@ -4,6 +4,7 @@ use clap::Args;
 
 use super::pull::{RegistryArgs, query_of, source_of};
 use super::{Ctx, output};
+use crate::deploy::container::Container;
 use crate::deploy::record::Record;
 use crate::deploy::values::parse_sets;
 use crate::error::{Error, Result};
@@ -128,11 +129,9 @@ pub fn update(ctx: &Ctx, args: UpdateArgs) -> Result<()> {
         let sd = Systemd::connect().await?;
         let mut out = Vec::new();
         for name in &names {
-            if !ops::valid_name(name) {
-                return Err(ops::OpsError::BadName(name.clone()).into());
-            }
-            let slot = ops::current_slot(&ctx.layout, name).ok_or_else(|| ops::OpsError::NoSuch(name.clone()))?;
-            let rec = Record::load(&slot).map_err(ops::OpsError::from)?;
+            let (_, rec) = Container::open(&ctx.layout, name)
+                .and_then(|c| c.current_record())
+                .map_err(ops::OpsError::from)?;
             let img = target(ctx, &store, &rec, args.rebase.as_deref(), args.no_pull, &args.registry)?;
             out.push(update::update(&store, &sd, &ctx.host, name, &img, &opts, &progress).await?);
         }

@@ -1,7 +1,9 @@
-//! `containers/NAME.N/info.json`: the install record of one deployment.
+//! The install record of one deployment (its file in a slot: see [`super::container::Slot`]).
 //!
 //! Written last into a slot being prepared, so a slot with a record is complete. A broken or
-//! missing record never breaks listing other containers (readers skip or report it).
+//! missing record never breaks listing other containers (readers skip or report it). Version 1
+//! records kept the host-file plan in a side file (`hostfs.json`); the migration to the v2
+//! layout folds it into [`Record::hostfs`].
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -13,7 +15,7 @@ use super::seccomp::Seccomp;
 use crate::digest::Digest;
 use crate::fsutil::{self, IoContext, PathError};
 
-pub const RECORD_VERSION: u32 = 1;
+pub const RECORD_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Record {
@@ -38,22 +40,38 @@ pub struct Record {
     /// Host files installed from `/exports/hostfs`: path → sha256 (`dir` for directories,
     /// `symlink:TARGET` for links). Removed on uninstall only while unchanged.
     pub host_files: BTreeMap<String, String>,
+    /// How the image's `/exports/hostfs` is installed (from its `/exports/manifest.json`).
+    #[serde(default)]
+    pub hostfs: HostfsPlan,
     /// False for images with `noContainerService`.
     pub has_service: bool,
     /// Unix time of the deployment.
     pub created: u64,
 }
 
+/// The image's host-file rules, as its `/exports/manifest.json` gave them at deployment.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct HostfsPlan {
+    /// Source path under `/exports/hostfs` → destination on the host.
+    #[serde(default)]
+    pub rename_files: BTreeMap<String, String>,
+    /// Host files rendered with the deployment's values.
+    #[serde(default)]
+    pub installed_files_template: Vec<String>,
+}
+
 impl Record {
-    pub fn load(slot_dir: &Path) -> Result<Record, PathError> {
-        let p = slot_dir.join("info.json");
-        let data = fs::read(&p).at(&p)?;
+    /// Reads a record file; a corrupt one is an error naming the file.
+    pub fn load(file: &Path) -> Result<Record, PathError> {
+        let data = fs::read(file).at(file)?;
         serde_json::from_slice(&data)
-            .map_err(|e| PathError::new(&p, std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
+            .map_err(|e| PathError::new(file, std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
     }
 
-    pub fn save(&self, slot_dir: &Path) -> Result<(), PathError> {
+    /// Writes a record file atomically.
+    pub fn save(&self, file: &Path) -> Result<(), PathError> {
         let data = serde_json::to_vec_pretty(self).expect("record serializes");
-        fsutil::write_atomic(&slot_dir.join("info.json"), &data, 0o600)
+        fsutil::write_atomic(file, &data, 0o600)
     }
 }

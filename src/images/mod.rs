@@ -8,7 +8,6 @@ mod info;
 mod prune;
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::Path;
 
 use serde::Serialize;
@@ -62,30 +61,13 @@ pub struct ImageSummary {
     pub source: Option<String>,
 }
 
-/// Manifests pinned by container deployments → the deployments pinning them.
+/// Manifests pinned by container deployments → the containers whose deployments pin them.
 pub fn pinned(layout: &Layout) -> BTreeMap<Digest, Vec<String>> {
     let mut out: BTreeMap<Digest, Vec<String>> = BTreeMap::new();
-    let Ok(rd) = fs::read_dir(layout.containers()) else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') || !e.file_type().is_ok_and(|t| t.is_dir()) {
-            continue;
-        }
-        // A broken record never breaks listing: it just pins nothing.
-        let Ok(data) = fs::read(e.path().join("info.json")) else {
-            continue;
-        };
-        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&data) else {
-            continue;
-        };
-        if let Some(d) = v.get("manifest").and_then(|m| m.as_str()).and_then(|m| m.parse().ok()) {
-            let container = name.rsplit_once('.').map_or(name.as_str(), |(n, _)| n).to_string();
-            let users = out.entry(d).or_default();
-            if !users.contains(&container) {
-                users.push(container);
-            }
+    for (container, _slot, rec) in crate::deploy::container::deployments(layout) {
+        let users = out.entry(rec.manifest).or_default();
+        if !users.contains(&container) {
+            users.push(container);
         }
     }
     out

@@ -2,15 +2,15 @@
 //!
 //! Roots: every stored name, and every manifest a container deployment records. Everything they
 //! reach (manifest, config, layer blobs; extracted layers by diff_id) stays. Freed: other blobs,
-//! other extracted layers, leftovers of interrupted work (`tmp/*`, `layers/.tmp-*`,
-//! `layers/.trash-*`, `containers/.NAME.N.tmp`, `mounts/<id>` of an interrupted or stale
-//! `hoist mount`), and dangling deployments (`containers/NAME.N` with no `containers/NAME`
-//! link: an interrupted install).
+//! other extracted layers, leftovers of interrupted work (`tmp/*`: slots being prepared and
+//! containers being deleted; `layers/.tmp-*`, `layers/.trash-*`, `mounts/<id>` of an
+//! interrupted or stale `hoist mount`), and dangling deployments (`containers/NAME/` with no
+//! `current` link and no transaction journal: remains of an interrupted install).
 //!
-//! Deletion is crash-safe (DESIGN §9): a layer or a deployment is first renamed out of its live
-//! name (`layers/.trash-<id>-<pid>`, `containers/.trash-NAME.N-<pid>.tmp`) and only then
-//! deleted, so a prune killed mid-way never leaves `layers/<id>/layer.json` beside a
-//! half-deleted tree (which the next pull would trust). The next prune deletes the trash.
+//! Deletion is crash-safe (DESIGN §9): a layer or a container is first renamed out of its live
+//! name (`layers/.trash-<id>-<pid>`, `tmp/trash-NAME-<pid>`) and only then deleted, so a prune
+//! killed mid-way never leaves `layers/<id>/layer.json` beside a half-deleted tree (which the
+//! next pull would trust). The next prune deletes the trash.
 
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -64,29 +64,11 @@ pub fn prune(store: &Store) -> Result<PruneReport> {
     let layout = store.layout();
     let mut report = PruneReport::default();
     // Dangling deployments first: what they pinned becomes free below.
-    let containers = layout.containers();
-    if let Ok(rd) = fs::read_dir(&containers) {
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            // A slot being prepared when a hoist command died.
-            if name.starts_with('.') && name.ends_with(".tmp") {
-                let p = e.path();
-                report.bytes_freed += fsutil::disk_usage(&p);
-                fsutil::remove_any(&p).at(&p)?;
-                continue;
-            }
-            let Some((base, slot)) = name.rsplit_once('.') else {
-                continue;
-            };
-            if !matches!(slot, "0" | "1") || base.is_empty() || base.starts_with('.') {
-                continue;
-            }
-            if fs::symlink_metadata(containers.join(base)).is_err() {
-                let p = e.path();
-                report.bytes_freed += fsutil::disk_usage(&p);
-                remove_renamed(&containers, &name, format!(".trash-{name}-{}.tmp", std::process::id()))?;
-                report.deployments.push(name);
-            }
+    for c in crate::deploy::container::all(layout) {
+        if c.current().is_none() && !c.txn_file().exists() {
+            report.bytes_freed += fsutil::disk_usage(c.dir());
+            c.remove(|| crate::fault::point(FAULT_RENAMED))?;
+            report.deployments.push(c.name().to_string());
         }
     }
     report.mounts = crate::mount::prune(layout)?;

@@ -6,25 +6,27 @@ pub mod install;
 pub mod query;
 pub mod repair;
 pub mod run;
+pub mod slot;
 pub mod txn;
 pub mod uninstall;
 pub mod update;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+use crate::deploy::container::DeploymentError;
 use crate::deploy::hostfs::HostfsError;
+use crate::deploy::name::NameError;
 use crate::deploy::{bundle::BundleError, unit::UnitError, values::ValueError};
 use crate::fsutil::PathError;
 use crate::images::ImagesError;
-use crate::layout::Layout;
 use crate::systemd::SystemdError;
 
 pub use crate::host::Host;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpsError {
-    #[error("invalid container name {0:?}: use letters, digits, '-', '_' and '.', at most 64, not ending in .0 or .1")]
-    BadName(String),
+    #[error(transparent)]
+    BadName(NameError),
     #[error("container {0} already exists (hoist uninstall {0} first, or --name another)")]
     Exists(String),
     #[error("{name}: {} exists and was not installed by hoist; not overwriting it", path.display())]
@@ -51,45 +53,18 @@ pub enum OpsError {
 
 pub type Result<T, E = OpsError> = std::result::Result<T, E>;
 
-/// Container names: what systemd accepts in a unit name, minus what would collide with slots.
-pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        && !name.ends_with(".0")
-        && !name.ends_with(".1")
-}
-
-/// `containers/NAME` (the current-deployment link) and the slot it points at.
-pub fn current_slot(layout: &Layout, name: &str) -> Option<PathBuf> {
-    let link = layout.containers().join(name);
-    let target = std::fs::read_link(&link).ok()?;
-    Some(if target.is_absolute() { target } else { layout.containers().join(target) })
-}
-
-pub fn slot_dir(layout: &Layout, name: &str, slot: u8) -> PathBuf {
-    layout.containers().join(format!("{name}.{slot}"))
-}
-
-/// Replaces `link` by a symlink to `target` atomically (rename of a new link over it).
-pub fn switch_link(link: &Path, target: &str) -> Result<(), PathError> {
-    let tmp = link.with_file_name(format!(".{}.link-tmp", link.file_name().unwrap_or_default().to_string_lossy()));
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(target, &tmp).map_err(|e| PathError::new(&tmp, e))?;
-    std::fs::rename(&tmp, link).map_err(|e| PathError::new(link, e))?;
-    crate::fsutil::sync_dir(link.parent().unwrap_or(Path::new(".")))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn names() {
-        for ok in ["etcd", "etcd-3.4", "web_1", "a"] {
-            assert!(super::valid_name(ok), "{ok}");
+impl From<DeploymentError> for OpsError {
+    fn from(e: DeploymentError) -> Self {
+        match e {
+            DeploymentError::BadName(e) => OpsError::BadName(e),
+            DeploymentError::NoSuch(name) => OpsError::NoSuch(name),
+            DeploymentError::Io(e) => OpsError::Io(e),
         }
-        for bad in ["", "../x", "a/b", ".hidden", "-x", "x.0", "x.1", "a b", "a\nb", &"x".repeat(65), "a@b", "ünï"] {
-            assert!(!super::valid_name(bad), "{bad:?}");
-        }
+    }
+}
+
+impl From<NameError> for OpsError {
+    fn from(e: NameError) -> Self {
+        OpsError::BadName(e)
     }
 }

@@ -1,10 +1,9 @@
 //! `hoist list` and `hoist status`: installed containers, their deployment and unit state.
 
-use std::fs;
-
 use serde::Serialize;
 
-use super::{OpsError, Result, current_slot, valid_name};
+use super::Result;
+use crate::deploy::container::{self, Container};
 use crate::deploy::record::Record;
 use crate::layout::Layout;
 use crate::systemd::{Systemd, UnitStatus};
@@ -44,19 +43,9 @@ pub fn state_of(st: &UnitStatus) -> &'static str {
     }
 }
 
-/// Names of installed containers (every `containers/NAME` link).
+/// Names of installed containers.
 pub fn names(layout: &Layout) -> Vec<String> {
-    let mut out: Vec<String> = fs::read_dir(layout.containers())
-        .map(|rd| {
-            rd.flatten()
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_symlink()))
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| !n.starts_with('.'))
-                .collect()
-        })
-        .unwrap_or_default();
-    out.sort();
-    out
+    container::installed(layout)
 }
 
 fn summary(name: &str, rec: Option<&Record>, slot: Option<u8>, unit: Option<&UnitStatus>) -> ContainerSummary {
@@ -75,43 +64,34 @@ fn summary(name: &str, rec: Option<&Record>, slot: Option<u8>, unit: Option<&Uni
     }
 }
 
-fn load(layout: &Layout, name: &str) -> (Option<Record>, Option<u8>) {
-    let Some(slot_dir) = current_slot(layout, name) else { return (None, None) };
-    // A broken record still lists the container, with what is known.
-    let rec = Record::load(&slot_dir).ok();
-    let slot = rec
-        .as_ref()
-        .map(|r| r.slot)
-        .or_else(|| slot_dir.to_string_lossy().rsplit('.').next().and_then(|s| s.parse().ok()));
-    (rec, slot)
+/// The current deployment's slot and record (a broken record still lists the container, with
+/// what is known).
+fn load(c: &Container) -> (Option<Record>, Option<u8>) {
+    let Some(slot) = c.current() else { return (None, None) };
+    (slot.record().ok(), Some(slot.n))
 }
 
 pub async fn list(layout: &Layout, sd: Option<&Systemd>) -> Vec<ContainerSummary> {
     let mut out = Vec::new();
-    for name in names(layout) {
-        let (rec, slot) = load(layout, &name);
+    for c in container::all(layout).iter().filter(|c| c.current().is_some()) {
+        let (rec, slot) = load(c);
         let unit = match sd {
-            Some(sd) => sd.status(&format!("{name}.service")).await.ok(),
+            Some(sd) => sd.status(&c.unit_name()).await.ok(),
             None => None,
         };
-        out.push(summary(&name, rec.as_ref(), slot, unit.as_ref()));
+        out.push(summary(c.name(), rec.as_ref(), slot, unit.as_ref()));
     }
     out
 }
 
 pub async fn status(layout: &Layout, sd: &Systemd, name: &str) -> Result<ContainerStatus> {
-    if !valid_name(name) {
-        return Err(OpsError::BadName(name.to_string()));
-    }
-    if current_slot(layout, name).is_none() {
-        return Err(OpsError::NoSuch(name.to_string()));
-    }
-    let (rec, slot) = load(layout, name);
-    let unit = sd.status(&format!("{name}.service")).await.ok();
+    let c = Container::open(layout, name)?;
+    let (rec, slot) = load(&c);
+    let unit = sd.status(&c.unit_name()).await.ok();
     let mut deployments = Vec::new();
-    for s in [0u8, 1] {
-        if let Ok(r) = Record::load(&super::slot_dir(layout, name, s)) {
-            deployments.push((s, r.image.clone()));
+    for s in c.slots() {
+        if let Ok(r) = s.record() {
+            deployments.push((s.n, r.image.clone()));
         }
     }
     Ok(ContainerStatus {

@@ -13,16 +13,16 @@ use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
 use nix::sys::wait::{WaitStatus, waitpid};
 use oci_spec::runtime::{LinuxSeccomp, Spec};
 
-use super::{OpsError, Result, current_slot, valid_name};
+use super::{OpsError, Result};
+use crate::deploy::container::{Container, Slot};
 use crate::fsutil;
 use crate::layout::Layout;
-use crate::runner::{self, DEFAULT_STATE_ROOT, Outcome, RunOptions};
+use crate::runner::{self, Outcome, RunOptions};
 
 /// The seccomp profile of the running container: the runner's copy of its config, else the
 /// deployment's.
-fn running_seccomp(state_root: &Path, name: &str, slot: &Path) -> Option<LinuxSeccomp> {
-    let runtime_copy = state_root.join("bundles").join(name).join("config.json");
-    let spec = Spec::load(&runtime_copy).or_else(|_| Spec::load(slot.join("config.json"))).ok()?;
+fn running_seccomp(state_root: &Path, name: &str, slot: &Slot) -> Option<LinuxSeccomp> {
+    let spec = Spec::load(runner::running_config(state_root, name)).or_else(|_| Spec::load(slot.config())).ok()?;
     spec.linux().as_ref()?.seccomp().clone()
 }
 
@@ -51,13 +51,11 @@ impl Executor for SeccompExecutor {
 }
 
 pub fn run(layout: &Layout, name: &str, cmd: &[String]) -> Result<Outcome> {
-    if !valid_name(name) {
-        return Err(OpsError::BadName(name.to_string()));
-    }
-    let slot = current_slot(layout, name).ok_or_else(|| OpsError::NoSuch(name.to_string()))?;
-    let state_root = Path::new(DEFAULT_STATE_ROOT);
+    let c = Container::open(layout, name)?;
+    let slot = c.current().ok_or_else(|| OpsError::NoSuch(name.to_string()))?;
+    let state_root = layout.run_root();
     let fail = |reason: String| OpsError::Failed { name: name.to_string(), reason };
-    if state_root.join("containers").join(name).join("state.json").exists() {
+    if runner::is_running(state_root, name) {
         // Running: exec into it.
         let args: Vec<String> = if cmd.is_empty() { vec!["/bin/sh".into()] } else { cmd.to_vec() };
         let pid = ContainerBuilder::new(name.to_string(), SyscallType::default())
@@ -80,17 +78,18 @@ pub fn run(layout: &Layout, name: &str, cmd: &[String]) -> Result<Outcome> {
     let tmp = layout.tmp().join(format!("run-{name}-{}", std::process::id()));
     fsutil::ensure_dir(&tmp, 0o700)?;
     let result = (|| {
-        let config = slot.join("config.json");
+        let config = slot.config();
         let mut spec: serde_json::Value =
             serde_json::from_slice(&fs::read(&config).map_err(|e| fail(format!("{}: {e}", config.display())))?)
                 .map_err(|e| fail(e.to_string()))?;
         if !cmd.is_empty() {
             spec["process"]["args"] = serde_json::json!(cmd);
         }
-        spec["root"]["path"] = serde_json::json!(slot.join("rootfs"));
+        spec["root"]["path"] = serde_json::json!(slot.rootfs());
         fsutil::write_atomic(&tmp.join("config.json"), spec.to_string().as_bytes(), 0o600)?;
         runner::run(&RunOptions {
-            name: format!("{name}-run-{}", std::process::id()),
+            // Its own id (a name of the same rule, never a container's: pids have no letters).
+            name: format!("hoist-run-{}", std::process::id()),
             bundle: tmp.clone(),
             state_root: state_root.into(),
         })

@@ -1,27 +1,29 @@
 //! Crash safety: a journal per container transaction, and repair of interrupted ones.
 //!
 //! ```text
-//! containers/NAME.txn   {"op": "install"|"switch"|"uninstall", "from": slot?, "to": slot?, "was_running": bool}
+//! containers/NAME/txn   {"op": "install"|"switch"|"judge"|"uninstall", "from": slot?, "to": slot?, "was_running": bool}
 //! ```
 //! Written atomically before the first change the host can see (host files, unit, link) and
 //! removed after the last. A hoist killed in between (power loss, `kill -9`) leaves the journal;
 //! the next mutating hoist command (and `list`/`status`, when they can take the lock) repairs
 //! every journal it finds before doing anything else:
 //! - `install`: undone completely (the container was not installed before);
-//! - `switch` (update, rollback, automatic rollback): completed towards `to`, idempotently, and
-//!   the service restarted if it was running;
+//! - `switch` (update, rollback, the switch back of an automatic rollback): completed towards
+//!   `to`, idempotently, and the service restarted if it was running;
+//! - `judge` (an update switched to `to` and restarted it, but had not yet judged it healthy):
+//!   rolled back to `from`, as the automatic rollback would have — an update is committed only
+//!   when its verdict is;
 //! - `uninstall`: completed.
 //!
 //! Either way the container ends fully old or fully new, never a mix.
 //!
-//! Fault injection for the tests: `HOIST_FAULT=<step>` makes hoist kill itself with SIGKILL
-//! when it reaches `<step>` (names in the ops that call [`fault`]).
+//! Fault injection for the tests: [`fault`] (see `crate::fault`).
 
 use std::fs;
-use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::deploy::container::{self, Container};
 use crate::fsutil::{self, PathError};
 use crate::layout::Layout;
 
@@ -32,6 +34,7 @@ pub use crate::fault::point as fault;
 pub enum Op {
     Install,
     Switch,
+    Judge,
     Uninstall,
 }
 
@@ -43,37 +46,29 @@ pub struct Txn {
     pub was_running: bool,
 }
 
-pub fn path(layout: &Layout, name: &str) -> PathBuf {
-    layout.containers().join(format!("{name}.txn"))
+pub fn begin(c: &Container, txn: &Txn) -> Result<(), PathError> {
+    c.create()?;
+    fsutil::write_atomic(&c.txn_file(), &serde_json::to_vec(txn).expect("json"), 0o600)
 }
 
-pub fn begin(layout: &Layout, name: &str, txn: &Txn) -> Result<(), PathError> {
-    fsutil::ensure_dir(&layout.containers(), 0o700)?;
-    fsutil::write_atomic(&path(layout, name), &serde_json::to_vec(txn).expect("json"), 0o600)
-}
-
-pub fn end(layout: &Layout, name: &str) -> Result<(), PathError> {
-    let p = path(layout, name);
+pub fn end(c: &Container) -> Result<(), PathError> {
+    let p = c.txn_file();
     match fs::remove_file(&p) {
-        Ok(()) => fsutil::sync_dir(&layout.containers()),
+        Ok(()) => fsutil::sync_dir(c.dir()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(PathError::new(p, e)),
     }
 }
 
-/// Interrupted transactions: (container name, journal). An unreadable journal reads as an
-/// interrupted switch of unknown direction and is reported by the caller.
-pub fn pending(layout: &Layout) -> Vec<(String, Option<Txn>)> {
-    let Ok(rd) = fs::read_dir(layout.containers()) else { return Vec::new() };
-    let mut out: Vec<(String, Option<Txn>)> = rd
-        .flatten()
-        .filter_map(|e| {
-            let n = e.file_name().to_string_lossy().into_owned();
-            let name = n.strip_suffix(".txn")?.to_string();
-            let txn = fs::read(e.path()).ok().and_then(|d| serde_json::from_slice(&d).ok());
-            Some((name, txn))
+/// Interrupted transactions: (container, journal). An unreadable journal is `None`, reported
+/// by the caller.
+pub fn pending(layout: &Layout) -> Vec<(Container, Option<Txn>)> {
+    container::all(layout)
+        .into_iter()
+        .filter_map(|c| {
+            let data = fs::read(c.txn_file()).ok()?;
+            let txn = serde_json::from_slice(&data).ok();
+            Some((c, txn))
         })
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
+        .collect()
 }

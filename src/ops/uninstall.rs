@@ -4,13 +4,13 @@
 //! deals with what is there.
 
 use std::fs;
-use std::path::PathBuf;
 
 use serde::Serialize;
 
 use super::txn::{self, Op, Txn, fault};
-use super::{Host, OpsError, Result, current_slot, slot_dir, valid_name};
+use super::{Host, OpsError, Result};
 use crate::deploy::bundle;
+use crate::deploy::container::{Container, Slot};
 use crate::deploy::hostfs;
 use crate::deploy::record::Record;
 use crate::fsutil;
@@ -29,29 +29,27 @@ pub struct Uninstalled {
 }
 
 /// The record of the current deployment, or of any slot of a half-installed container.
-fn find_record(layout: &Layout, name: &str) -> Option<(PathBuf, Record)> {
-    let mut candidates = Vec::new();
-    if let Some(s) = current_slot(layout, name) {
-        candidates.push(s);
-    }
-    candidates.extend([slot_dir(layout, name, 0), slot_dir(layout, name, 1)]);
-    candidates.into_iter().find_map(|s| Record::load(&s).ok().map(|r| (s, r)))
+fn find_record(c: &Container) -> Option<(Slot, Record)> {
+    let mut candidates: Vec<Slot> = c.current().into_iter().collect();
+    candidates.extend(c.slots());
+    candidates.into_iter().find_map(|s| s.record().ok().map(|r| (s, r)))
 }
 
 pub async fn uninstall(layout: &Layout, sd: &Systemd, host: &Host, name: &str, purge: bool) -> Result<Uninstalled> {
-    if !valid_name(name) {
-        return Err(OpsError::BadName(name.to_string()));
-    }
-    let link = layout.containers().join(name);
-    let found = find_record(layout, name);
-    let slots: Vec<PathBuf> = [0u8, 1].iter().map(|s| slot_dir(layout, name, *s)).filter(|p| p.exists()).collect();
-    let ours =
-        found.is_some() || fs::symlink_metadata(&link).is_ok() || !slots.is_empty() || txn::path(layout, name).exists();
-    if !ours {
+    let c = Container::at(layout, name)?;
+    if !c.exists() {
         return Err(OpsError::NoSuch(name.to_string()));
     }
-    let unit = format!("{name}.service");
-    txn::begin(layout, name, &Txn { op: Op::Uninstall, from: None, to: None, was_running: false })?;
+    uninstall_container(&c, sd, host, purge).await
+}
+
+/// Uninstalls whatever of `c` is there (also the remains of an interrupted install or
+/// uninstall).
+pub(super) async fn uninstall_container(c: &Container, sd: &Systemd, host: &Host, purge: bool) -> Result<Uninstalled> {
+    let name = c.name();
+    let found = find_record(c);
+    let unit = c.unit_name();
+    txn::begin(c, &Txn { op: Op::Uninstall, from: None, to: None, was_running: false })?;
     // 1. stop and disable first, so nothing restarts a half-removed container.
     let status = sd.status(&unit).await?;
     if status.load_state != "not-found" {
@@ -86,7 +84,7 @@ pub async fn uninstall(layout: &Layout, sd: &Systemd, host: &Host, name: &str, p
         out.kept_host_files = hostfs::remove(&host.root, &rec.host_files);
         out.removed_host_files = rec.host_files.keys().filter(|k| !out.kept_host_files.contains(k)).cloned().collect();
         let state = rec.values.get("STATE_DIRECTORY").cloned().unwrap_or_else(|| "/var/lib".into());
-        if let Ok(config) = fs::read_to_string(slot.join("config.json")) {
+        if let Ok(config) = fs::read_to_string(slot.config()) {
             for src in bundle::bind_sources(&config) {
                 // Data of this container: bind sources under the state directory (not /etc, /run).
                 if src.starts_with(&format!("{}/", state.trim_end_matches('/'))) && !src.split('/').any(|c| c == "..") {
@@ -99,21 +97,7 @@ pub async fn uninstall(layout: &Layout, sd: &Systemd, host: &Host, name: &str, p
         }
     }
     fault("uninstall:hostfs");
-    // 4. deployments.
-    let _ = fs::remove_file(&link);
-    // Renamed out of the live name first, so a crash never leaves a half-deleted slot whose
-    // info.json a later command would trust; `images prune` deletes leftover trash.
-    for s in slots {
-        let slot_name = s.file_name().unwrap_or_default().to_string_lossy().into_owned();
-        let trash = format!(".trash-{slot_name}-{}.tmp", std::process::id());
-        crate::rooted::remove_via_rename(
-            &layout.containers(),
-            s.file_name().unwrap_or_default(),
-            trash.as_ref(),
-            || fault("uninstall:renamed"),
-        )
-        .map_err(|e| fsutil::PathError::new(&s, e))?;
-    }
-    txn::end(layout, name)?;
+    // 4. deployments and the journal, renamed out of the live name first (see Container::remove).
+    c.remove(|| fault("uninstall:renamed"))?;
     Ok(out)
 }

@@ -4,22 +4,23 @@
 //! place only when complete; stored `--set` values plus new ones; the UUID kept; the new image's
 //! defaults applied to every key the user never set), then switches in one step:
 //! host files (old unchanged ones out, new ones in), unit and tmpfiles snippet (atomic writes),
-//! `containers/NAME` (rename of a new symlink), daemon-reload; and restarts the service if it
-//! was running. The result is judged by the restart job's result plus a grace period (the unit
-//! still active, its main PID alive, no automatic restart). On failure hoist switches back and
-//! restarts the old deployment ("rolled back", with the journal lines that explain it), unless
-//! `--no-rollback`. Rollback is the same switch towards the other slot: nothing is pulled or
+//! `containers/NAME/current` (rename of a new symlink), daemon-reload; and restarts the service
+//! if it was running. The result is judged by the restart job's result plus a grace period (the
+//! unit still active, its main PID alive, no automatic restart) while the journal says `judge`:
+//! a crash before the verdict rolls back (see [`super::txn`]). On failure hoist switches back
+//! and restarts the old deployment ("rolled back", with the journal lines that explain it),
+//! unless `--no-rollback`. Rollback is the same switch towards the other slot: nothing is pulled or
 //! extracted, so its cost does not depend on the image's size.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use super::install::{SlotSpec, install_host_files, prepare_slot, publish_unit};
+use super::slot::{SlotSpec, install_host_files, prepare_slot, publish_unit};
 use super::txn::{self, Op, Txn, fault};
-use super::{Host, OpsError, Result, current_slot, slot_dir, switch_link, valid_name};
+use super::{Host, OpsError, Result};
+use crate::deploy::container::{Container, Slot};
 use crate::deploy::hostfs;
 use crate::deploy::record::Record;
 use crate::progress::Progress;
@@ -52,38 +53,23 @@ pub struct Switched {
     pub journal: Vec<String>,
 }
 
-fn slot_of(name: &str, layout: &crate::layout::Layout) -> Result<(u8, std::path::PathBuf, Record)> {
-    if !valid_name(name) {
-        return Err(OpsError::BadName(name.to_string()));
-    }
-    let dir = current_slot(layout, name).ok_or_else(|| OpsError::NoSuch(name.to_string()))?;
-    let rec = Record::load(&dir)?;
-    Ok((rec.slot, dir, rec))
-}
-
-/// Switches the live configuration from the deployment `from` to the one in `to_dir`. Every
-/// step is idempotent, so an interrupted switch is completed by running it again (repair).
-/// The caller holds the transaction journal.
-pub(super) async fn switch(
-    sd: &Systemd,
-    host: &Host,
-    layout: &crate::layout::Layout,
-    from: &Record,
-    to_dir: &Path,
-) -> Result<Record> {
-    let mut to = Record::load(to_dir)?;
+/// Switches the live configuration from the deployment `from` to slot `to_slot`. Every step is
+/// idempotent, so an interrupted switch is completed by running it again (repair). The caller
+/// holds the transaction journal.
+pub(super) async fn switch(sd: &Systemd, host: &Host, c: &Container, from: &Record, to_slot: &Slot) -> Result<Record> {
+    let mut to = to_slot.record()?;
     let kept = hostfs::remove(&host.root, &from.host_files);
     fault("switch:hostfs-removed");
-    let (files, _skipped) = install_host_files(host, to_dir, &to, true)?;
+    let (files, _skipped) = install_host_files(host, to_slot, &to, true)?;
     // Files the old deployment left because they were modified stay; the new one does not own them.
     to.host_files = files.into_iter().filter(|(p, _)| !kept.contains(p)).collect();
-    to.save(to_dir)?;
+    to_slot.save_record(&to)?;
     fault("switch:hostfs-installed");
     if to.has_service {
-        publish_unit(host, to_dir, &to.name)?;
+        publish_unit(host, c, to_slot)?;
     }
     fault("switch:unit");
-    switch_link(&layout.containers().join(&to.name), &format!("{}.{}", to.name, to.slot))?;
+    c.switch_to(to_slot.n)?;
     fault("switch:link");
     sd.reload().await?;
     fault("switch:reload");
@@ -129,8 +115,9 @@ pub async fn update(
     opts: &UpdateOptions,
     progress: &Progress,
 ) -> Result<Switched> {
-    let layout = store.layout();
-    let (cur, cur_dir, rec) = slot_of(name, layout)?;
+    let c = Container::open(store.layout(), name)?;
+    let (cur_slot, rec) = c.current_record()?;
+    let cur = cur_slot.n;
     let mut sets = rec.sets.clone();
     sets.extend(opts.sets.clone());
     let from = rec.manifest.to_string();
@@ -156,7 +143,7 @@ pub async fn update(
     }
     // The recorded --security-opt choice stays.
     let spec = SlotSpec {
-        name,
+        container: &c,
         slot: other,
         sets: &sets,
         stored: Some(&stored),
@@ -165,11 +152,11 @@ pub async fn update(
     };
     prepare_slot(store, img, &spec, progress)?;
     fault("update:prepared");
-    let unit = format!("{name}.service");
+    let unit = c.unit_name();
     let was_running = rec.has_service && is_running(&sd.status(&unit).await?.active_state);
-    let new_dir = slot_dir(layout, name, other);
-    txn::begin(layout, name, &Txn { op: Op::Switch, from: Some(cur), to: Some(other), was_running })?;
-    let new = switch(sd, host, layout, &rec, &new_dir).await?;
+    let new_slot = c.slot(other);
+    txn::begin(&c, &Txn { op: Op::Switch, from: Some(cur), to: Some(other), was_running })?;
+    let new = switch(sd, host, &c, &rec, &new_slot).await?;
     let mut out = Switched {
         name: name.into(),
         action: "update",
@@ -182,56 +169,58 @@ pub async fn update(
         journal: vec![],
     };
     if !was_running || !new.has_service {
-        txn::end(layout, name)?;
+        txn::end(&c)?;
         return Ok(out);
     }
+    // Switched; not committed until judged healthy.
+    txn::begin(&c, &Txn { op: Op::Judge, from: Some(cur), to: Some(other), was_running })?;
+    fault("update:switched");
     if let Err(reason) = restart_and_check(sd, &unit, opts.grace).await {
         fault("update:judged");
         out.journal = host.journal_tail(&unit, 10);
         out.reason = Some(reason);
         if opts.no_rollback {
             out.result = "failed";
-            txn::end(layout, name)?;
+            txn::end(&c)?;
             return Ok(out);
         }
-        txn::begin(layout, name, &Txn { op: Op::Switch, from: Some(other), to: Some(cur), was_running })?;
-        switch(sd, host, layout, &new, &cur_dir).await?;
+        txn::begin(&c, &Txn { op: Op::Switch, from: Some(other), to: Some(cur), was_running })?;
+        switch(sd, host, &c, &new, &cur_slot).await?;
         let _ = sd.reset_failed(&unit).await;
         sd.restart(&unit).await?;
         out.result = "rolled-back";
         out.deployment = cur;
     }
     fault("update:restarted");
-    txn::end(layout, name)?;
+    txn::end(&c)?;
     Ok(out)
 }
 
 pub async fn rollback(store: &Store, sd: &Systemd, host: &Host, name: &str) -> Result<Switched> {
-    let layout = store.layout();
-    let (cur, _cur_dir, rec) = slot_of(name, layout)?;
-    let other = 1 - cur;
-    let other_dir = slot_dir(layout, name, other);
-    let target = Record::load(&other_dir).map_err(|_| OpsError::Failed {
+    let c = Container::open(store.layout(), name)?;
+    let (cur_slot, rec) = c.current_record()?;
+    let other_slot = cur_slot.other();
+    let target = other_slot.record().map_err(|_| OpsError::Failed {
         name: name.to_string(),
         reason: "no previous deployment to roll back to (update first)".into(),
     })?;
-    let unit = format!("{name}.service");
+    let unit = c.unit_name();
     let was_running = rec.has_service && is_running(&sd.status(&unit).await?.active_state);
-    txn::begin(layout, name, &Txn { op: Op::Switch, from: Some(cur), to: Some(other), was_running })?;
-    let to = switch(sd, host, layout, &rec, &other_dir).await?;
+    txn::begin(&c, &Txn { op: Op::Switch, from: Some(cur_slot.n), to: Some(other_slot.n), was_running })?;
+    let to = switch(sd, host, &c, &rec, &other_slot).await?;
     if was_running && to.has_service {
         let _ = sd.reset_failed(&unit).await;
         sd.restart(&unit).await?;
     }
     fault("rollback:restarted");
-    txn::end(layout, name)?;
+    txn::end(&c)?;
     Ok(Switched {
         name: name.into(),
         action: "rollback",
         result: "done",
         from: rec.manifest.to_string(),
         to: target.manifest.to_string(),
-        deployment: other,
+        deployment: other_slot.n,
         restarted: was_running,
         reason: None,
         journal: vec![],

@@ -34,8 +34,6 @@ use oci_spec::runtime::Spec;
 
 use crate::fsutil::{self, IoContext, PathError};
 
-/// Default directory for runtime state (`/run`: gone at reboot, like the containers).
-pub const DEFAULT_STATE_ROOT: &str = "/run/hoist";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
@@ -74,12 +72,8 @@ fn log(name: &str, msg: &str) {
 /// Runs the bundle to completion.
 pub fn run(opts: &RunOptions) -> Result<Outcome, RunnerError> {
     let name = opts.name.as_str();
-    if !valid_name(name) {
-        return Err(RunnerError::Spec {
-            name: name.to_string(),
-            bundle: opts.bundle.clone(),
-            reason: "invalid container name (letters, digits and _+-. only)".into(),
-        });
+    if let Err(e) = crate::deploy::name::validate(name) {
+        return Err(RunnerError::Spec { name: name.to_string(), bundle: opts.bundle.clone(), reason: e.to_string() });
     }
     let io = |source| RunnerError::Io { name: name.to_string(), source };
     let containers = opts.state_root.join("containers");
@@ -131,12 +125,19 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, RunnerError> {
     result
 }
 
-/// libcontainer's id rule, checked before the name is used in any path.
+/// The container name rule (`deploy::name`), checked before the name is used in any path.
 fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name != "."
-        && name != ".."
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+-.".contains(&b))
+    crate::deploy::name::validate(name).is_ok()
+}
+
+/// Whether the runner has container `id` running under `state_root`.
+pub fn is_running(state_root: &Path, id: &str) -> bool {
+    valid_name(id) && state_root.join("containers").join(id).join("state.json").exists()
+}
+
+/// The runner's copy of a running container's config (what it really runs).
+pub fn running_config(state_root: &Path, id: &str) -> PathBuf {
+    state_root.join("bundles").join(id).join("config.json")
 }
 
 /// Forwards signals to `init` and reaps children until `init` exits.
