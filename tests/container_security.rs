@@ -143,12 +143,12 @@ fn seccomp_unconfined_and_options() {
         "unshare: unshare(0x20000): Operation not permitted\nrc=1\n"
     );
     assert!(
-        tb.ok("cat /var/lib/hoist/containers/open/info.json").contains("\"kind\": \"unconfined\""),
+        tb.ok("cat /var/lib/hoist/containers/open/current/info.json").contains("\"kind\": \"unconfined\""),
         "recorded for updates"
     );
     // hoist update keeps the recorded choice.
     tb.ok("hoist -q update open --set FORCE=1");
-    assert_eq!(tb.ok("readlink /var/lib/hoist/containers/open").trim(), "open.1");
+    assert_eq!(tb.ok("readlink /var/lib/hoist/containers/open/current").trim(), "1");
     wait_for("the updated container", 10, || {
         (inside(&tb, "open", "grep ^Seccomp: /proc/self/status") == "Seccomp:\t0\n").then_some(())
     });

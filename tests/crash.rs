@@ -1,6 +1,7 @@
-//! Tier 3: crash safety. `HOIST_FAULT=<step>` kills hoist with SIGKILL at that step of install,
-//! update, rollback and uninstall; the next hoist command repairs, and the container is then
-//! fully old or fully new: unit, link, record, host files and the running service agree.
+//! Tier 3: crash safety. `HOIST_FAULT=<step>[#n]` kills hoist with SIGKILL at that step of
+//! install, update, rollback, automatic rollback and uninstall; the next hoist command repairs,
+//! and the container is then exactly the expected version: unit, link, record, host files and
+//! the running service agree.
 
 mod common;
 
@@ -26,7 +27,7 @@ fn killed_at(tb: &Testbed, step: &str, cmd: &str) {
 /// Nothing of hello is left anywhere.
 fn assert_absent(tb: &Testbed, step: &str) {
     tb.ok("hoist -q list -a >/dev/null"); // the next command repairs
-    let left = tb.sh("ls -A /var/lib/hoist/containers; ls -d /etc/systemd/system/hello.service /etc/hello/hello.conf /etc/tmpfiles.d/hello.conf 2>/dev/null");
+    let left = tb.sh("ls /var/lib/hoist/containers; ls -d /etc/systemd/system/hello.service /etc/hello/hello.conf /etc/tmpfiles.d/hello.conf 2>/dev/null");
     assert!(
         String::from_utf8_lossy(&left.stdout).trim().is_empty(),
         "{step}: left behind: {}",
@@ -36,22 +37,22 @@ fn assert_absent(tb: &Testbed, step: &str) {
     assert!(st == "inactive", "{step}: unit is {st}");
 }
 
-/// hello is installed, running, and every piece agrees on one deployment.
+/// hello is installed, running, and every piece agrees on one deployment; returns its version.
 fn assert_consistent(tb: &Testbed, step: &str) -> String {
     tb.ok("hoist -q list -a >/dev/null"); // the next command repairs
-    tb.ok("test -z \"$(ls /var/lib/hoist/containers | grep txn)\"");
-    let link = tb.ok("readlink /var/lib/hoist/containers/hello").trim().to_string();
+    tb.ok("test ! -e /var/lib/hoist/containers/hello/txn");
+    let slot = tb.ok("readlink /var/lib/hoist/containers/hello/current").trim().to_string();
     let unit = tb.ok("cat /etc/systemd/system/hello.service");
     assert!(
-        unit.contains(&format!("--bundle /var/lib/hoist/containers/{link}")),
-        "{step}: unit runs another slot than {link}:\n{unit}"
+        unit.contains(&format!("--bundle /var/lib/hoist/containers/hello/{slot}")),
+        "{step}: unit runs another slot than {slot}:\n{unit}"
     );
     let record: serde_json::Value =
-        serde_json::from_str(&tb.ok("cat /var/lib/hoist/containers/hello/info.json")).unwrap();
-    assert_eq!(format!("hello.{}", record["slot"]), link, "{step}");
+        serde_json::from_str(&tb.ok("cat /var/lib/hoist/containers/hello/current/info.json")).unwrap();
+    assert_eq!(record["slot"].to_string(), slot, "{step}");
     assert!(record["host_files"].get("/etc/hello/hello.conf").is_some(), "{step}: host file tracked");
     tb.ok("test -f /etc/hello/hello.conf");
-    let version = tb.ok("cat /var/lib/hoist/containers/hello/rootfs/etc/hello-version").trim().to_string();
+    let version = tb.ok("cat /var/lib/hoist/containers/hello/current/rootfs/etc/hello-version").trim().to_string();
     let answer = wait_for(&format!("{step}: hello to answer"), 15, || {
         let o = tb.sh("busybox nc 127.0.0.1 8081 </dev/null");
         (o.status.success() && !o.stdout.is_empty()).then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
@@ -78,40 +79,50 @@ fn install_and_uninstall_survive_kill_9() {
         assert_consistent(&tb, step);
         tb.ok("hoist -q uninstall hello");
     }
-    for step in ["uninstall:stopped", "uninstall:unit", "uninstall:hostfs"] {
+    for step in ["uninstall:stopped", "uninstall:unit", "uninstall:hostfs", "uninstall:renamed"] {
         tb.ok(&format!("hoist -q install --now oci-archive:{SRC}"));
         killed_at(&tb, step, "hoist -q uninstall hello");
         assert_absent(&tb, step);
     }
 }
 
+/// One row per step: where the update or rollback is killed, and the version hello runs once
+/// the next command has repaired. An interrupted switch is completed; an update not yet
+/// judged healthy (the journal says `judge`) is rolled back; the switch back of an automatic
+/// rollback is completed (back to v1).
 #[test]
 fn update_and_rollback_survive_kill_9() {
     let tb = Testbed::up("hybrid");
-    for step in [
-        "update:prepared",
-        "switch:hostfs-removed",
-        "switch:hostfs-installed",
-        "switch:unit",
-        "switch:link",
-        "switch:reload",
-        "update:restarted",
+    for (step, expected) in [
+        ("update:prepared", "1"),
+        ("switch:hostfs-removed", "2"),
+        ("switch:hostfs-installed", "2"),
+        ("switch:unit", "2"),
+        ("switch:link", "2"),
+        ("switch:reload", "2"),
+        ("update:switched", "1"),
+        ("update:restarted", "1"),
     ] {
         fresh_v1(&tb);
         publish(&tb, &hello_v2());
         killed_at(&tb, step, "hoist -q update hello");
-        let v = assert_consistent(&tb, step);
-        assert!(v == "1" || v == "2", "{step}: v{v}");
-        // Whatever state it is in, the next update brings it to v2.
+        assert_eq!(assert_consistent(&tb, step), expected, "{step}");
+        // And the next update brings it to v2.
         tb.ok("hoist -q update hello");
-        assert_eq!(assert_consistent(&tb, step), "2");
+        assert_eq!(assert_consistent(&tb, step), "2", "{step}: then updated");
     }
     for step in ["switch:hostfs-installed", "switch:link", "rollback:restarted"] {
         fresh_v1(&tb);
         publish(&tb, &hello_v2());
         tb.ok("hoist -q update hello");
         killed_at(&tb, step, "hoist -q rollback hello");
-        let v = assert_consistent(&tb, step);
-        assert!(v == "1" || v == "2", "{step}: v{v}");
+        assert_eq!(assert_consistent(&tb, step), "1", "{step}");
+    }
+    // Inside the automatic rollback of a v2 that fails: always back on v1.
+    for step in ["update:judged", "switch:hostfs-removed#2", "switch:link#2", "update:restarted"] {
+        fresh_v1(&tb);
+        publish(&tb, &hello_broken());
+        killed_at(&tb, step, "hoist -q update --grace 2 hello");
+        assert_eq!(assert_consistent(&tb, step), "1", "{step}");
     }
 }

@@ -114,7 +114,7 @@ run ls /var/lib/etcd/etcd.etcd
 
 bold "11. Uninstall: unit, snippet, host files and both deployments go; data stays unless --purge"
 run hoist uninstall etcd
-run sh -c 'ls /etc/systemd/system/etcd.service /etc/tmpfiles.d/etcd.conf /usr/local/bin/etcdctl /var/lib/hoist/containers/etcd* 2>&1 | sed "s/^/  /"; true'
+run sh -c 'ls /etc/systemd/system/etcd.service /etc/tmpfiles.d/etcd.conf /usr/local/bin/etcdctl /var/lib/hoist/containers/etcd 2>&1 | sed "s/^/  /"; true'
 run hoist list -a
 
 say ""

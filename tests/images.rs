@@ -9,6 +9,8 @@ use std::path::Path;
 use std::process::Stdio;
 
 use common::*;
+use hoist::deploy::container::Container;
+use hoist::deploy::record::Record;
 use hoist::digest::Digest;
 use hoist::oci_build::{ImageBuilder, LayerBuilder};
 use serde_json::json;
@@ -188,6 +190,26 @@ fn mount_is_read_only_and_checked() {
     r2.ok(&["umount", mnt.to_str().unwrap()]);
 }
 
+/// A deployment record pinning `manifest`.
+fn record(name: &str, manifest: &str) -> Record {
+    Record {
+        version: hoist::deploy::record::RECORD_VERSION,
+        name: name.into(),
+        slot: 0,
+        image: format!("{name}:latest"),
+        source: None,
+        manifest: manifest.parse().unwrap(),
+        values: Default::default(),
+        sets: Default::default(),
+        runtime: None,
+        seccomp: Default::default(),
+        host_files: Default::default(),
+        hostfs: Default::default(),
+        has_service: true,
+        created: 0,
+    }
+}
+
 #[test]
 fn rm_and_prune_respect_users() {
     let r = Root::new();
@@ -195,10 +217,12 @@ fn rm_and_prune_respect_users() {
     r.pull(&etcd());
     // A deployment of etcd pins it.
     let e = r.json(&["images", "info", "etcd"]);
-    let slot = r.path().join("containers/db.0");
-    fs::create_dir_all(&slot).unwrap();
-    fs::write(slot.join("info.json"), json!({"manifest": e["digest"]}).to_string()).unwrap();
-    std::os::unix::fs::symlink("db.0", r.path().join("containers/db")).unwrap();
+    let layout = hoist::layout::Layout::new(r.path());
+    let db = Container::at(&layout, "db").unwrap();
+    db.create().unwrap();
+    fs::create_dir_all(db.slot(0).dir()).unwrap();
+    db.slot(0).save_record(&record("db", e["digest"].as_str().unwrap())).unwrap();
+    db.switch_to(0).unwrap();
     let list = r.json(&["images"]);
     assert_eq!(list[0]["in_use"], true);
     assert!(r.ok(&["images"]).lines().any(|l| l.starts_with('>') && l.contains("etcd")));
@@ -206,17 +230,20 @@ fn rm_and_prune_respect_users() {
     assert!(err.contains("etcd:latest") && err.contains("db"), "{err}");
 
     // A dangling deployment (interrupted install) is pruned.
-    fs::create_dir_all(r.path().join("containers/ghost.1")).unwrap();
-    fs::create_dir_all(r.path().join("containers/.half.0.tmp/rootfs")).unwrap();
+    let ghost = Container::at(&layout, "ghost").unwrap();
+    ghost.create().unwrap();
+    fs::create_dir_all(ghost.slot(1).dir()).unwrap();
+    fs::create_dir_all(r.path().join("tmp/slot-half-0/rootfs")).unwrap();
     let short = &h["digest"].as_str().unwrap()["sha256:".len()..][..8];
     let rm = r.json(&["images", "rm", short]);
     assert_eq!(rm[0]["name"], "hello:latest");
     let pr = r.json(&["images", "prune"]);
     assert_eq!(pr["blobs"], 3, "hello's manifest, config and top layer; the base layer is etcd's too");
     assert_eq!(pr["layers"], 1);
-    assert_eq!(pr["deployments"], json!(["ghost.1"]));
-    assert!(r.path().join("containers/db.0").is_dir());
-    assert!(!r.path().join("containers/.half.0.tmp").exists(), "an interrupted slot preparation is freed");
+    assert_eq!(pr["deployments"], json!(["ghost"]));
+    assert!(db.slot(0).record().is_ok());
+    assert!(!ghost.exists());
+    assert!(!r.path().join("tmp/slot-half-0").exists(), "an interrupted slot preparation is freed");
     assert_eq!(r.count("layers"), 2);
     assert_eq!(r.json(&["images", "prune"])["result"], "unchanged");
     // etcd still checks out after the prune.

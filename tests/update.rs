@@ -49,7 +49,7 @@ fn update_rollback_and_automatic_rollback() {
     );
     assert_eq!(hello_says(&tb), "Hi world (v2)");
     assert_eq!(json_of(&tb.ok("hoist --json list"))[0]["deployment"], 1);
-    tb.ok("test \"$(readlink /var/lib/hoist/containers/hello)\" = hello.1");
+    tb.ok("test \"$(readlink /var/lib/hoist/containers/hello/current)\" = 1");
     // Both slots pin their images: prune frees nothing they need.
     tb.ok("hoist -q images prune");
     assert_eq!(json_of(&tb.ok("hoist --json images")).as_array().unwrap().len(), 1);
@@ -132,4 +132,66 @@ fn install_and_update_from_a_registry() {
     assert!(!err.status.success() && msg.contains("cannot reach registry"), "{msg}");
     assert_eq!(hello_says(&tb), "Hi world (v1)", "a failed pull changes nothing");
     tb.ok("hoist -q uninstall hello");
+}
+
+/// Deployments v2: a tag like `1.0` gives the default name `NAME-1.0`, and `x.0`/`x.1` are
+/// containers of their own beside `x` (their deployments live in their own directories).
+#[test]
+fn names_ending_in_numbers_are_containers_of_their_own() {
+    let tb = Testbed::up("unified");
+    let reg = common::registry::Registry::start_in(&tb);
+    reg.push(&format!("oci-archive:{}", hello().display()), "tools/hello:1.0", false);
+    let r = reg.reference("tools/hello:1.0");
+    let j = json_of(&tb.ok(&format!("hoist --json install --tls-verify=false {r}")));
+    assert_eq!(j["name"], "hello-1.0", "{j}");
+    for name in ["x", "x.0", "x.1"] {
+        tb.ok(&format!("hoist -q install --name {name} --tls-verify=false {r}"));
+    }
+    let all = ["hello-1.0", "x", "x.0", "x.1"];
+    let deployments = |tb: &Testbed| -> Vec<(String, u64)> {
+        json_of(&tb.ok("hoist --json list -a"))
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["name"].as_str().unwrap().to_string(), c["deployment"].as_u64().unwrap()))
+            .collect()
+    };
+    assert_eq!(deployments(&tb), all.iter().map(|n| (n.to_string(), 0)).collect::<Vec<_>>());
+    assert_eq!(tb.ok("ls /var/lib/hoist/containers/x.1"), "0\ncurrent\n");
+    // x.1 runs under its own unit name.
+    tb.ok("systemctl start x.1");
+    assert_eq!(hello_says(&tb), "Hi world (v1)");
+
+    // Update each (x.1 while running), then roll each back.
+    reg.push(&format!("oci-archive:{}", hello_v2().display()), "tools/hello:1.0", false);
+    for name in all {
+        let j = json_of(&tb.ok(&format!("hoist --json update {name}")));
+        assert_eq!((j[0]["result"].as_str(), j[0]["deployment"].as_u64()), (Some("done"), Some(1)), "{name}: {j}");
+    }
+    assert_eq!(hello_says(&tb), "Hi world (v2)");
+    assert_eq!(deployments(&tb), all.iter().map(|n| (n.to_string(), 1)).collect::<Vec<_>>());
+    assert_eq!(tb.ok("ls /var/lib/hoist/containers/x.1"), "0\n1\ncurrent\n");
+    for name in all {
+        let j = json_of(&tb.ok(&format!("hoist --json rollback {name}")));
+        assert_eq!(j[0]["deployment"], 0, "{name}: {j}");
+    }
+    assert_eq!(hello_says(&tb), "Hi world (v1)");
+    assert_eq!(tb.prop("x.1.service", "ActiveState"), "active");
+
+    // Uninstalling x.0 leaves x and x.1 exactly as they were.
+    let before = tb.ok("ls -R /var/lib/hoist/containers/x /var/lib/hoist/containers/x.1; cat /etc/systemd/system/x.service /etc/systemd/system/x.1.service");
+    tb.ok("hoist -q uninstall x.0");
+    assert_eq!(tb.ok("ls /var/lib/hoist/containers"), "hello-1.0\nx\nx.1\n");
+    assert_eq!(tb.ok("ls -R /var/lib/hoist/containers/x /var/lib/hoist/containers/x.1; cat /etc/systemd/system/x.service /etc/systemd/system/x.1.service"), before);
+    tb.ok("test ! -e /etc/systemd/system/x.0.service");
+    assert_eq!(tb.prop("x.1.service", "ActiveState"), "active");
+    assert_eq!(hello_says(&tb), "Hi world (v1)");
+
+    // Nothing of any of them is left after uninstall.
+    for name in ["x.1", "x", "hello-1.0"] {
+        tb.ok(&format!("hoist -q uninstall {name}"));
+    }
+    assert_eq!(tb.ok("ls /var/lib/hoist/containers"), "");
+    assert_eq!(tb.ok("ls /etc/systemd/system /etc/tmpfiles.d | grep -c -e '^x' -e '^hello' || true"), "0\n");
+    assert_eq!(tb.ok("hoist --json list -a").trim(), "[]");
 }

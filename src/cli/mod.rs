@@ -123,7 +123,7 @@ impl Ctx {
             Ok::<_, Error>(crate::ops::repair::repair_all(&self.layout, &sd, &self.host).await?)
         })?;
         for l in lines {
-            self.warn(&format!("repaired {l}"));
+            self.notice(&l);
         }
         Ok(())
     }
@@ -134,6 +134,13 @@ impl Ctx {
             return Ok(());
         }
         self.store_locked().map(|_| ())
+    }
+
+    /// A one-line notice on stderr (`hoist: …`) unless `--quiet`.
+    pub fn notice(&self, msg: &str) {
+        if !self.global.quiet {
+            eprintln!("hoist: {}", crate::error::printable(msg));
+        }
     }
 
     pub fn warn(&self, msg: &str) {

@@ -31,6 +31,8 @@ use super::record::Record;
 use crate::fsutil::{self, IoContext, PathError};
 use crate::layout::Layout;
 
+/// Marks `containers/` as written in this layout (see super::migrate).
+pub(super) const LAYOUT_MARKER: &str = ".layout";
 const CURRENT: &str = "current";
 const TXN: &str = "txn";
 /// The record file of a slot (the same in the v1 layout: see super::migrate).
@@ -123,9 +125,13 @@ impl Container {
         Ok((slot, rec))
     }
 
-    /// Creates `containers/NAME/` (install).
+    /// Creates `containers/NAME/` (install); a new `containers/` is marked as this layout.
     pub fn create(&self) -> Result<(), PathError> {
-        fsutil::ensure_dir(self.dir.parent().unwrap_or(Path::new("/")), 0o700)?;
+        let parent = self.dir.parent().unwrap_or(Path::new("/"));
+        if !parent.exists() {
+            fsutil::ensure_dir(parent, 0o700)?;
+            mark_layout(parent)?;
+        }
         fsutil::ensure_dir(&self.dir, 0o700)
     }
 
@@ -241,6 +247,11 @@ pub(super) fn switch_link(link: &Path, target: &str) -> Result<(), PathError> {
     std::os::unix::fs::symlink(target, &tmp).at(&tmp)?;
     fs::rename(&tmp, link).at(link)?;
     fsutil::sync_dir(link.parent().unwrap_or(Path::new(".")))
+}
+
+/// Records that `containers/` is in this layout.
+pub(super) fn mark_layout(containers: &Path) -> Result<(), PathError> {
+    fsutil::write_atomic(&containers.join(LAYOUT_MARKER), b"2\n", 0o600)
 }
 
 /// Every container directory (installed or half-installed), by name.

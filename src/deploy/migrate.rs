@@ -20,7 +20,8 @@
 //! (slots, journal) and idempotent rewrites, the v1 link removed, and the staging directory
 //! renamed to `containers/NAME` last. Every step can be repeated, so a migration killed at any
 //! point is finished by the next run. `containers/.layout` is written by [`finish`] only after
-//! the caller has published the rewritten units: until then [`pending`] stays true.
+//! the caller has published the rewritten units: until then [`pending`] stays true. A
+//! `containers/` created by this version is marked at once (`Container::create`).
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -32,7 +33,7 @@ use crate::fault;
 use crate::fsutil::{self, IoContext, PathError};
 use crate::layout::Layout;
 
-const MARKER: &str = ".layout";
+use super::container::LAYOUT_MARKER as MARKER;
 const STAGING: &str = ".migrating-";
 const V1_HOSTFS: &str = "hostfs.json";
 
@@ -44,7 +45,7 @@ pub fn pending(layout: &Layout) -> bool {
 
 /// Records that the state root is in the v2 layout.
 pub fn finish(layout: &Layout) -> Result<(), PathError> {
-    fsutil::write_atomic(&layout.containers().join(MARKER), b"2\n", 0o600)
+    container::mark_layout(&layout.containers())
 }
 
 /// What a v1 `containers/` entry is.

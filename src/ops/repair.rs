@@ -38,7 +38,7 @@ pub async fn repair_all(layout: &Layout, sd: &Systemd, host: &Host) -> Result<Ve
         if !migrated.is_empty() {
             let names: Vec<&str> = migrated.iter().map(|c| c.name()).collect();
             done.push(format!(
-                "the state root {}: migrated to the v2 layout (containers/NAME/{{0,1,current}}): {}",
+                "migrated the state root {} to the v2 layout (containers/NAME/{{0,1,current,txn}}): {}",
                 layout.root().display(),
                 names.join(", ")
             ));
@@ -57,7 +57,7 @@ async fn repair_one(sd: &Systemd, host: &Host, c: &Container, txn: Option<Txn>) 
         Some(Txn { op: Op::Install, .. }) => {
             undo_install(sd, host, c, &BTreeMap::new()).await;
             txn::end(c)?;
-            Ok(format!("{name}: removed the remains of an interrupted install"))
+            Ok(format!("repaired {name}: removed the remains of an interrupted install"))
         }
         Some(Txn { op: op @ (Op::Switch | Op::Judge), from: Some(from), to: Some(to), was_running }) => {
             // An interrupted switch is completed; an update interrupted before its verdict is
@@ -71,9 +71,9 @@ async fn repair_one(sd: &Systemd, host: &Host, c: &Container, txn: Option<Txn>) 
             }
             txn::end(c)?;
             Ok(if op == Op::Judge {
-                format!("{name}: rolled back an update interrupted before it was judged healthy (deployment {to})")
+                format!("repaired {name}: rolled back an update interrupted before it was judged healthy (deployment {to})")
             } else {
-                format!("{name}: completed an interrupted switch to deployment {to}")
+                format!("repaired {name}: completed an interrupted switch to deployment {to}")
             })
         }
         Some(Txn { op: Op::Uninstall, .. }) => {
@@ -82,7 +82,7 @@ async fn repair_one(sd: &Systemd, host: &Host, c: &Container, txn: Option<Txn>) 
                 Err(e) => return Err(e),
             }
             txn::end(c)?;
-            Ok(format!("{name}: completed an interrupted uninstall"))
+            Ok(format!("repaired {name}: completed an interrupted uninstall"))
         }
         _ => Err(OpsError::Failed {
             name: name.to_string(),
