@@ -122,7 +122,7 @@ fn hostile_values_and_names() {
     assert_eq!(tb.sh("hoist install --name g3 --set NOEQUALS greeter").status.code(), Some(2));
     // Hostile and empty names.
     for name in ["../x", "a/b", "''", ".hidden", "-x", "a+b"] {
-        let o = tb.sh(&format!("hoist install --name {name} greeter"));
+        let o = tb.sh(&format!("hoist install --name={name} greeter"));
         assert_eq!(o.status.code(), Some(1), "{name}");
         assert!(String::from_utf8_lossy(&o.stderr).contains("invalid container name"), "{name}");
     }

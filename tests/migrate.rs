@@ -98,7 +98,10 @@ fn a_v1_state_root_is_migrated_and_works() {
     assert_eq!(String::from_utf8_lossy(&tb.sh("hoist list").stderr), "");
 
     let l = json_of(&tb.ok("hoist --json list"));
-    assert_eq!((l[0]["name"].as_str(), l[0]["deployment"].as_u64(), l[0]["state"].as_str()), (Some("hello"), Some(1), Some("running")));
+    assert_eq!(
+        (l[0]["name"].as_str(), l[0]["deployment"].as_u64(), l[0]["state"].as_str()),
+        (Some("hello"), Some(1), Some("running"))
+    );
     let st = json_of(&tb.ok("hoist --json status hello"));
     assert_eq!(st["deployments"], serde_json::json!([[0, "hello:latest"], [1, "hello:latest"]]), "{st}");
     assert_eq!(hello_says(&tb), "Hi world (v2)");

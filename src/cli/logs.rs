@@ -3,8 +3,8 @@ use std::os::unix::process::CommandExt;
 use clap::Args;
 
 use super::Ctx;
-use crate::error::{Error, Result};
 use crate::deploy::container::Container;
+use crate::error::{Error, Result};
 use crate::ops::OpsError;
 
 #[derive(Debug, Args)]

@@ -129,9 +129,8 @@ pub fn update(ctx: &Ctx, args: UpdateArgs) -> Result<()> {
         let sd = Systemd::connect().await?;
         let mut out = Vec::new();
         for name in &names {
-            let (_, rec) = Container::open(&ctx.layout, name)
-                .and_then(|c| c.current_record())
-                .map_err(ops::OpsError::from)?;
+            let (_, rec) =
+                Container::open(&ctx.layout, name).and_then(|c| c.current_record()).map_err(ops::OpsError::from)?;
             let img = target(ctx, &store, &rec, args.rebase.as_deref(), args.no_pull, &args.registry)?;
             out.push(update::update(&store, &sd, &ctx.host, name, &img, &opts, &progress).await?);
         }

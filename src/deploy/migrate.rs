@@ -175,9 +175,8 @@ fn rewrite_slot(slot: &Slot, old: &Path, new: &Slot) -> Result<(), PathError> {
     }
     let side: PathBuf = slot.dir().join(V1_HOSTFS);
     if let Ok(data) = fs::read(&side) {
-        rec.hostfs = serde_json::from_slice::<HostfsPlan>(&data).map_err(|e| {
-            PathError::new(&side, std::io::Error::new(std::io::ErrorKind::InvalidData, e))
-        })?;
+        rec.hostfs = serde_json::from_slice::<HostfsPlan>(&data)
+            .map_err(|e| PathError::new(&side, std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
     }
     rec.version = super::record::RECORD_VERSION;
     slot.save_record(&rec)?;
@@ -223,7 +222,10 @@ mod tests {
             replace_path("--bundle /r/containers/web.0 x /r/containers/web.0/rootfs", from, to),
             "--bundle /r/containers/web/0 x /r/containers/web/0/rootfs"
         );
-        assert_eq!(replace_path("/r/containers/web.0x /r/containers/web.01", from, to), "/r/containers/web.0x /r/containers/web.01");
+        assert_eq!(
+            replace_path("/r/containers/web.0x /r/containers/web.01", from, to),
+            "/r/containers/web.0x /r/containers/web.01"
+        );
         assert_eq!(replace_path("\"/r/c/web.1\"", "/r/c/web.1", "/r/c/web/1"), "\"/r/c/web/1\"");
     }
 
@@ -265,8 +267,16 @@ mod tests {
                 json.as_object_mut().unwrap().remove("hostfs");
                 fs::write(d.join("info.json"), serde_json::to_vec(&json).unwrap()).unwrap();
                 fs::write(d.join("config.json"), format!("{{\"root\":{{\"path\":\"{dest}/rootfs\"}}}}")).unwrap();
-                fs::write(d.join(format!("{name}.service")), format!("[Service]\nExecStart=hoist internal run-bundle --bundle {dest}\n")).unwrap();
-                fs::write(d.join("hostfs.json"), r#"{"renameFiles":{"/etc/a":"/etc/b"},"installedFilesTemplate":["/etc/b"]}"#).unwrap();
+                fs::write(
+                    d.join(format!("{name}.service")),
+                    format!("[Service]\nExecStart=hoist internal run-bundle --bundle {dest}\n"),
+                )
+                .unwrap();
+                fs::write(
+                    d.join("hostfs.json"),
+                    r#"{"renameFiles":{"/etc/a":"/etc/b"},"installedFilesTemplate":["/etc/b"]}"#,
+                )
+                .unwrap();
             }
             std::os::unix::fs::symlink(format!("{name}.{current}"), c.join(name)).unwrap();
         }
@@ -278,15 +288,20 @@ mod tests {
 
     fn check_v2(layout: &Layout) {
         let c = layout.containers();
-        let mut entries: Vec<String> = fs::read_dir(&c).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let mut entries: Vec<String> =
+            fs::read_dir(&c).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         entries.sort();
         assert_eq!(entries, ["db", "web"]);
-        let mut web: Vec<String> = fs::read_dir(c.join("web")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let mut web: Vec<String> =
+            fs::read_dir(c.join("web")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         web.sort();
         assert_eq!(web, ["0", "1", "current", "txn"]);
         assert_eq!(fs::read_link(c.join("web/current")).unwrap(), Path::new("1"));
         assert_eq!(fs::read_link(c.join("db/current")).unwrap(), Path::new("0"));
-        assert_eq!(fs::read_to_string(c.join("web/txn")).unwrap(), r#"{"op":"switch","from":0,"to":1,"was_running":true}"#);
+        assert_eq!(
+            fs::read_to_string(c.join("web/txn")).unwrap(),
+            r#"{"op":"switch","from":0,"to":1,"was_running":true}"#
+        );
         let web1 = Container::open(layout, "web").unwrap().slot(1);
         let new = web1.dir().display().to_string();
         let rec = web1.record().unwrap();
@@ -296,7 +311,10 @@ mod tests {
         assert_eq!(rec.hostfs.rename_files, BTreeMap::from([("/etc/a".to_string(), "/etc/b".to_string())]));
         assert_eq!(rec.hostfs.installed_files_template, vec!["/etc/b".to_string()]);
         assert_eq!(fs::read_to_string(web1.config()).unwrap(), format!("{{\"root\":{{\"path\":\"{new}/rootfs\"}}}}"));
-        assert_eq!(fs::read_to_string(web1.unit_file()).unwrap(), format!("[Service]\nExecStart=hoist internal run-bundle --bundle {new}\n"));
+        assert_eq!(
+            fs::read_to_string(web1.unit_file()).unwrap(),
+            format!("[Service]\nExecStart=hoist internal run-bundle --bundle {new}\n")
+        );
         assert!(!web1.dir().join("hostfs.json").exists());
         assert!(web1.rootfs().join("etc").is_dir());
         assert_eq!(container::installed(layout), ["db", "web"]);
@@ -321,7 +339,16 @@ mod tests {
     /// A migration killed at any step is finished by the next run.
     #[test]
     fn a_killed_migration_is_finished_by_the_next() {
-        for step in ["migrate:slot", "migrate:slot#2", "migrate:slot#3", "migrate:rewritten", "migrate:rewritten#2", "migrate:linked", "migrate:linked#2", "migrate:renamed"] {
+        for step in [
+            "migrate:slot",
+            "migrate:slot#2",
+            "migrate:slot#3",
+            "migrate:rewritten",
+            "migrate:rewritten#2",
+            "migrate:linked",
+            "migrate:linked#2",
+            "migrate:renamed",
+        ] {
             let t = tempfile::tempdir().unwrap();
             let layout = v1_root(t.path());
             fault::inject(Some(Fault::parse(step)));

@@ -44,7 +44,8 @@ mod tests {
 
     #[test]
     fn valid() {
-        for ok in ["etcd", "etcd-3.4", "web_1", "a", "x.0", "x.1", "web-1.0", "redis-7.1", "A9", "a..b", &"x".repeat(64)]
+        for ok in
+            ["etcd", "etcd-3.4", "web_1", "a", "x.0", "x.1", "web-1.0", "redis-7.1", "A9", "a..b", &"x".repeat(64)]
         {
             assert_eq!(validate(ok), Ok(()), "{ok}");
         }

@@ -81,8 +81,14 @@ pub async fn install(
     }
     txn::begin(&c, &Txn { op: Op::Install, from: None, to: Some(0), was_running: false })?;
     fault("install:txn");
-    let spec =
-        SlotSpec { container: &c, slot: 0, sets: &opts.sets, stored: None, runtime: runtime.as_deref(), seccomp: &opts.seccomp };
+    let spec = SlotSpec {
+        container: &c,
+        slot: 0,
+        sets: &opts.sets,
+        stored: None,
+        runtime: runtime.as_deref(),
+        seccomp: &opts.seccomp,
+    };
     let mut rec = match prepare_slot(store, img, &spec, progress) {
         Ok(r) => r,
         Err(e) => {

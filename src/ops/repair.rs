@@ -71,7 +71,9 @@ async fn repair_one(sd: &Systemd, host: &Host, c: &Container, txn: Option<Txn>) 
             }
             txn::end(c)?;
             Ok(if op == Op::Judge {
-                format!("repaired {name}: rolled back an update interrupted before it was judged healthy (deployment {to})")
+                format!(
+                    "repaired {name}: rolled back an update interrupted before it was judged healthy (deployment {to})"
+                )
             } else {
                 format!("repaired {name}: completed an interrupted switch to deployment {to}")
             })

@@ -379,4 +379,3 @@ pub fn check_runtime(name: &str, runtime: &Path) -> Result<String> {
     }
     Ok(runtime.display().to_string())
 }
-

@@ -34,7 +34,6 @@ use oci_spec::runtime::Spec;
 
 use crate::fsutil::{self, IoContext, PathError};
 
-
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
     #[error("{name}: bundle {}: {reason}", bundle.display())]
