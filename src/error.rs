@@ -31,6 +31,10 @@ pub enum Error {
     /// Arguments that parse but make no sense together.
     #[error("{0}")]
     Usage(String),
+    /// A runtime failure the CLI itself detected (a stored image without a source, a tool that
+    /// cannot be run): exit 1.
+    #[error("{0}")]
+    Failed(String),
     /// A failure whose explanation was already printed (exit 1, nothing more to say).
     #[error("")]
     Reported,

@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use crate::digest::Digest;
 use crate::fsutil::{self, IoContext, PathError};
 use crate::images::{self, ImagesError};
+use crate::layers::ExtractOptions;
 use crate::layout::Layout;
 use crate::progress::Progress;
 use crate::rooted::RootDir;
@@ -175,7 +176,13 @@ fn remove_base(base: &Path) -> Result<(), PathError> {
 }
 
 /// Mounts a read-only view of the stored image `query` on `dir` (which must be an empty directory).
-pub fn mount(store: &Store, query: &str, dir: &Path, progress: &Progress) -> Result<MountRecord, MountError> {
+pub fn mount(
+    store: &Store,
+    query: &str,
+    dir: &Path,
+    extract: &ExtractOptions,
+    progress: &Progress,
+) -> Result<MountRecord, MountError> {
     let (dir, dir_fd) = open_dir(dir)?;
     if !is_empty(&dir_fd).at(&dir)? {
         return Err(MountError::Dir { dir, reason: "not empty" });
@@ -203,7 +210,7 @@ pub fn mount(store: &Store, query: &str, dir: &Path, progress: &Progress) -> Res
         fs::create_dir(&base).at(&base)?;
         write_record(&base, &rec)?;
         crate::fault::point("mount:pending");
-        images::checkout(store, &rec.manifest, &rootfs, progress)?;
+        images::checkout(store, &rec.manifest, &rootfs, extract, progress)?;
         crate::fault::point("mount:checkout");
         mount_ro_on(&rootfs, &dir_fd, &dir)?;
         crate::fault::point("mount:mounted");

@@ -347,6 +347,26 @@ fn hostile_archives_store_nothing() {
     let o = r.run(&["pull", &format!("oci-archive:{}", a.display())]);
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("skipped 1 device node(s) (e.g. /dev/kmem)"));
+    assert_eq!(r.count("layers"), 1);
+    let layer = fs::read_dir(r.path().join("layers")).unwrap().next().unwrap().unwrap().path();
+    assert!(!layer.join("rootfs/dev/kmem").exists());
+    // The decision belongs to each pull: pulled again with --allow-devices, the layer is
+    // extracted again and the node is there; the next pull without it extracts it once more.
+    let o = r.run(&["pull", "--allow-devices", &format!("oci-archive:{}", a.display())]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("skipped"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("1 layer(s) extracted"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let m = fs::symlink_metadata(layer.join("rootfs/dev/kmem")).unwrap();
+    use std::os::unix::fs::FileTypeExt;
+    assert!(m.file_type().is_char_device());
+    assert_eq!(m.rdev(), nix::sys::stat::makedev(1, 2));
+    let o = r.run(&["pull", &format!("oci-archive:{}", a.display())]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("skipped 1 device node(s) (e.g. /dev/kmem)"));
+    assert!(!layer.join("rootfs/dev/kmem").exists());
 }
 
 #[test]

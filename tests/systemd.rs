@@ -50,9 +50,12 @@ fn unit_lifecycle_unified_cgroups() {
 #[test]
 fn crashing_container_fails_the_unit() {
     let tb = Testbed::up("hybrid");
-    tb.unit("crash", "echo about to fail; sleep 0.2; exit 42");
-    // Type=notify: the start job succeeds once the container runs; then it dies.
-    let _ = tb.sh("systemctl start crash");
+    // The payload runs until told to fail: the start job (Type=notify) deterministically succeeds,
+    // then the container dies with status 42.
+    tb.unit("crash", "trap 'echo about to fail; exit 42' USR1; echo waiting; while :; do sleep 1 & wait; done");
+    tb.ok("systemctl start crash");
+    assert_eq!(tb.prop("crash", "ActiveState"), "active");
+    tb.ok("systemctl kill --kill-whom=main -s USR1 crash");
     wait_for("the unit to fail", 10, || (tb.prop("crash", "ActiveState") == "failed").then_some(()));
     assert_eq!(tb.prop("crash", "ExecMainStatus"), "42");
     assert_eq!(tb.prop("crash", "Result"), "exit-code");

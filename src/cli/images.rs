@@ -138,7 +138,7 @@ fn info(ctx: &Ctx, image: &str, registry: &RegistryArgs) -> Result<()> {
     let query = stored_query(ctx, image, registry)?;
     // Inspecting may extract layers, so it takes the lock like any writer.
     let (store, _lock) = ctx.store_locked()?;
-    let i = images::info(&store, &query)?;
+    let i = images::info(&store, &query, &registry.options().extract)?;
     if ctx.global.json {
         output::json(&i);
         return Ok(());

@@ -52,7 +52,14 @@ pub fn run(ctx: &Ctx, args: InstallArgs) -> Result<()> {
     let query = stored_query(ctx, &args.image, &args.registry)?;
     let (store, _lock) = ctx.store_locked()?;
     let img = store.resolve(&query)?;
-    let opts = InstallOptions { name: args.name, sets, runtime: args.runtime, seccomp, now: args.now };
+    let opts = InstallOptions {
+        name: args.name,
+        sets,
+        runtime: args.runtime,
+        seccomp,
+        now: args.now,
+        extract: args.registry.options().extract,
+    };
     let progress = ctx.progress();
     let installed = systemd::block_on(async {
         let sd = Systemd::connect().await?;
@@ -69,12 +76,7 @@ pub fn run(ctx: &Ctx, args: InstallArgs) -> Result<()> {
         ctx.say(&format!("Kept existing file {f} (not managed by hoist)"));
     }
     let what = if installed.started { "installed, enabled and started" } else { "installed and enabled" };
-    ctx.say(&format!(
-        "{}: {what} from {} ({})",
-        installed.name,
-        installed.image,
-        &installed.digest["sha256:".len()..][..12]
-    ));
+    ctx.say(&format!("{}: {what} from {} ({})", installed.name, installed.image, installed.digest.short()));
     if !installed.started {
         ctx.say(&format!("Start it with: systemctl start {}", installed.name));
     }

@@ -32,5 +32,5 @@ pub fn run(ctx: &Ctx, args: LogsArgs) -> Result<()> {
         c.args(["-o", "json"]);
     }
     let e = c.exec();
-    Err(Error::Usage(format!("cannot run journalctl: {e}")))
+    Err(Error::Failed(format!("cannot run journalctl: {e}")))
 }

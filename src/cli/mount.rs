@@ -34,7 +34,7 @@ struct J {
 pub fn mount(ctx: &Ctx, args: MountArgs) -> Result<()> {
     let query = super::pull::stored_query(ctx, &args.image, &args.registry)?;
     let (store, _lock) = ctx.store_locked()?;
-    let rec = mount::mount(&store, &query, &args.dir, &ctx.progress())?;
+    let rec = mount::mount(&store, &query, &args.dir, &args.registry.options().extract, &ctx.progress())?;
     ctx.say(&format!("Mounted {} read-only on {}", rec.image, rec.dir.display()));
     if ctx.global.json {
         output::json(&J {

@@ -67,11 +67,11 @@ pub fn source_of(ctx: &Ctx, image: &str) -> Result<Source> {
             let img = ctx.store()?.resolve(&q)?;
             let src = img
                 .source
-                .ok_or_else(|| Error::Usage(format!("image {}: no recorded source to pull from", img.name)))?;
+                .ok_or_else(|| Error::Failed(format!("image {}: no recorded source to pull from", img.name)))?;
             match ImageArg::parse(&src)? {
                 ImageArg::Source(s) => Ok(s),
                 ImageArg::Stored(_) => {
-                    Err(Error::Usage(format!("image {}: recorded source {src:?} is not a reference", img.name)))
+                    Err(Error::Failed(format!("image {}: recorded source {src:?} is not a reference", img.name)))
                 }
             }
         }

@@ -84,24 +84,23 @@ fn report(ctx: &Ctx, results: &[Switched]) -> Result<()> {
         output::json(&results);
     } else {
         for r in results {
-            let short = |d: &str| d.strip_prefix("sha256:").unwrap_or(d).chars().take(12).collect::<String>();
             match r.result {
-                "unchanged" => ctx.say(&format!("{}: already up to date ({})", r.name, short(&r.from))),
+                "unchanged" => ctx.say(&format!("{}: already up to date ({})", r.name, r.from.short())),
                 "done" => {
                     let verb = if r.action == "rollback" { "rolled back" } else { "updated" };
                     let what = if r.from == r.to {
-                        format!("{} (same image, other values)", short(&r.to))
+                        format!("{} (same image, other values)", r.to.short())
                     } else {
-                        format!("{} -> {}", short(&r.from), short(&r.to))
+                        format!("{} -> {}", r.from.short(), r.to.short())
                     };
                     let run = if r.restarted { "restarted" } else { "not running: not started" };
                     ctx.say(&format!("{}: {verb} {what}, now deployment {}, {run}", r.name, r.deployment))
                 }
                 _ => {
                     let what = if r.result == "failed" {
-                        format!("update to {} failed and was kept (--no-rollback)", short(&r.to))
+                        format!("update to {} failed and was kept (--no-rollback)", r.to.short())
                     } else {
-                        format!("update to {} failed; rolled back to {}", short(&r.to), short(&r.from))
+                        format!("update to {} failed; rolled back to {}", r.to.short(), r.from.short())
                     };
                     eprintln!("hoist: {}: {what}: {}", r.name, r.reason.as_deref().unwrap_or("unhealthy"));
                     for l in &r.journal {
@@ -123,7 +122,12 @@ pub fn update(ctx: &Ctx, args: UpdateArgs) -> Result<()> {
     let sets = parse_sets(&args.sets).map_err(|e| Error::Usage(e.to_string()))?;
     let (store, _lock) = ctx.store_locked()?;
     let names = if args.all { query::names(&ctx.layout) } else { args.names.clone() };
-    let opts = UpdateOptions { sets, no_rollback: args.no_rollback, grace: Duration::from_secs(args.grace) };
+    let opts = UpdateOptions {
+        sets,
+        no_rollback: args.no_rollback,
+        grace: Duration::from_secs(args.grace),
+        extract: args.registry.options().extract,
+    };
     let progress = ctx.progress();
     let results = systemd::block_on(async {
         let sd = Systemd::connect().await?;

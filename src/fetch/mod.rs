@@ -1,4 +1,5 @@
-//! Fetch: bring an image from a [`Source`] into the [`Store`] and extract its layers.
+//! Fetch: bring an image from a [`Source`] into the [`Store`] and have its layers extracted
+//! ([`layers::extract_image`]).
 //!
 //! Every source ends in the same steps ([`finish`]): the manifest, config and layer blobs are in
 //! the store (each verified by digest and size on the way in), the config's `rootfs.diff_ids`
@@ -18,7 +19,7 @@ pub use registry::RegistryError;
 use oci_spec::image::{ImageManifest, MediaType};
 
 use crate::digest::Digest;
-use crate::fsutil::{self, PathError};
+use crate::fsutil::PathError;
 use crate::imgref::{ImageName, RefError, Source};
 use crate::layers::{self, ExtractOptions, LayerError};
 use crate::progress::Progress;
@@ -194,7 +195,8 @@ fn finish(
     progress: &Progress,
 ) -> Result<PullResult> {
     let manifest = store.manifest(&f.manifest)?;
-    let layers_extracted = extract_layers(store, &f.manifest, &manifest, opts, progress)?;
+    let layers_extracted =
+        layers::extract_image(store, &f.manifest, &manifest, &opts.extract, layers::Existing::Redecide, progress)?;
     let previous = store.lookup(name)?;
     let ref_changed = previous
         .as_ref()
@@ -203,7 +205,7 @@ fn finish(
         store.set_ref(name, &f.manifest, f.media_type, source, f.transport)?;
     }
     let mut warnings = Vec::new();
-    for diff_id in diff_ids(store, &manifest)? {
+    for diff_id in store.diff_ids(&manifest)? {
         if let Some(rec) = layers::load_record(store.layout(), &diff_id)? {
             if !rec.skipped_devices.is_empty() {
                 warnings.push(format!(
@@ -224,76 +226,4 @@ fn finish(
         ref_changed,
         warnings,
     })
-}
-
-/// The diff_ids of an image, checked against its layer count.
-pub fn diff_ids(store: &Store, manifest: &ImageManifest) -> Result<Vec<Digest>> {
-    let config = store.config(manifest)?;
-    let doc = store.layout().store();
-    let ids = config.rootfs().diff_ids().iter().map(|d| parse_digest(d, &doc)).collect::<Result<Vec<_>, _>>()?;
-    if ids.len() != manifest.layers().len() {
-        return Err(FetchError::Source(format!(
-            "image config lists {} diff_ids for {} layers",
-            ids.len(),
-            manifest.layers().len()
-        )));
-    }
-    Ok(ids)
-}
-
-/// Extracts every layer of a stored image that is not extracted yet. Returns how many were.
-pub fn extract_layers(
-    store: &Store,
-    manifest_digest: &Digest,
-    manifest: &ImageManifest,
-    opts: &PullOptions,
-    progress: &Progress,
-) -> Result<usize> {
-    let ids = diff_ids(store, manifest)?;
-    let doc = store.blob_path(manifest_digest);
-    let mut todo: Vec<(Digest, Option<String>, Digest)> = Vec::new();
-    for (desc, diff_id) in manifest.layers().iter().zip(&ids) {
-        if layers::load_record(store.layout(), diff_id)?.is_some() || todo.iter().any(|t| &t.2 == diff_id) {
-            continue;
-        }
-        let blob = parse_digest(desc.digest().as_ref(), &doc)?;
-        todo.push((blob, Some(desc.media_type().to_string()), diff_id.clone()));
-    }
-    if todo.is_empty() {
-        return Ok(0);
-    }
-    fsutil::ensure_dir(&store.layout().layers(), 0o700)?;
-    // Layers are independent: extract them side by side (each also decompresses on a thread of
-    // its own). The first failure in layer order is reported; the others' work is kept.
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(todo.len());
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<std::sync::Mutex<Option<Result<()>>>> = todo.iter().map(|_| Default::default()).collect();
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let Some((blob, mt, diff_id)) = todo.get(i) else { break };
-                    let task = progress.task(&format!("Extracting layer {}", blob.short()), 0);
-                    let r = layers::ensure_extracted(store.layout(), blob, mt.as_deref(), diff_id, &opts.extract);
-                    task.finish();
-                    let failed = r.is_err();
-                    *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r.map(|_| ()).map_err(Into::into));
-                    if failed {
-                        // Stop handing out work; running extractions finish.
-                        next.store(todo.len(), std::sync::atomic::Ordering::SeqCst);
-                    }
-                }
-            });
-        }
-    });
-    let mut done = 0;
-    for r in results {
-        match r.into_inner().unwrap_or_else(|e| e.into_inner()) {
-            Some(Ok(())) => done += 1,
-            Some(Err(e)) => return Err(e),
-            None => {}
-        }
-    }
-    Ok(done)
 }

@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::{ImagesError, Result, extracted_layers};
 use crate::digest::Digest;
 use crate::fsutil::IoContext;
+use crate::layers::ExtractOptions;
 use crate::layers::paths::{OPAQUE_MARKER, WHITEOUT_PREFIX};
 use crate::progress::Progress;
 use crate::rooted::{self, Kind, RootDir};
@@ -102,13 +103,13 @@ pub fn read_in_layers(layer_roots: &[RootDir], rel: &Path) -> std::result::Resul
     }
 }
 
-pub fn info(store: &Store, query: &str) -> Result<ImageInfo> {
+pub fn info(store: &Store, query: &str, extract: &ExtractOptions) -> Result<ImageInfo> {
     let img = store.resolve(query)?;
     let manifest = store.manifest(&img.manifest)?;
     let config = store.config(&manifest)?;
     let labels: BTreeMap<String, String> =
         config.config().as_ref().and_then(|c| c.labels().clone()).unwrap_or_default().into_iter().collect();
-    let layers = extracted_layers(store, &img.manifest, &Progress::silent())?;
+    let layers = extracted_layers(store, &img.manifest, extract, &Progress::silent())?;
     let mut roots = Vec::new();
     for (id, _) in &layers {
         let p = store.layout().layer(id).join("rootfs");

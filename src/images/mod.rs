@@ -14,8 +14,8 @@ use serde::Serialize;
 
 use crate::checkout::{self, CheckoutError, CheckoutStats, LayerTree};
 use crate::digest::Digest;
-use crate::fetch::{self, FetchError, PullOptions};
-use crate::layers::{self, LayerRecord};
+use crate::fetch::FetchError;
+use crate::layers::{self, ExtractOptions, LayerRecord};
 use crate::layout::Layout;
 use crate::progress::Progress;
 use crate::store::{Store, StoreError, StoredImage};
@@ -111,16 +111,17 @@ pub fn remove(store: &Store, query: &str) -> Result<StoredImage> {
     Ok(img)
 }
 
-/// An image's layers, extracted (extracting what is missing), bottom first.
+/// An image's layers, extracted (extracting what is missing under `extract`), bottom first.
 pub fn extracted_layers(
     store: &Store,
     manifest_digest: &Digest,
+    extract: &ExtractOptions,
     progress: &Progress,
 ) -> Result<Vec<(Digest, LayerRecord)>> {
     let manifest = store.manifest(manifest_digest)?;
-    fetch::extract_layers(store, manifest_digest, &manifest, &PullOptions::default(), progress)?;
+    layers::extract_image(store, manifest_digest, &manifest, extract, layers::Existing::Keep, progress)?;
     let mut out = Vec::new();
-    for id in fetch::diff_ids(store, &manifest)? {
+    for id in store.diff_ids(&manifest)? {
         let rec = layers::load_record(store.layout(), &id)?
             .ok_or_else(|| CheckoutError::NotExtracted { layer: id.clone() })?;
         out.push((id, rec));
@@ -129,9 +130,16 @@ pub fn extracted_layers(
 }
 
 /// Checks out a stored image into `dest` (a new directory). Decompresses nothing when the
-/// image's layers are already extracted.
-pub fn checkout(store: &Store, manifest_digest: &Digest, dest: &Path, progress: &Progress) -> Result<CheckoutStats> {
-    let layers = extracted_layers(store, manifest_digest, progress)?;
+/// image's layers are already extracted; a missing layer is extracted under the caller's `extract`
+/// options (limits, device decision).
+pub fn checkout(
+    store: &Store,
+    manifest_digest: &Digest,
+    dest: &Path,
+    extract: &ExtractOptions,
+    progress: &Progress,
+) -> Result<CheckoutStats> {
+    let layers = extracted_layers(store, manifest_digest, extract, progress)?;
     let trees: Vec<LayerTree<'_>> = layers
         .iter()
         .map(|(id, rec)| LayerTree { diff_id: id, root: store.layout().layer(id).join("rootfs"), record: rec })

@@ -21,7 +21,6 @@ use serde::Serialize;
 
 use super::{Result, pinned};
 use crate::digest::Digest;
-use crate::fetch;
 use crate::fsutil::{self, IoContext};
 use crate::store::Store;
 
@@ -84,7 +83,7 @@ pub fn prune(store: &Store) -> Result<PruneReport> {
         };
         keep_blobs.extend(blobs);
         if let Ok(manifest) = store.manifest(m)
-            && let Ok(ids) = fetch::diff_ids(store, &manifest)
+            && let Ok(ids) = store.diff_ids(&manifest)
         {
             keep_layers.extend(ids.into_iter().map(|d| d.hex().to_string()));
         }

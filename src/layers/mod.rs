@@ -17,10 +17,12 @@
 //! [`Limits`]. Device nodes are skipped with a warning unless explicitly allowed.
 
 mod extract;
+mod image;
 pub mod paths;
 
 pub use extract::xattr_allowed;
 pub(crate) use extract::{Meta, apply_fd_meta, meta_of};
+pub use image::{Existing, extract_image};
 
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read};
@@ -61,6 +63,15 @@ pub enum LayerError {
     Record(PathError),
     #[error("{}: {reason}", path.display())]
     CorruptRecord { path: PathBuf, reason: String },
+    /// The stored image whose layers were asked for is unreadable.
+    #[error(transparent)]
+    Store(Box<crate::store::StoreError>),
+}
+
+impl From<crate::store::StoreError> for LayerError {
+    fn from(e: crate::store::StoreError) -> Self {
+        LayerError::Store(Box::new(e))
+    }
 }
 
 /// Ceilings that stop decompression bombs and pathological archives.
@@ -103,6 +114,15 @@ pub struct ExtractOptions {
     pub limits: Limits,
     /// Create character/block device nodes instead of skipping them.
     pub allow_devices: bool,
+}
+
+impl LayerRecord {
+    /// The device decision belongs to each pull: true when this layer has device entries that
+    /// `opts` decides otherwise about (skipped ones now allowed, or created ones now not allowed),
+    /// so a pull extracts it again (the old tree is swapped away first).
+    pub fn decided_otherwise(&self, opts: &ExtractOptions) -> bool {
+        if opts.allow_devices { !self.skipped_devices.is_empty() } else { !self.devices.is_empty() }
+    }
 }
 
 /// `layers/<hex>/layer.json`.
@@ -295,14 +315,10 @@ pub fn ensure_extracted(
     diff_id: &Digest,
     opts: &ExtractOptions,
 ) -> Result<(LayerRecord, bool)> {
-    if let Some(rec) = load_record(layout, diff_id)? {
-        // The device decision belongs to each pull: a layer extracted under the other decision
-        // is extracted again when it has device entries (skipped ones now allowed, or created
-        // ones now not allowed); the old tree is renamed away first.
-        let differs = if opts.allow_devices { !rec.skipped_devices.is_empty() } else { !rec.devices.is_empty() };
-        if !differs {
-            return Ok((rec, false));
-        }
+    if let Some(rec) = load_record(layout, diff_id)?
+        && !rec.decided_otherwise(opts)
+    {
+        return Ok((rec, false));
     }
     if let Some(mt) = media_type
         && Compression::from_media_type(mt).is_none()

@@ -23,6 +23,8 @@ use super::{Host, OpsError, Result};
 use crate::deploy::container::Container;
 use crate::deploy::hostfs;
 use crate::deploy::seccomp::Seccomp;
+use crate::digest::Digest;
+use crate::layers::ExtractOptions;
 use crate::progress::Progress;
 use crate::store::{Store, StoredImage};
 use crate::systemd::Systemd;
@@ -36,13 +38,15 @@ pub struct InstallOptions {
     /// `--security-opt seccomp=…` (generated configs only).
     pub seccomp: Seccomp,
     pub now: bool,
+    /// Limits (and device decision) for layers the checkout has to extract.
+    pub extract: ExtractOptions,
 }
 
 #[derive(Debug, Serialize)]
 pub struct Installed {
     pub name: String,
     pub image: String,
-    pub digest: String,
+    pub digest: Digest,
     pub deployment: u8,
     pub host_files: Vec<String>,
     /// Host files that already existed and were left alone.
@@ -88,6 +92,7 @@ pub async fn install(
         stored: None,
         runtime: runtime.as_deref(),
         seccomp: &opts.seccomp,
+        extract: opts.extract,
     };
     let mut rec = match prepare_slot(store, img, &spec, progress) {
         Ok(r) => r,
@@ -125,7 +130,7 @@ pub async fn install(
         Ok(Installed {
             name: name.clone(),
             image: img.name.to_string(),
-            digest: img.manifest.to_string(),
+            digest: img.manifest.clone(),
             deployment: 0,
             host_files: rec.host_files.keys().cloned().collect(),
             skipped_host_files: skipped,

@@ -21,6 +21,7 @@ use crate::deploy::values::{self, Inputs, Target, Values};
 use crate::deploy::{bundle, unit};
 use crate::fsutil::{self, IoContext};
 use crate::images;
+use crate::layers::ExtractOptions;
 use crate::progress::Progress;
 use crate::rooted::{self, RootDir};
 use crate::store::{Store, StoredImage};
@@ -165,12 +166,14 @@ pub struct SlotSpec<'a> {
     pub stored: Option<&'a Record>,
     pub runtime: Option<&'a str>,
     pub seccomp: &'a Seccomp,
+    /// Limits and device decision for layers the checkout has to extract.
+    pub extract: ExtractOptions,
 }
 
 /// Prepares deployment `slot` of container `name` from `img`, completely, and returns its
 /// record. `stored` is the record of the deployment being updated (values and UUID carry over).
 pub fn prepare_slot(store: &Store, img: &StoredImage, spec: &SlotSpec<'_>, progress: &Progress) -> Result<Record> {
-    let SlotSpec { container, slot, sets, stored, runtime, seccomp } = *spec;
+    let SlotSpec { container, slot, sets, stored, runtime, seccomp, extract } = *spec;
     let name = container.name();
     let dest = container.slot(slot);
     let tmp = container.staging(slot);
@@ -180,7 +183,7 @@ pub fn prepare_slot(store: &Store, img: &StoredImage, spec: &SlotSpec<'_>, progr
     fsutil::ensure_dir(&tmp, 0o700)?;
     let result = (|| {
         let rootfs = staged.rootfs();
-        images::checkout(store, &img.manifest, &rootfs, progress)?;
+        images::checkout(store, &img.manifest, &rootfs, &extract, progress)?;
         let fail = |reason: String| OpsError::Failed { name: name.to_string(), reason };
         let manifest: ExportsManifest = match export(&rootfs, "manifest.json")? {
             Some(t) => serde_json::from_str(&t)

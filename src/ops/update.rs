@@ -23,6 +23,8 @@ use super::{Host, OpsError, Result};
 use crate::deploy::container::{Container, Slot};
 use crate::deploy::hostfs;
 use crate::deploy::record::Record;
+use crate::digest::Digest;
+use crate::layers::ExtractOptions;
 use crate::progress::Progress;
 use crate::store::{Store, StoredImage};
 use crate::systemd::Systemd;
@@ -34,6 +36,8 @@ pub struct UpdateOptions {
     pub no_rollback: bool,
     /// How long the restarted service must stay up to count as healthy.
     pub grace: Duration,
+    /// Limits (and device decision) for layers the checkout has to extract.
+    pub extract: ExtractOptions,
 }
 
 /// The outcome of an update or rollback (`--json`: stable keys).
@@ -43,8 +47,8 @@ pub struct Switched {
     pub action: &'static str,
     /// done, unchanged, rolled-back (or failed with --no-rollback)
     pub result: &'static str,
-    pub from: String,
-    pub to: String,
+    pub from: Digest,
+    pub to: Digest,
     pub deployment: u8,
     pub restarted: bool,
     /// Why the new deployment was judged failed.
@@ -120,7 +124,7 @@ pub async fn update(
     let cur = cur_slot.n;
     let mut sets = rec.sets.clone();
     sets.extend(opts.sets.clone());
-    let from = rec.manifest.to_string();
+    let from = rec.manifest.clone();
     if img.manifest == rec.manifest && sets == rec.sets && img.name.to_string() == rec.image {
         return Ok(Switched {
             name: name.into(),
@@ -149,6 +153,7 @@ pub async fn update(
         stored: Some(&stored),
         runtime: rec.runtime.as_deref(),
         seccomp: &rec.seccomp,
+        extract: opts.extract,
     };
     prepare_slot(store, img, &spec, progress)?;
     fault("update:prepared");
@@ -162,7 +167,7 @@ pub async fn update(
         action: "update",
         result: "done",
         from,
-        to: new.manifest.to_string(),
+        to: new.manifest.clone(),
         deployment: other,
         restarted: was_running,
         reason: None,
@@ -218,8 +223,8 @@ pub async fn rollback(store: &Store, sd: &Systemd, host: &Host, name: &str) -> R
         name: name.into(),
         action: "rollback",
         result: "done",
-        from: rec.manifest.to_string(),
-        to: target.manifest.to_string(),
+        from: rec.manifest.clone(),
+        to: target.manifest.clone(),
         deployment: other_slot.n,
         restarted: was_running,
         reason: None,

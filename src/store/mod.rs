@@ -184,6 +184,22 @@ impl Store {
             .map_err(|e| StoreError::Corrupt { path: self.blob_path(&d), reason: format!("image config: {e}") })
     }
 
+    /// The diff_ids of an image (its config's `rootfs.diff_ids`), checked one to one against its
+    /// layers: the keys of its layers in the shared layer area.
+    pub fn diff_ids(&self, manifest: &ImageManifest) -> Result<Vec<Digest>> {
+        let config = self.config(manifest)?;
+        let doc = self.layout.store();
+        let ids = config.rootfs().diff_ids().iter().map(|d| parse_digest(d, &doc)).collect::<Result<Vec<_>>>()?;
+        if ids.len() != manifest.layers().len() {
+            let d: Digest = parse_digest(manifest.config().digest().as_ref(), &doc)?;
+            return Err(StoreError::Corrupt {
+                path: self.blob_path(&d),
+                reason: format!("image config lists {} diff_ids for {} layers", ids.len(), manifest.layers().len()),
+            });
+        }
+        Ok(ids)
+    }
+
     /// Every blob digest a manifest needs: itself, its config and its layers.
     pub fn manifest_blobs(&self, manifest_digest: &Digest) -> Result<Vec<Digest>> {
         let m = self.manifest(manifest_digest)?;

@@ -173,7 +173,8 @@ pub fn bundle(dir: &Path, args: &[&str], spec_extra: serde_json::Value) -> PathB
     };
     let pulled = fetch::pull(&store, &src, &PullOptions::default(), &Progress::silent()).unwrap();
     let b = dir.join("bundle");
-    hoist::images::checkout(&store, &pulled.manifest, &b.join("rootfs"), &Progress::silent()).unwrap();
+    hoist::images::checkout(&store, &pulled.manifest, &b.join("rootfs"), &Default::default(), &Progress::silent())
+        .unwrap();
     let mut spec = serde_json::json!({
         "ociVersion": "1.0.2",
         "process": {"terminal": false, "user": {"uid": 0, "gid": 0}, "args": args, "env": ["PATH=/bin:/usr/bin"], "cwd": "/"},
