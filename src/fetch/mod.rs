@@ -23,7 +23,7 @@ use crate::fsutil::PathError;
 use crate::imgref::{ImageName, RefError, Source};
 use crate::layers::{self, ExtractOptions, LayerError};
 use crate::progress::Progress;
-use crate::store::{Store, StoreError, Transport, parse_digest};
+use crate::store::{Store, StoreError, Transport};
 
 pub type Result<T, E = FetchError> = std::result::Result<T, E>;
 
