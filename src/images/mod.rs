@@ -14,7 +14,6 @@ use serde::Serialize;
 
 use crate::checkout::{self, CheckoutError, CheckoutStats, LayerTree};
 use crate::digest::Digest;
-use crate::fetch::FetchError;
 use crate::layers::{self, ExtractOptions, LayerRecord};
 use crate::layout::Layout;
 use crate::progress::Progress;
@@ -34,8 +33,6 @@ pub enum ImagesError {
     InUse { image: String, containers: String },
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error(transparent)]
-    Fetch(#[from] FetchError),
     #[error(transparent)]
     Layer(#[from] layers::LayerError),
     #[error(transparent)]
