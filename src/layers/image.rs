@@ -9,9 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use oci_spec::image::ImageManifest;
 
-use super::{ExtractOptions, LayerError, Result, ensure_extracted, load_record};
+use super::{ExtractOptions, Result, ensure_extracted, load_record};
 use crate::digest::Digest;
-use crate::fsutil;
 use crate::progress::Progress;
 use crate::store::{Store, parse_digest};
 
@@ -53,8 +52,6 @@ pub fn extract_image(
     if todo.is_empty() {
         return Ok(0);
     }
-    let area = store.layout().layers();
-    fsutil::ensure_dir(&area, 0o700).map_err(LayerError::Record)?;
     // Layers are independent: extract them side by side (each also decompresses on a thread of
     // its own). The first failure in layer order is reported; the others' work is kept.
     let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(todo.len());

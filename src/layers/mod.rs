@@ -116,15 +116,6 @@ pub struct ExtractOptions {
     pub allow_devices: bool,
 }
 
-impl LayerRecord {
-    /// The device decision belongs to each pull: true when this layer has device entries that
-    /// `opts` decides otherwise about (skipped ones now allowed, or created ones now not allowed),
-    /// so a pull extracts it again (the old tree is swapped away first).
-    pub fn decided_otherwise(&self, opts: &ExtractOptions) -> bool {
-        if opts.allow_devices { !self.skipped_devices.is_empty() } else { !self.devices.is_empty() }
-    }
-}
-
 /// `layers/<hex>/layer.json`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct LayerRecord {
@@ -149,6 +140,15 @@ pub struct LayerRecord {
     pub devices: Vec<String>,
     #[serde(default)]
     pub warnings: Vec<String>,
+}
+
+impl LayerRecord {
+    /// The device decision belongs to each pull: true when this layer has device entries that
+    /// `opts` decides otherwise about (skipped ones now allowed, or created ones now not allowed),
+    /// so a pull extracts it again (the old tree is swapped away first).
+    pub fn decided_otherwise(&self, opts: &ExtractOptions) -> bool {
+        if opts.allow_devices { !self.skipped_devices.is_empty() } else { !self.devices.is_empty() }
+    }
 }
 
 /// Compression of a layer blob.
