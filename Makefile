@@ -50,10 +50,12 @@ images: deps
 	$(MKIMAGE) images/etcd/image.json $(IMAGEDIR)/etcd.tar
 	$(MKIMAGE) images/layered/image.json $(IMAGEDIR)/layered.tar
 
-# Tiers: unit tests (lib), tests/images.rs and tests/runner.rs (root, no systemd),
-# tests/systemd.rs (units under a throwaway systemd: tests/testbed/testbed).
+# Tiers: 1 — unit tests (lib) and tests/lifecycle.rs (fake systemd), any user; 2 — tests/images.rs,
+# tests/runner.rs … (root, no systemd); 3 — units under a throwaway systemd (tests/testbed/testbed).
+# Not root, tiers 2 and 3 skip (loudly); HOIST_PRIV_TESTS=1 makes that a failure, so here
+# every tier must run.
 test: deps images
-	$(CARGO) test --locked -- --test-threads=2
+	HOIST_PRIV_TESTS=1 $(CARGO) test --locked -- --test-threads=2
 
 lint: deps
 	$(CARGO) fmt --all -- --check

@@ -17,6 +17,8 @@ pub enum Error {
     #[error(transparent)]
     Pull(#[from] PullError),
     #[error(transparent)]
+    Resolve(#[from] crate::fetch::resolve::ResolveError),
+    #[error(transparent)]
     Images(#[from] ImagesError),
     #[error(transparent)]
     Mount(#[from] MountError),
@@ -31,8 +33,7 @@ pub enum Error {
     /// Arguments that parse but make no sense together.
     #[error("{0}")]
     Usage(String),
-    /// A runtime failure the CLI itself detected (a stored image without a source, a tool that
-    /// cannot be run): exit 1.
+    /// A runtime failure the CLI itself detected (a tool that cannot be run): exit 1.
     #[error("{0}")]
     Failed(String),
     /// A failure whose explanation was already printed (exit 1, nothing more to say).
@@ -44,7 +45,7 @@ impl Error {
     /// Exit status: 2 for usage errors, 1 for everything else.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Usage(_) => 2,
+            Error::Usage(_) | Error::Resolve(crate::fetch::resolve::ResolveError::NotPulledFrom { .. }) => 2,
             _ => 1,
         }
     }

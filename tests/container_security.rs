@@ -122,11 +122,17 @@ fn defaults(cgroup: &str) {
 
 #[test]
 fn generated_defaults_hybrid_cgroups() {
+    if !common::privileged("container_security::generated_defaults_hybrid_cgroups") {
+        return;
+    }
     defaults("hybrid");
 }
 
 #[test]
 fn generated_defaults_unified_cgroups() {
+    if !common::privileged("container_security::generated_defaults_unified_cgroups") {
+        return;
+    }
     defaults("unified");
 }
 
@@ -134,6 +140,9 @@ fn generated_defaults_unified_cgroups() {
 /// capability, so only seccomp stood in its way; a mount namespace still needs CAP_SYS_ADMIN.
 #[test]
 fn seccomp_unconfined_and_options() {
+    if !common::privileged("container_security::seccomp_unconfined_and_options") {
+        return;
+    }
     let tb = Testbed::up("hybrid");
     start(&tb, "open", "--security-opt seccomp=unconfined");
     assert_eq!(inside(&tb, "open", "grep ^Seccomp: /proc/self/status"), "Seccomp:\t0\n");

@@ -69,6 +69,9 @@ fn fresh_v1(tb: &Testbed) {
 
 #[test]
 fn install_and_uninstall_survive_kill_9() {
+    if !common::privileged("crash::install_and_uninstall_survive_kill_9") {
+        return;
+    }
     let tb = Testbed::up("hybrid");
     publish(&tb, &hello());
     for step in ["install:txn", "install:slot", "install:hostfs", "install:unit", "install:link", "install:enable"] {
@@ -92,6 +95,9 @@ fn install_and_uninstall_survive_kill_9() {
 /// rollback is completed (back to v1).
 #[test]
 fn update_and_rollback_survive_kill_9() {
+    if !common::privileged("crash::update_and_rollback_survive_kill_9") {
+        return;
+    }
     let tb = Testbed::up("hybrid");
     for (step, expected) in [
         ("update:prepared", "1"),

@@ -16,6 +16,9 @@ fn json_of(s: &str) -> Value {
 
 #[test]
 fn etcd_end_to_end() {
+    if !common::privileged("install::etcd_end_to_end") {
+        return;
+    }
     let tb = Testbed::up("hybrid");
     let etcd = etcd();
     let out = tb.ok(&format!("hoist --json install oci-archive:{}", etcd.display()));
@@ -101,6 +104,9 @@ fn greeter(tb: &Testbed) -> std::path::PathBuf {
 
 #[test]
 fn hostile_values_and_names() {
+    if !common::privileged("install::hostile_values_and_names") {
+        return;
+    }
     let tb = Testbed::up("hybrid");
     let image = greeter(&tb);
     tb.ok(&format!("hoist -q pull oci-archive:{}", image.display()));
@@ -135,6 +141,9 @@ fn hostile_values_and_names() {
 
 #[test]
 fn failed_installs_leave_nothing() {
+    if !common::privileged("install::failed_installs_leave_nothing") {
+        return;
+    }
     let tb = Testbed::up("hybrid");
     // The container cannot start (its program is missing): --now fails and everything is undone.
     let mut l = LayerBuilder::new();

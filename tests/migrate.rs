@@ -68,6 +68,9 @@ fn make_v1(tb: &Testbed, txn: &str) {
 
 #[test]
 fn a_v1_state_root_is_migrated_and_works() {
+    if !common::privileged("migrate::a_v1_state_root_is_migrated_and_works") {
+        return;
+    }
     let tb = Testbed::up("hybrid");
     publish(&tb, &hello());
     tb.ok(&format!("hoist -q install --now oci-archive:{SRC}"));

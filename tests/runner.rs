@@ -71,6 +71,9 @@ fn stdout(o: &Output) -> String {
 
 #[test]
 fn exit_code_and_output() {
+    if !common::privileged("runner::exit_code_and_output") {
+        return;
+    }
     let r = setup(&["/bin/sh", "-c", "echo out-$(hostname); echo err >&2; exit 7"], json!({}));
     let o = r.output();
     assert_eq!(o.status.code(), Some(7), "stderr: {}", String::from_utf8_lossy(&o.stderr));
@@ -98,6 +101,9 @@ fn wait_line(child: &mut Child, needle: &str) {
 
 #[test]
 fn signals_are_forwarded() {
+    if !common::privileged("runner::signals_are_forwarded") {
+        return;
+    }
     let r = setup(
         &["/bin/sh", "-c", "trap 'echo got TERM; exit 3' TERM; echo ready; while :; do sleep 1; done"],
         json!({}),
@@ -113,6 +119,9 @@ fn signals_are_forwarded() {
 
 #[test]
 fn death_by_signal_is_passed_on() {
+    if !common::privileged("runner::death_by_signal_is_passed_on") {
+        return;
+    }
     // Without a PID namespace the payload is not a PID 1, so SIGTERM's default action kills it;
     // the runner then dies of the same signal (systemd counts SIGTERM as a clean stop).
     let r = setup(
@@ -135,6 +144,9 @@ fn libc_sigterm() -> i32 {
 
 #[test]
 fn stale_state_from_a_crashed_run_is_cleaned() {
+    if !common::privileged("runner::stale_state_from_a_crashed_run_is_cleaned") {
+        return;
+    }
     let r = setup(&["/bin/sh", "-c", "echo fresh"], json!({}));
     let stale = r.state.join("containers").join(&r.name);
     fs::create_dir_all(&stale).unwrap();
@@ -167,6 +179,9 @@ fn args_replaced(r: &Run, args: &[&str]) -> Run {
 
 #[test]
 fn seccomp_is_enforced() {
+    if !common::privileged("runner::seccomp_is_enforced") {
+        return;
+    }
     let deny_mkdir = json!({"linux": {"seccomp": {
         "defaultAction": "SCMP_ACT_ALLOW",
         "architectures": ["SCMP_ARCH_X86_64"],
@@ -180,6 +195,9 @@ fn seccomp_is_enforced() {
 
 #[test]
 fn bad_bundles_are_refused_clearly() {
+    if !common::privileged("runner::bad_bundles_are_refused_clearly") {
+        return;
+    }
     let r = setup(&["/bin/true"], json!({"process": {"terminal": true}}));
     let o = r.output();
     assert_eq!(o.status.code(), Some(1));

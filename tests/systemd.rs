@@ -39,16 +39,25 @@ fn lifecycle(cgroup: &str) {
 
 #[test]
 fn unit_lifecycle_hybrid_cgroups() {
+    if !common::privileged("systemd::unit_lifecycle_hybrid_cgroups") {
+        return;
+    }
     lifecycle("hybrid");
 }
 
 #[test]
 fn unit_lifecycle_unified_cgroups() {
+    if !common::privileged("systemd::unit_lifecycle_unified_cgroups") {
+        return;
+    }
     lifecycle("unified");
 }
 
 #[test]
 fn crashing_container_fails_the_unit() {
+    if !common::privileged("systemd::crashing_container_fails_the_unit") {
+        return;
+    }
     let tb = Testbed::up("hybrid");
     // The payload runs until told to fail: the start job (Type=notify) deterministically succeeds,
     // then the container dies with status 42.
@@ -65,6 +74,9 @@ fn crashing_container_fails_the_unit() {
 
 #[test]
 fn testbed_commands() {
+    if !common::privileged("systemd::testbed_commands") {
+        return;
+    }
     let tb = Testbed::up("hybrid");
     let st = tb.script().arg("status").output().unwrap();
     assert!(String::from_utf8_lossy(&st.stdout).starts_with("running:"));

@@ -30,6 +30,9 @@ fn publish(tb: &Testbed, archive: &std::path::Path) {
 
 #[test]
 fn update_rollback_and_automatic_rollback() {
+    if !common::privileged("update::update_rollback_and_automatic_rollback") {
+        return;
+    }
     let tb = Testbed::up("hybrid");
     fs::create_dir_all(tb.dir.join("state/src")).unwrap();
     publish(&tb, &hello());
@@ -97,6 +100,9 @@ fn update_rollback_and_automatic_rollback() {
 
 #[test]
 fn rollback_needs_a_previous_deployment() {
+    if !common::privileged("update::rollback_needs_a_previous_deployment") {
+        return;
+    }
     let tb = Testbed::up("hybrid");
     tb.ok(&format!("hoist -q install oci-archive:{}", hello().display()));
     let o = tb.sh("hoist rollback hello");
@@ -107,6 +113,9 @@ fn rollback_needs_a_previous_deployment() {
 
 #[test]
 fn install_and_update_from_a_registry() {
+    if !common::privileged("update::install_and_update_from_a_registry") {
+        return;
+    }
     let tb = Testbed::up("unified");
     let reg = common::registry::Registry::start_in(&tb);
     reg.push(&format!("oci-archive:{}", hello().display()), "hello:1", false);
@@ -138,6 +147,9 @@ fn install_and_update_from_a_registry() {
 /// containers of their own beside `x` (their deployments live in their own directories).
 #[test]
 fn names_ending_in_numbers_are_containers_of_their_own() {
+    if !common::privileged("update::names_ending_in_numbers_are_containers_of_their_own") {
+        return;
+    }
     let tb = Testbed::up("unified");
     let reg = common::registry::Registry::start_in(&tb);
     reg.push(&format!("oci-archive:{}", hello().display()), "tools/hello:1.0", false);

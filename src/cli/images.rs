@@ -1,9 +1,10 @@
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use super::pull::{RegistryArgs, query_of, stored_query};
+use super::pull::RegistryArgs;
 use super::{Ctx, output};
 use crate::error::Result;
+use crate::fetch::resolve;
 use crate::fsutil::human_size;
 use crate::images;
 
@@ -78,7 +79,7 @@ fn list(ctx: &Ctx, no_trunc: bool) -> Result<()> {
 struct Removed {
     name: String,
     action: &'static str,
-    result: &'static str,
+    result: output::Outcome,
     digest: String,
 }
 
@@ -86,12 +87,12 @@ fn rm(ctx: &Ctx, queries: &[String]) -> Result<()> {
     let (store, _lock) = ctx.store_locked()?;
     let mut out = Vec::new();
     for q in queries {
-        let img = images::remove(&store, &query_of(q)?)?;
+        let img = images::remove(&store, &resolve::query_of(q)?)?;
         ctx.say(&format!("Removed {} ({})", img.name, img.manifest.short()));
         out.push(Removed {
             name: img.name.to_string(),
             action: "rm",
-            result: "done",
+            result: output::Outcome::Done,
             digest: img.manifest.to_string(),
         });
     }
@@ -108,13 +109,13 @@ fn prune(ctx: &Ctx) -> Result<()> {
         #[derive(Serialize)]
         struct J<'a> {
             action: &'static str,
-            result: &'static str,
+            result: output::Outcome,
             #[serde(flatten)]
             report: &'a images::PruneReport,
         }
         output::json(&J {
             action: "prune",
-            result: if r.bytes_freed == 0 && r.deployments.is_empty() && r.mounts == 0 { "unchanged" } else { "done" },
+            result: output::Outcome::done_unless(r.bytes_freed == 0 && r.deployments.is_empty() && r.mounts == 0),
             report: &r,
         });
     } else {
@@ -135,10 +136,11 @@ fn prune(ctx: &Ctx) -> Result<()> {
 }
 
 fn info(ctx: &Ctx, image: &str, registry: &RegistryArgs) -> Result<()> {
-    let query = stored_query(ctx, image, registry)?;
-    // Inspecting may extract layers, so it takes the lock like any writer.
+    // Inspecting may pull and extract layers, so it takes the lock like any writer.
     let (store, _lock) = ctx.store_locked()?;
-    let i = images::info(&store, &query, &registry.options().extract)?;
+    let opts = registry.options();
+    let img = resolve::stored(&store, image, &opts, &ctx.progress())?;
+    let i = images::info(&store, &img.name.to_string(), &opts.extract)?;
     if ctx.global.json {
         output::json(&i);
         return Ok(());

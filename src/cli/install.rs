@@ -3,11 +3,12 @@ use std::path::PathBuf;
 use clap::Args;
 use serde::Serialize;
 
-use super::pull::{RegistryArgs, stored_query};
+use super::pull::RegistryArgs;
 use super::{Ctx, output};
 use crate::deploy::seccomp::{Seccomp, SecurityOptError};
 use crate::deploy::values::parse_sets;
 use crate::error::{Error, Result};
+use crate::fetch::resolve;
 use crate::ops::install::{self, InstallOptions};
 use crate::systemd::{self, Systemd};
 
@@ -38,7 +39,7 @@ pub struct InstallArgs {
 #[derive(Serialize)]
 struct J<'a> {
     action: &'static str,
-    result: &'static str,
+    result: output::Outcome,
     #[serde(flatten)]
     installed: &'a install::Installed,
 }
@@ -49,9 +50,9 @@ pub fn run(ctx: &Ctx, args: InstallArgs) -> Result<()> {
         SecurityOptError::Unknown(_) => Error::Usage(e.to_string()),
         SecurityOptError::File { .. } => Error::SecurityOpt(e),
     })?;
-    let query = stored_query(ctx, &args.image, &args.registry)?;
     let (store, _lock) = ctx.store_locked()?;
-    let img = store.resolve(&query)?;
+    let progress = ctx.progress();
+    let img = resolve::stored(&store, &args.image, &args.registry.options(), &progress)?;
     let opts = InstallOptions {
         name: args.name,
         sets,
@@ -60,13 +61,12 @@ pub fn run(ctx: &Ctx, args: InstallArgs) -> Result<()> {
         now: args.now,
         extract: args.registry.options().extract,
     };
-    let progress = ctx.progress();
     let installed = systemd::block_on(async {
         let sd = Systemd::connect().await?;
         Ok::<_, Error>(install::install(&store, &sd, &ctx.host, &img, &opts, &progress).await?)
     })?;
     if ctx.global.json {
-        output::json(&J { action: "install", result: "done", installed: &installed });
+        output::json(&J { action: "install", result: output::Outcome::Done, installed: &installed });
         return Ok(());
     }
     for f in &installed.host_files {

@@ -2,7 +2,7 @@ use clap::Args;
 
 use super::{Ctx, output};
 use crate::error::{Error, Result};
-use crate::ops::query;
+use crate::ops::query::{self, State};
 use crate::systemd::{self, Systemd};
 
 #[derive(Debug, Args)]
@@ -28,7 +28,7 @@ pub fn list(ctx: &Ctx, args: ListArgs) -> Result<()> {
         let sd = Systemd::connect().await.ok();
         query::list(&ctx.layout, sd.as_ref()).await
     });
-    let rows: Vec<_> = rows.into_iter().filter(|r| args.all || r.state == "running").collect();
+    let rows: Vec<_> = rows.into_iter().filter(|r| args.all || r.state == State::Running).collect();
     if ctx.global.json {
         output::json(&rows);
         return Ok(());
@@ -43,7 +43,7 @@ pub fn list(ctx: &Ctx, args: ListArgs) -> Result<()> {
                 r.image.clone(),
                 digest,
                 r.deployment.map(|d| d.to_string()).unwrap_or_else(|| "-".into()),
-                r.state.clone(),
+                r.state.to_string(),
                 r.runtime.clone(),
             ]
         })

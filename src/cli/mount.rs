@@ -26,21 +26,22 @@ pub struct UmountArgs {
 struct J {
     name: String,
     action: &'static str,
-    result: &'static str,
+    result: output::Outcome,
     dir: PathBuf,
     digest: String,
 }
 
 pub fn mount(ctx: &Ctx, args: MountArgs) -> Result<()> {
-    let query = super::pull::stored_query(ctx, &args.image, &args.registry)?;
     let (store, _lock) = ctx.store_locked()?;
-    let rec = mount::mount(&store, &query, &args.dir, &args.registry.options().extract, &ctx.progress())?;
+    let (opts, progress) = (args.registry.options(), ctx.progress());
+    let img = crate::fetch::resolve::stored(&store, &args.image, &opts, &progress)?;
+    let rec = mount::mount(&store, &img.name.to_string(), &args.dir, &opts.extract, &progress)?;
     ctx.say(&format!("Mounted {} read-only on {}", rec.image, rec.dir.display()));
     if ctx.global.json {
         output::json(&J {
             name: rec.image,
             action: "mount",
-            result: "done",
+            result: output::Outcome::Done,
             dir: rec.dir,
             digest: rec.manifest.to_string(),
         });
@@ -60,7 +61,7 @@ pub fn umount(ctx: &Ctx, args: UmountArgs) -> Result<()> {
         output::json(&J {
             name: u.record.as_ref().map(|r| r.image.clone()).unwrap_or_default(),
             action: "umount",
-            result: if u.leftover_only { "cleaned" } else { "done" },
+            result: if u.leftover_only { output::Outcome::Cleaned } else { output::Outcome::Done },
             dir: u.dir,
             digest: u.record.map(|r| r.manifest.to_string()).unwrap_or_default(),
         });

@@ -2,6 +2,23 @@
 
 use serde::Serialize;
 
+/// The `result` key of a command's `--json` output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Done,
+    /// There was nothing to do.
+    Unchanged,
+    /// Only leftovers of an earlier, interrupted run were removed.
+    Cleaned,
+}
+
+impl Outcome {
+    pub fn done_unless(unchanged: bool) -> Outcome {
+        if unchanged { Outcome::Unchanged } else { Outcome::Done }
+    }
+}
+
 /// Prints `value` as pretty JSON.
 pub fn json<T: Serialize + ?Sized>(value: &T) {
     println!("{}", serde_json::to_string_pretty(value).expect("output serializes"));

@@ -2,9 +2,8 @@ use clap::Args;
 use serde::Serialize;
 
 use super::{Ctx, output};
-use crate::error::{Error, Result};
-use crate::fetch::{self, Platform, PullOptions, RegistryOptions};
-use crate::imgref::{ImageArg, Source};
+use crate::error::Result;
+use crate::fetch::{self, Platform, PullOptions, RegistryOptions, resolve};
 use crate::layers::{ExtractOptions, Limits};
 
 #[derive(Debug, Args)]
@@ -50,7 +49,7 @@ impl RegistryArgs {
 struct PullJson<'a> {
     name: String,
     action: &'static str,
-    result: &'static str,
+    result: output::Outcome,
     digest: String,
     source: String,
     blobs_fetched: usize,
@@ -58,61 +57,9 @@ struct PullJson<'a> {
     warnings: &'a [String],
 }
 
-/// Turns an IMAGE argument into a source: a stored name re-reads its recorded source.
-pub fn source_of(ctx: &Ctx, image: &str) -> Result<Source> {
-    let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
-    match ImageArg::parse(image)? {
-        ImageArg::Source(s) => Ok(s.absolutize(&cwd)),
-        ImageArg::Stored(q) => {
-            let img = ctx.store()?.resolve(&q)?;
-            let src = img
-                .source
-                .ok_or_else(|| Error::Failed(format!("image {}: no recorded source to pull from", img.name)))?;
-            match ImageArg::parse(&src)? {
-                ImageArg::Source(s) => Ok(s),
-                ImageArg::Stored(_) => {
-                    Err(Error::Failed(format!("image {}: recorded source {src:?} is not a reference", img.name)))
-                }
-            }
-        }
-    }
-}
-
-/// The store query an IMAGE argument means, without pulling: a source reference stands for the
-/// name it is stored under.
-pub fn query_of(image: &str) -> Result<String> {
-    Ok(match ImageArg::parse(image)? {
-        ImageArg::Stored(q) => q,
-        ImageArg::Source(s) => s.local_name()?.map(|n| n.to_string()).unwrap_or_else(|| image.to_string()),
-    })
-}
-
-/// Like [`query_of`], but makes sure the image is stored: a local source (file or directory)
-/// is always read again (cheap when nothing changed: no blob is copied twice), a registry
-/// reference is pulled when its name is not stored yet, or is stored but was not pulled from
-/// that same registry reference (a name from any other source is never trusted for it).
-pub fn stored_query(ctx: &Ctx, image: &str, registry: &RegistryArgs) -> Result<String> {
-    let query = query_of(image)?;
-    if let ImageArg::Source(src) = ImageArg::parse(image)? {
-        let local = !matches!(src, Source::Registry(_));
-        if local || !stored_from(ctx, &query, &source_of(ctx, image)?)? {
-            let source = source_of(ctx, image)?;
-            let (store, _lock) = ctx.store_locked()?;
-            let r = fetch::pull(&store, &source, &registry.options(), &ctx.progress())?;
-            return Ok(r.name.to_string());
-        }
-    }
-    Ok(query)
-}
-
-/// True when `query` names a stored image recorded as pulled from `source`.
-pub fn stored_from(ctx: &Ctx, query: &str, source: &Source) -> Result<bool> {
-    Ok(ctx.store()?.resolve(query).is_ok_and(|img| img.source.as_deref() == Some(source.to_string().as_str())))
-}
-
 pub fn run(ctx: &Ctx, args: PullArgs) -> Result<()> {
-    let source = source_of(ctx, &args.image)?;
     let (store, _lock) = ctx.store_locked()?;
+    let source = resolve::source_of(&store, &args.image)?;
     // Trees a killed prune renamed out of their live names (never trusted, just deleted).
     crate::images::remove_trash(store.layout())?;
     let mut opts = args.registry.options();
@@ -126,7 +73,7 @@ pub fn run(ctx: &Ctx, args: PullArgs) -> Result<()> {
         output::json(&PullJson {
             name: r.name.to_string(),
             action: "pull",
-            result: if r.unchanged() { "unchanged" } else { "done" },
+            result: output::Outcome::done_unless(r.unchanged()),
             digest: r.manifest.to_string(),
             source: source.to_string(),
             blobs_fetched: r.blobs_fetched,

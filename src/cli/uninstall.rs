@@ -18,7 +18,7 @@ pub struct UninstallArgs {
 #[derive(Serialize)]
 struct J {
     action: &'static str,
-    result: &'static str,
+    result: output::Outcome,
     #[serde(flatten)]
     done: uninstall::Uninstalled,
 }
@@ -49,7 +49,7 @@ pub fn run(ctx: &Ctx, args: UninstallArgs) -> Result<()> {
             });
         }
         ctx.say(&format!("{}: uninstalled", r.name));
-        json.push(J { action: "uninstall", result: "done", done: r });
+        json.push(J { action: "uninstall", result: output::Outcome::Done, done: r });
     }
     if ctx.global.json {
         output::json(&json);

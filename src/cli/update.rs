@@ -2,17 +2,14 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::pull::{RegistryArgs, query_of, source_of};
+use super::pull::RegistryArgs;
 use super::{Ctx, output};
 use crate::deploy::container::Container;
-use crate::deploy::record::Record;
 use crate::deploy::values::parse_sets;
 use crate::error::{Error, Result};
-use crate::fetch;
-use crate::imgref::{ImageArg, Source};
-use crate::ops::update::{self, Switched, UpdateOptions};
-use crate::ops::{self, query};
-use crate::store::{Store, StoredImage};
+use crate::fetch::resolve::{self, Deployed};
+use crate::ops::update::{self, Action, SwitchResult, Switched, UpdateOptions};
+use crate::ops::{OpsError, query};
 use crate::systemd::{self, Systemd};
 
 #[derive(Debug, Args)]
@@ -47,47 +44,15 @@ pub struct RollbackArgs {
     pub name: String,
 }
 
-/// The image an update moves to: the rebase target, or the recorded image re-read from its source.
-fn target(
-    ctx: &Ctx,
-    store: &Store,
-    rec: &Record,
-    rebase: Option<&str>,
-    no_pull: bool,
-    registry: &RegistryArgs,
-) -> Result<StoredImage> {
-    let progress = ctx.progress();
-    let (reference, fallback) = match rebase {
-        Some(r) => (Some(r.to_string()), query_of(r)?),
-        None => (rec.source.clone(), rec.image.clone()),
-    };
-    if !no_pull
-        && let Some(r) = reference
-        && let ImageArg::Source(_) = ImageArg::parse(&r)?
-    {
-        let src = source_of(ctx, &r)?;
-        let pulled = fetch::pull(store, &src, &registry.options(), &progress)?;
-        return Ok(store.resolve(&pulled.name.to_string())?);
-    }
-    // --no-pull with a registry reference: only a name pulled from that very reference counts.
-    if let Some(r) = rebase
-        && let ImageArg::Source(src @ Source::Registry(_)) = ImageArg::parse(r)?
-        && !super::pull::stored_from(ctx, &fallback, &src)?
-    {
-        return Err(Error::Usage(format!("image {fallback}: not pulled from {src}; run without --no-pull")));
-    }
-    Ok(store.resolve(&fallback)?)
-}
-
 fn report(ctx: &Ctx, results: &[Switched]) -> Result<()> {
     if ctx.global.json {
         output::json(&results);
     } else {
         for r in results {
             match r.result {
-                "unchanged" => ctx.say(&format!("{}: already up to date ({})", r.name, r.from.short())),
-                "done" => {
-                    let verb = if r.action == "rollback" { "rolled back" } else { "updated" };
+                SwitchResult::Unchanged => ctx.say(&format!("{}: already up to date ({})", r.name, r.from.short())),
+                SwitchResult::Done => {
+                    let verb = if r.action == Action::Rollback { "rolled back" } else { "updated" };
                     let what = if r.from == r.to {
                         format!("{} (same image, other values)", r.to.short())
                     } else {
@@ -96,8 +61,8 @@ fn report(ctx: &Ctx, results: &[Switched]) -> Result<()> {
                     let run = if r.restarted { "restarted" } else { "not running: not started" };
                     ctx.say(&format!("{}: {verb} {what}, now deployment {}, {run}", r.name, r.deployment))
                 }
-                _ => {
-                    let what = if r.result == "failed" {
+                SwitchResult::RolledBack | SwitchResult::Failed => {
+                    let what = if r.result == SwitchResult::Failed {
                         format!("update to {} failed and was kept (--no-rollback)", r.to.short())
                     } else {
                         format!("update to {} failed; rolled back to {}", r.to.short(), r.from.short())
@@ -111,11 +76,7 @@ fn report(ctx: &Ctx, results: &[Switched]) -> Result<()> {
         }
     }
     // A failed update exits 1; what went wrong was printed above (or is in the JSON).
-    if results.iter().any(|r| r.result == "rolled-back" || r.result == "failed") {
-        Err(Error::Reported)
-    } else {
-        Ok(())
-    }
+    if results.iter().any(|r| r.result.failed()) { Err(Error::Reported) } else { Ok(()) }
 }
 
 pub fn update(ctx: &Ctx, args: UpdateArgs) -> Result<()> {
@@ -129,14 +90,20 @@ pub fn update(ctx: &Ctx, args: UpdateArgs) -> Result<()> {
         extract: args.registry.options().extract,
     };
     let progress = ctx.progress();
+    let pull = args.registry.options();
+    // Every target is pulled before anything is switched (and before the async part).
+    let mut targets = Vec::new();
+    for name in &names {
+        let (_, rec) = Container::open(&ctx.layout, name).and_then(|c| c.current_record()).map_err(OpsError::from)?;
+        let deployed = Deployed { image: &rec.image, source: rec.source.as_deref() };
+        let img = resolve::update_target(&store, deployed, args.rebase.as_deref(), args.no_pull, &pull, &progress)?;
+        targets.push((name, img));
+    }
     let results = systemd::block_on(async {
         let sd = Systemd::connect().await?;
         let mut out = Vec::new();
-        for name in &names {
-            let (_, rec) =
-                Container::open(&ctx.layout, name).and_then(|c| c.current_record()).map_err(ops::OpsError::from)?;
-            let img = target(ctx, &store, &rec, args.rebase.as_deref(), args.no_pull, &args.registry)?;
-            out.push(update::update(&store, &sd, &ctx.host, name, &img, &opts, &progress).await?);
+        for (name, img) in &targets {
+            out.push(update::update(&store, &sd, &ctx.host, name, img, &opts, &progress).await?);
         }
         Ok::<_, Error>(out)
     })?;

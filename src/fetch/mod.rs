@@ -11,6 +11,7 @@ mod docker_archive;
 mod oci_layout;
 pub mod platform;
 pub mod registry;
+pub mod resolve;
 mod tarindex;
 
 pub use platform::Platform;

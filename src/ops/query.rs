@@ -16,8 +16,7 @@ pub struct ContainerSummary {
     pub digest: String,
     /// Current deployment slot (0 or 1).
     pub deployment: Option<u8>,
-    /// running, inactive, failed, activating, no-service (or unknown when systemd can't be asked).
-    pub state: String,
+    pub state: State,
     pub runtime: String,
 }
 
@@ -33,13 +32,48 @@ pub struct ContainerStatus {
     pub values: std::collections::BTreeMap<String, String>,
 }
 
-/// Maps systemd's ActiveState to the states hoist reports.
-pub fn state_of(st: &UnitStatus) -> &'static str {
-    match st.active_state.as_str() {
-        "active" | "reloading" => "running",
-        "failed" => "failed",
-        "activating" | "deactivating" => "activating",
-        _ => "inactive",
+/// The state hoist reports for a container (`--json`: `running`, `inactive`, `failed`,
+/// `activating`, `no-service`, `unknown`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    Running,
+    Inactive,
+    Failed,
+    /// Starting or stopping.
+    Activating,
+    /// An image with `noContainerService`: nothing runs.
+    NoService,
+    /// systemd could not be asked.
+    Unknown,
+}
+
+impl State {
+    /// Maps systemd's ActiveState to the states hoist reports.
+    pub fn of(st: &UnitStatus) -> State {
+        match st.active_state.as_str() {
+            "active" | "reloading" => State::Running,
+            "failed" => State::Failed,
+            "activating" | "deactivating" => State::Activating,
+            _ => State::Inactive,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Running => "running",
+            State::Inactive => "inactive",
+            State::Failed => "failed",
+            State::Activating => "activating",
+            State::NoService => "no-service",
+            State::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -50,9 +84,9 @@ pub fn names(layout: &Layout) -> Vec<String> {
 
 fn summary(name: &str, rec: Option<&Record>, slot: Option<u8>, unit: Option<&UnitStatus>) -> ContainerSummary {
     let state = match (rec, unit) {
-        (Some(r), _) if !r.has_service => "no-service".to_string(),
-        (_, Some(u)) => state_of(u).to_string(),
-        (_, None) => "unknown".to_string(),
+        (Some(r), _) if !r.has_service => State::NoService,
+        (_, Some(u)) => State::of(u),
+        (_, None) => State::Unknown,
     };
     ContainerSummary {
         name: name.to_string(),

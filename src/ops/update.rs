@@ -40,13 +40,41 @@ pub struct UpdateOptions {
     pub extract: ExtractOptions,
 }
 
+/// Which verb switched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Update,
+    Rollback,
+}
+
+/// How a switch ended (`--json`: `done`, `unchanged`, `rolled-back`, `failed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SwitchResult {
+    /// Now on the new deployment.
+    Done,
+    /// Already on that image with those values: nothing changed.
+    Unchanged,
+    /// The new deployment failed and the old one runs again.
+    RolledBack,
+    /// The new deployment failed and was kept (`--no-rollback`).
+    Failed,
+}
+
+impl SwitchResult {
+    /// True when the new deployment was judged failed.
+    pub fn failed(self) -> bool {
+        matches!(self, SwitchResult::RolledBack | SwitchResult::Failed)
+    }
+}
+
 /// The outcome of an update or rollback (`--json`: stable keys).
 #[derive(Debug, Serialize)]
 pub struct Switched {
     pub name: String,
-    pub action: &'static str,
-    /// done, unchanged, rolled-back (or failed with --no-rollback)
-    pub result: &'static str,
+    pub action: Action,
+    pub result: SwitchResult,
     pub from: Digest,
     pub to: Digest,
     pub deployment: u8,
@@ -128,8 +156,8 @@ pub async fn update(
     if img.manifest == rec.manifest && sets == rec.sets && img.name.to_string() == rec.image {
         return Ok(Switched {
             name: name.into(),
-            action: "update",
-            result: "unchanged",
+            action: Action::Update,
+            result: SwitchResult::Unchanged,
             from: from.clone(),
             to: from,
             deployment: cur,
@@ -164,8 +192,8 @@ pub async fn update(
     let new = switch(sd, host, &c, &rec, &new_slot).await?;
     let mut out = Switched {
         name: name.into(),
-        action: "update",
-        result: "done",
+        action: Action::Update,
+        result: SwitchResult::Done,
         from,
         to: new.manifest.clone(),
         deployment: other,
@@ -185,7 +213,7 @@ pub async fn update(
         out.journal = host.journal_tail(&unit, 10);
         out.reason = Some(reason);
         if opts.no_rollback {
-            out.result = "failed";
+            out.result = SwitchResult::Failed;
             txn::end(&c)?;
             return Ok(out);
         }
@@ -193,7 +221,7 @@ pub async fn update(
         switch(sd, host, &c, &new, &cur_slot).await?;
         let _ = sd.reset_failed(&unit).await;
         sd.restart(&unit).await?;
-        out.result = "rolled-back";
+        out.result = SwitchResult::RolledBack;
         out.deployment = cur;
     }
     fault("update:restarted");
@@ -221,8 +249,8 @@ pub async fn rollback(store: &Store, sd: &Systemd, host: &Host, name: &str) -> R
     txn::end(&c)?;
     Ok(Switched {
         name: name.into(),
-        action: "rollback",
-        result: "done",
+        action: Action::Rollback,
+        result: SwitchResult::Done,
         from: rec.manifest.clone(),
         to: target.manifest.clone(),
         deployment: other_slot.n,

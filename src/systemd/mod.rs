@@ -6,10 +6,11 @@
 //! opened before the method call, so the signal cannot be missed, and the wait has a deadline.
 //! A job's result other than `done` is an error naming the unit.
 //!
-//! Tests serve a fake `Manager` over a socket pair (`fake`) and drive it with this same client.
+//! Tests serve a fake `Manager` over a socket pair ([`fake`]; integration tests get it with the
+//! `fake-systemd` feature) and drive it with this same client.
 
-#[cfg(test)]
-mod fake;
+#[cfg(any(test, feature = "fake-systemd"))]
+pub mod fake;
 
 use std::time::Duration;
 
@@ -34,8 +35,8 @@ pub enum SystemdError {
     Call { unit: String, what: &'static str, source: zbus::Error },
     #[error("{unit}: {verb} job finished with result '{result}' (see `journalctl -u {unit}`)")]
     Job { unit: String, verb: &'static str, result: String },
-    #[error("{unit}: {verb} job did not finish within {secs} s")]
-    Timeout { unit: String, verb: &'static str, secs: u64 },
+    #[error("{unit}: {verb} job did not finish within {after:?}")]
+    Timeout { unit: String, verb: &'static str, after: Duration },
 }
 
 pub type Result<T, E = SystemdError> = std::result::Result<T, E>;
@@ -141,7 +142,7 @@ impl Systemd {
         };
         match tokio::time::timeout(self.job_timeout, wait).await {
             Ok(r) => r,
-            Err(_) => Err(SystemdError::Timeout { unit: unit.to_string(), verb, secs: self.job_timeout.as_secs() }),
+            Err(_) => Err(SystemdError::Timeout { unit: unit.to_string(), verb, after: self.job_timeout }),
         }
     }
 

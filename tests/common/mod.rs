@@ -16,6 +16,24 @@ pub mod testbed;
 
 pub const HOIST: &str = env!("CARGO_BIN_EXE_hoist");
 
+/// The privileged tiers (namespaces, mounts, owners, device nodes, the testbed's systemd) need
+/// root. As root this returns true. Otherwise the test is skipped, and says so on the terminal
+/// (past the test harness's capture) — unless `HOIST_PRIV_TESTS=1` (`make test` and CI set it),
+/// where not being root fails the test instead of skipping it.
+pub fn privileged(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var("HOIST_PRIV_TESTS").as_deref() != Ok("1"),
+        "{test} needs root, and HOIST_PRIV_TESTS=1 says the privileged tiers must run"
+    );
+    use std::io::Write;
+    let _ =
+        writeln!(std::io::stderr(), "SKIPPED {test}: needs root (the privileged tier; `make test` runs it as root)");
+    false
+}
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

@@ -97,20 +97,12 @@ pub(crate) fn import(
     platform: Option<&Platform>,
     progress: &Progress,
 ) -> Result<Fetched> {
-    let run = || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| FetchError::Source(format!("cannot start the async runtime: {e}")))?;
-        rt.block_on(Puller::new(store, r, conn, progress)?.pull(platform.cloned().unwrap_or_else(Platform::host)))
-    };
-    // Called from async code (an update talking to systemd): a runtime cannot block inside
-    // another, so the pull gets a thread of its own.
-    if tokio::runtime::Handle::try_current().is_ok() {
-        std::thread::scope(|s| s.spawn(run).join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-    } else {
-        run()
-    }
+    // Pulls happen before any command's async part (see fetch::resolve), never inside it.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| FetchError::Source(format!("cannot start the async runtime: {e}")))?;
+    rt.block_on(Puller::new(store, r, conn, progress)?.pull(platform.cloned().unwrap_or_else(Platform::host)))
 }
 
 struct Puller<'a> {
