@@ -39,3 +39,5 @@ pub mod runner;
 pub mod store;
 pub mod systemd;
 pub mod template;
+#[cfg(test)]
+mod test_tier;

@@ -43,6 +43,9 @@ fn is_mount_point(dir: &Path) -> bool {
 
 #[test]
 fn interrupted_mount_is_cleaned_by_umount_mount_and_prune() {
+    if !common::privileged("hostile_mounts::interrupted_mount_is_cleaned_by_umount_mount_and_prune") {
+        return;
+    }
     let r = Root::new();
     r.pull(&hello());
     let mnt = r.dir.path().join("mnt");
@@ -89,6 +92,9 @@ fn interrupted_mount_is_cleaned_by_umount_mount_and_prune() {
 
 #[test]
 fn mount_killed_after_the_mount_is_cleaned_by_umount() {
+    if !common::privileged("hostile_mounts::mount_killed_after_the_mount_is_cleaned_by_umount") {
+        return;
+    }
     let r = Root::new();
     r.pull(&hello());
     let mnt = r.dir.path().join("mnt");
@@ -121,6 +127,9 @@ fn mount_killed_after_the_mount_is_cleaned_by_umount() {
 
 #[test]
 fn a_symlinked_dir_argument_mounts_on_the_real_directory() {
+    if !common::privileged("hostile_mounts::a_symlinked_dir_argument_mounts_on_the_real_directory") {
+        return;
+    }
     let r = Root::new();
     r.pull(&hello());
     let mnt = r.dir.path().join("mnt");
@@ -135,6 +144,9 @@ fn a_symlinked_dir_argument_mounts_on_the_real_directory() {
 
 #[test]
 fn prune_killed_between_rename_and_delete_leaves_only_trash() {
+    if !common::privileged("hostile_mounts::prune_killed_between_rename_and_delete_leaves_only_trash") {
+        return;
+    }
     let r = Root::new();
     r.pull(&hello());
     let layers: Vec<String> =

@@ -36,8 +36,11 @@ pub fn list(ctx: &Ctx, args: ListArgs) -> Result<()> {
     let table: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
-            let digest = r.digest.strip_prefix("sha256:").unwrap_or(&r.digest);
-            let digest = if args.no_trunc || digest.len() < 12 { r.digest.clone() } else { digest[..12].to_string() };
+            let digest = match &r.digest {
+                Some(d) if args.no_trunc => d.to_string(),
+                Some(d) => d.short().to_string(),
+                None => "?".into(),
+            };
             vec![
                 r.name.clone(),
                 r.image.clone(),
@@ -64,7 +67,8 @@ pub fn status(ctx: &Ctx, args: StatusArgs) -> Result<()> {
     }
     let s = &st.summary;
     println!("{}: {}", s.name, s.state);
-    println!("  image:       {} ({})", s.image, s.digest);
+    let digest = s.digest.as_ref().map(ToString::to_string).unwrap_or_else(|| "?".into());
+    println!("  image:       {} ({digest})", s.image);
     if let Some(src) = &st.source {
         println!("  source:      {src}");
     }

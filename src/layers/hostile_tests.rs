@@ -89,22 +89,6 @@ fn build(f: impl FnOnce(&mut LayerBuilder)) -> Vec<u8> {
     b.finish()
 }
 
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-/// As `tests/common::privileged`: true as root; otherwise a loud skip, or a failure under
-/// `HOIST_PRIV_TESTS=1`.
-fn privileged(test: &str) -> bool {
-    if is_root() {
-        return true;
-    }
-    assert!(std::env::var("HOIST_PRIV_TESTS").as_deref() != Ok("1"), "{test} needs root (HOIST_PRIV_TESTS=1)");
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: needs root (creates device nodes)");
-    false
-}
-
 /// The reported attack: `a/` (0777, owner 4242, an xattr) and, in the same layer, `a -> DIR`,
 /// then `SCHILY.xattr.security.capability` on `a/py`. The directory's queued metadata must not
 /// land on DIR, and `a/py` goes through a symlink: refused.
@@ -245,7 +229,7 @@ fn ids_outside_u32_are_refused() {
 /// it, and the other way round.
 #[test]
 fn device_decision_is_per_pull() {
-    if !privileged("layers::hostile_tests::device_decision_is_per_pull") {
+    if !crate::test_tier::privileged("layers::hostile_tests::device_decision_is_per_pull") {
         return;
     }
     let p = probe();

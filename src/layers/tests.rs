@@ -103,7 +103,7 @@ fn extracts_entries_with_metadata() {
     let su = fs::metadata(r.join("usr/bin/su")).unwrap();
     assert_eq!(su.permissions().mode() & 0o7777, 0o4755, "setuid kept");
     let f = fs::metadata(r.join("home/u/f")).unwrap();
-    assert_eq!((f.uid(), f.gid(), f.mode() & 0o777), (1000, 1000, 0o600));
+    assert_eq!(f.mode() & 0o777, 0o600);
     assert_eq!(fs::metadata(r.join("ro")).unwrap().mode() & 0o777, 0o555);
     assert_eq!(fs::read_link(r.join("var/run")).unwrap(), Path::new("/run"));
     assert_eq!(
@@ -118,6 +118,22 @@ fn extracts_entries_with_metadata() {
     assert_eq!(xattr::get(r.join("bin/ping"), "trusted.evil").unwrap_or(None), None);
     assert_eq!(rec.diff_id.as_ref(), Some(&id));
     assert_eq!(rec.entries, 10);
+}
+
+/// Owners come from the layer (root can give files away; others cannot).
+#[test]
+fn extraction_keeps_owners() {
+    if !crate::test_tier::privileged("layers::tests::extraction_keeps_owners") {
+        return;
+    }
+    let e = env();
+    let t = tar(|b| {
+        b.file_owned("usr/bin/su", b"#!", 0o4755, 0, 0).file_owned("home/u/f", b"x", 0o600, 1000, 1000);
+    });
+    let (id, _) = e.extract(&t).unwrap();
+    let meta = |p: &str| fs::metadata(e.rootfs(&id).join(p)).unwrap();
+    assert_eq!((meta("home/u/f").uid(), meta("home/u/f").gid()), (1000, 1000));
+    assert_eq!((meta("usr/bin/su").uid(), meta("usr/bin/su").mode() & 0o7777), (0, 0o4755));
 }
 
 #[test]
@@ -250,6 +266,17 @@ fn devices_skipped_unless_allowed() {
     let (id, rec) = e.extract(&t).unwrap();
     assert_eq!(rec.skipped_devices, ["dev/null", "dev/sda"]);
     assert!(!e.rootfs(&id).join("dev/null").exists());
+}
+
+#[test]
+fn devices_created_when_allowed() {
+    if !crate::test_tier::privileged("layers::tests::devices_created_when_allowed") {
+        return;
+    }
+    let t = tar(|b| {
+        b.device("dev/null", false, 1, 3);
+        b.device("dev/sda", true, 8, 0);
+    });
     let e = env();
     let (id, rec) = e.extract_with(&t, &ExtractOptions { allow_devices: true, ..Default::default() }).unwrap();
     assert!(rec.skipped_devices.is_empty());

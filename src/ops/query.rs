@@ -5,6 +5,7 @@ use serde::Serialize;
 use super::Result;
 use crate::deploy::container::{self, Container};
 use crate::deploy::record::Record;
+use crate::digest::Digest;
 use crate::layout::Layout;
 use crate::systemd::{Systemd, UnitStatus};
 
@@ -13,7 +14,8 @@ use crate::systemd::{Systemd, UnitStatus};
 pub struct ContainerSummary {
     pub name: String,
     pub image: String,
-    pub digest: String,
+    /// The current deployment's manifest digest (none when its record is unreadable).
+    pub digest: Option<Digest>,
     /// Current deployment slot (0 or 1).
     pub deployment: Option<u8>,
     pub state: State,
@@ -91,7 +93,7 @@ fn summary(name: &str, rec: Option<&Record>, slot: Option<u8>, unit: Option<&Uni
     ContainerSummary {
         name: name.to_string(),
         image: rec.map(|r| r.image.clone()).unwrap_or_else(|| "?".into()),
-        digest: rec.map(|r| r.manifest.to_string()).unwrap_or_default(),
+        digest: rec.map(|r| r.manifest.clone()),
         deployment: slot,
         state,
         runtime: rec.and_then(|r| r.runtime.clone()).unwrap_or_else(|| "hoist".into()),
