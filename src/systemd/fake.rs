@@ -17,12 +17,14 @@
 //! Every method call is recorded in [`FakeManager::calls`] (`reload`, `enable U`, `start U`, …).
 //! Available to the crate's tests and, with the `fake-systemd` feature, to integration tests.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use zbus::object_server::{ObjectServer, SignalEmitter};
 use zbus::{ObjectPath, OwnedObjectPath};
+
+use super::UnitStatus;
 
 /// What the next start or restart job of a unit does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,40 +43,23 @@ pub enum Outcome {
     Hangs,
 }
 
-/// One unit as the fake manager sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unit {
-    pub load_state: String,
-    pub active_state: String,
-    pub sub_state: String,
-    pub unit_file_state: String,
-    pub main_pid: u32,
-    pub n_restarts: u32,
-    pub result: String,
-    pub exec_main_status: i32,
-    flapping: bool,
-}
-
-impl Default for Unit {
-    fn default() -> Self {
-        Unit {
-            load_state: "not-found".into(),
-            active_state: "inactive".into(),
-            sub_state: "dead".into(),
-            unit_file_state: String::new(),
-            main_pid: 0,
-            n_restarts: 0,
-            result: "success".into(),
-            exec_main_status: 0,
-            flapping: false,
-        }
+/// A unit the fake manager has not loaded yet: not found, inactive.
+fn never_loaded() -> UnitStatus {
+    UnitStatus {
+        load_state: "not-found".into(),
+        active_state: "inactive".into(),
+        sub_state: "dead".into(),
+        result: "success".into(),
+        ..UnitStatus::default()
     }
 }
 
 #[derive(Debug, Default)]
 struct State {
     calls: Vec<String>,
-    units: BTreeMap<String, Unit>,
+    units: BTreeMap<String, UnitStatus>,
+    /// Services systemd keeps restarting ([`Outcome::Flaps`]).
+    flapping: BTreeSet<String>,
     script: BTreeMap<String, VecDeque<Outcome>>,
     unit_dir: Option<PathBuf>,
     next_job: u32,
@@ -89,10 +74,10 @@ impl State {
         }
     }
 
-    fn unit(&mut self, name: &str) -> &mut Unit {
+    fn unit(&mut self, name: &str) -> &mut UnitStatus {
         if !self.units.contains_key(name) {
             let load_state = self.load_state(name).to_string();
-            self.units.insert(name.to_string(), Unit { load_state, ..Unit::default() });
+            self.units.insert(name.to_string(), UnitStatus { load_state, ..never_loaded() });
         }
         self.units.get_mut(name).expect("just inserted")
     }
@@ -105,10 +90,10 @@ impl State {
     fn run(&mut self, name: &str) {
         let pid = self.pid();
         let u = self.unit(name);
-        *u = Unit { active_state: "active".into(), sub_state: "running".into(), main_pid: pid, ..u.clone() };
+        *u = UnitStatus { active_state: "active".into(), sub_state: "running".into(), main_pid: pid, ..u.clone() };
         u.result = "success".into();
         u.exec_main_status = 0;
-        u.flapping = false;
+        self.flapping.remove(name);
     }
 
     fn fail(&mut self, name: &str, result: &str, status: i32) {
@@ -118,7 +103,7 @@ impl State {
         u.main_pid = 0;
         u.result = result.into();
         u.exec_main_status = status;
-        u.flapping = false;
+        self.flapping.remove(name);
     }
 }
 
@@ -144,8 +129,8 @@ impl FakeManager {
     }
 
     /// The unit's state (a unit never loaded reads as `not-found`, inactive).
-    pub fn unit(&self, name: &str) -> Unit {
-        self.lock().units.get(name).cloned().unwrap_or_default()
+    pub fn unit(&self, name: &str) -> UnitStatus {
+        self.lock().units.get(name).cloned().unwrap_or_else(never_loaded)
     }
 
     /// What the next start/restart jobs of `unit` do, in order; later ones run.
@@ -173,7 +158,7 @@ impl FakeManager {
                     u.active_state = "inactive".into();
                     u.sub_state = "dead".into();
                     u.main_pid = 0;
-                    u.flapping = false;
+                    st.flapping.remove(&unit);
                     Some("done".to_string())
                 }
                 Some(Outcome::Runs) => {
@@ -190,7 +175,7 @@ impl FakeManager {
                 }
                 Some(Outcome::Flaps) => {
                     st.run(&unit);
-                    st.unit(&unit).flapping = true;
+                    st.flapping.insert(unit.clone());
                     Some("done".into())
                 }
                 Some(Outcome::Hangs) => None,
@@ -326,7 +311,7 @@ struct UnitView {
 }
 
 impl UnitView {
-    fn get<T>(&self, f: impl FnOnce(&mut Unit) -> T) -> T {
+    fn get<T>(&self, f: impl FnOnce(&mut UnitStatus) -> T) -> T {
         f(self.fake.lock().unit(&self.name))
     }
 }
@@ -342,7 +327,7 @@ impl UnitView {
     #[zbus(property(emits_changed_signal = "false"), name = "ActiveState")]
     fn active_state(&self) -> String {
         let mut st = self.fake.lock();
-        if st.unit(&self.name).flapping {
+        if st.flapping.contains(&self.name) {
             let pid = st.pid();
             let u = st.unit(&self.name);
             u.n_restarts += 1;
