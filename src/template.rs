@@ -74,6 +74,27 @@ pub fn variables(file: &str, text: &str) -> Result<BTreeSet<String>, TemplateErr
         .collect())
 }
 
+/// Every placeholder of a template: (variable, byte offset of its `$`), in order.
+pub fn placeholders(file: &str, text: &str) -> Result<Vec<(String, usize)>, TemplateError> {
+    Ok(parse(file, text)?
+        .into_iter()
+        .filter_map(|p| match p {
+            Piece::Var(v, at) => Some((v.to_string(), at)),
+            Piece::Text(_) => None,
+        })
+        .collect())
+}
+
+/// One substitution made by [`render_spans`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Span {
+    pub var: String,
+    /// Byte offset of the placeholder's `$` in the template.
+    pub at: usize,
+    /// Where its value landed in the output.
+    pub out: std::ops::Range<usize>,
+}
+
 /// Renders `text`; `value(name)` returns the (already escaped) replacement or `None` if unknown.
 pub fn render(file: &str, text: &str, value: impl Fn(&str) -> Option<String>) -> Result<String, TemplateError> {
     render_at(file, text, |v, _| value(v))
@@ -85,16 +106,30 @@ pub fn render_at(
     text: &str,
     value: impl Fn(&str, usize) -> Option<String>,
 ) -> Result<String, TemplateError> {
+    render_spans(file, text, value).map(|(out, _)| out)
+}
+
+/// Like [`render_at`], also saying where each value landed in the output.
+pub fn render_spans(
+    file: &str,
+    text: &str,
+    value: impl Fn(&str, usize) -> Option<String>,
+) -> Result<(String, Vec<Span>), TemplateError> {
     let mut out = String::with_capacity(text.len());
+    let mut spans = Vec::new();
     for p in parse(file, text)? {
         match p {
             Piece::Text(t) => out.push_str(t),
-            Piece::Var(v, at) => out.push_str(
-                &value(v, at).ok_or_else(|| TemplateError::Unknown { file: file.to_string(), var: v.to_string() })?,
-            ),
+            Piece::Var(v, at) => {
+                let val = value(v, at)
+                    .ok_or_else(|| TemplateError::Unknown { file: file.to_string(), var: v.to_string() })?;
+                let start = out.len();
+                out.push_str(&val);
+                spans.push(Span { var: v.to_string(), at, out: start..out.len() });
+            }
         }
     }
-    Ok(out)
+    Ok((out, spans))
 }
 
 #[cfg(test)]
@@ -112,6 +147,15 @@ mod tests {
         let get = |k: &str| (k == "X").then(|| "1".to_string());
         assert_eq!(render("f", "$X-${X}x $$X", get).unwrap(), "1-1x $X");
         assert_eq!(render("f", "a $Y", get), Err(TemplateError::Unknown { file: "f".into(), var: "Y".into() }));
+    }
+
+    #[test]
+    fn spans_say_where_values_landed() {
+        let get = |k: &str, _: usize| Some(if k == "A" { "xy".to_string() } else { String::new() });
+        let (out, spans) = render_spans("f", "[$A, ${B}]$$", get).unwrap();
+        assert_eq!(out, "[xy, ]$");
+        assert_eq!(spans, [Span { var: "A".into(), at: 1, out: 1..3 }, Span { var: "B".into(), at: 5, out: 5..5 }]);
+        assert_eq!(placeholders("f", "[$A, ${B}]").unwrap(), [("A".to_string(), 1), ("B".to_string(), 5)]);
     }
 
     #[test]

@@ -215,6 +215,8 @@ fn record(name: &str, manifest: &str) -> Record {
         host_files: Default::default(),
         hostfs: Default::default(),
         has_service: true,
+        conversions: Vec::new(),
+        kept_host_files: Default::default(),
         created: 0,
     }
 }

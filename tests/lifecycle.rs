@@ -410,3 +410,45 @@ async fn repair_after_a_crash_at_every_step() {
         }
     }
 }
+
+/// A host file the admin edits is kept by every command that meets it, named by the one that
+/// keeps it, and tracked through update → rollback → update until uninstall names it again.
+#[tokio::test]
+async fn an_edited_host_file_is_kept_and_tracked_through_the_chain() {
+    let w = World::new().await;
+    w.install().await;
+    let conf = w.host_dir.join("etc/hello/hello.conf");
+    fs::write(&conf, "port=9999\n").unwrap();
+    let kept = |slot: &str| -> Vec<String> {
+        let rec: serde_json::Value =
+            serde_json::from_slice(&fs::read(w.state().join(format!("containers/hello/{slot}/info.json"))).unwrap())
+                .unwrap();
+        rec["kept_host_files"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+    };
+    let edited = vec!["/etc/hello/hello.conf".to_string()];
+    let up = w.update(&w.v2, false).await;
+    assert_eq!((up.result, &up.kept_host_files), (SwitchResult::Done, &edited), "the update names it");
+    assert_eq!(kept("1"), edited, "and the new deployment tracks it");
+    let back = update::rollback(&w.store, &w.sd, &w.host, "hello").await.unwrap();
+    assert_eq!(back.kept_host_files, Vec::<String>::new(), "nothing newly kept");
+    assert_eq!(kept("0"), edited, "still tracked after the rollback");
+    w.fake.script(UNIT, [Outcome::Exits(1)]);
+    let failed = w.update(&w.broken, false).await;
+    assert_eq!((failed.result, kept("0")), (SwitchResult::RolledBack, edited.clone()), "and the automatic one");
+    assert_eq!(fs::read_to_string(&conf).unwrap(), "port=9999\n", "never overwritten");
+    let gone = uninstall::uninstall(&w.layout, &w.sd, &w.host, "hello", false).await.unwrap();
+    assert_eq!((gone.kept_host_files, gone.removed_host_files), (edited, vec![]));
+    assert_eq!(fs::read_to_string(&conf).unwrap(), "port=9999\n");
+
+    // Restored to what hoist installed, a kept file is hoist's again: uninstall removes it.
+    let w = World::new().await;
+    w.install().await;
+    let conf = w.host_dir.join("etc/hello/hello.conf");
+    let original = fs::read(&conf).unwrap();
+    fs::write(&conf, "port=9999\n").unwrap();
+    w.update(&w.v2, false).await;
+    fs::write(&conf, &original).unwrap();
+    let gone = uninstall::uninstall(&w.layout, &w.sd, &w.host, "hello", false).await.unwrap();
+    assert_eq!((gone.kept_host_files, gone.removed_host_files), (vec![], vec!["/etc/hello/hello.conf".to_string()]));
+    assert!(!conf.exists());
+}

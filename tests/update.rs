@@ -207,3 +207,34 @@ fn names_ending_in_numbers_are_containers_of_their_own() {
     assert_eq!(tb.ok("ls /etc/systemd/system /etc/tmpfiles.d | grep -c -e '^x' -e '^hello' || true"), "0\n");
     assert_eq!(tb.ok("hoist --json list -a").trim(), "[]");
 }
+
+/// A host file the admin edits survives update, rollback, a failed update's automatic
+/// rollback and uninstall; each command that keeps it says so, and uninstall still names it at
+/// the end of the chain.
+#[test]
+fn an_edited_host_file_is_named_through_update_rollback_and_uninstall() {
+    if !common::privileged("update::an_edited_host_file_is_named_through_update_rollback_and_uninstall") {
+        return;
+    }
+    let tb = Testbed::up("hybrid");
+    fs::create_dir_all(tb.dir.join("state/src")).unwrap();
+    publish(&tb, &hello());
+    tb.ok("hoist -q install --now oci-archive:/var/lib/hoist/src/hello.tar");
+    tb.ok("echo '# mine' >> /etc/hello/hello.conf");
+    publish(&tb, &hello_v2());
+    let out = tb.ok("hoist update hello");
+    assert!(
+        out.contains("hello: kept /etc/hello/hello.conf: it was modified (still tracked; `hoist uninstall` names it)"),
+        "{out}"
+    );
+    let j = json_of(&tb.ok("hoist --json rollback hello"));
+    assert_eq!((j[0]["result"].as_str(), &j[0]["kept_host_files"]), (Some("done"), &serde_json::json!([])));
+    publish(&tb, &hello_broken());
+    let failed = tb.sh("hoist --json update --grace 2 hello");
+    let j = json_of(&String::from_utf8_lossy(&failed.stdout));
+    assert_eq!(j[0]["result"], "rolled-back");
+    tb.ok("grep -q '# mine' /etc/hello/hello.conf");
+    let out = tb.ok("hoist uninstall hello");
+    assert!(out.contains("Kept /etc/hello/hello.conf: it was modified"), "{out}");
+    tb.ok("grep -q '# mine' /etc/hello/hello.conf");
+}

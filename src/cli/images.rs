@@ -169,6 +169,12 @@ fn info(ctx: &Ctx, image: &str, registry: &RegistryArgs) -> Result<()> {
     for k in &i.variables.required {
         println!("  {k}  (required: no default)");
     }
+    if !i.variables.json_text.is_empty() {
+        println!(
+            "Take JSON text (outside a JSON string in config.json.template; empty inserts nothing): {}",
+            i.variables.json_text.join(" ")
+        );
+    }
     println!("Set by hoist: {}", images::FORCED_VARIABLES.join(" "));
     println!("Set by hoist unless --set: {}", images::OVERRIDABLE_VARIABLES.join(" "));
     Ok(())

@@ -69,6 +69,9 @@ pub fn run(ctx: &Ctx, args: InstallArgs) -> Result<()> {
         output::json(&J { action: "install", result: output::Outcome::Done, installed: &installed });
         return Ok(());
     }
+    for c in &installed.conversions {
+        ctx.warn(&format!("{}: config.json.template: {c}", installed.name));
+    }
     for f in &installed.host_files {
         ctx.say(&format!("Created file {f}"));
     }

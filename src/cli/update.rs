@@ -49,6 +49,12 @@ fn report(ctx: &Ctx, results: &[Switched]) -> Result<()> {
         output::json(&results);
     } else {
         for r in results {
+            for c in &r.conversions {
+                ctx.warn(&format!("{}: config.json.template: {c}", r.name));
+            }
+            for f in &r.kept_host_files {
+                ctx.say(&format!("{}: kept {f}: it was modified (still tracked; `hoist uninstall` names it)", r.name));
+            }
             match r.result {
                 SwitchResult::Unchanged => ctx.say(&format!("{}: already up to date ({})", r.name, r.from.short())),
                 SwitchResult::Done => {

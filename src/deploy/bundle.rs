@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 use oci_spec::image::ImageConfiguration;
 use serde_json::{Value, json};
 
+use super::compat;
 use super::seccomp::Seccomp;
-use super::values::{Target, ValueError, Values};
+use super::values::{Fragment, ValueError, Values};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
@@ -19,8 +20,15 @@ pub enum BundleError {
     Value(#[from] ValueError),
     #[error("{file}: rendered config is not valid JSON: {reason} (check --set values used in it)")]
     Json { file: String, reason: String },
+    /// A value inserted as JSON text (outside any JSON string) broke the config.
+    #[error(
+        "{file}: ${var} is outside a JSON string, so its value is inserted as JSON text, and with {value:?} the config is not {what}: {reason}"
+    )]
+    Fragment { file: String, var: String, value: String, what: &'static str, reason: String },
     #[error("{file}: not a valid OCI runtime config: {reason}")]
     Spec { file: String, reason: String },
+    #[error("{file}: cannot be read as runtime-spec 1.0: {source}")]
+    Compat { file: String, source: super::compat::CompatError },
     #[error("{file}: {reason}")]
     Rule { file: String, reason: &'static str },
     #[error("image config: {0}")]
@@ -83,32 +91,78 @@ pub const SHM_SIZE: &str = "size=65536k";
 pub const RUN_SIZE: &str = "size=64m";
 pub const TMP_SIZE: &str = "size=256m";
 
-/// Renders (or generates) the config and checks the rules. Returns pretty JSON.
+/// A rendered config: pretty JSON, and what was converted from older runtime-spec versions
+/// (see [`super::compat`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub json: String,
+    pub notes: Vec<String>,
+}
+
+/// Renders (or generates) the config and checks the rules.
 pub fn render(
     template: Option<&str>,
     image: &ImageConfiguration,
     values: &Values,
     user: Option<(u32, u32)>,
     seccomp: &Seccomp,
-) -> Result<String, BundleError> {
+) -> Result<Rendered, BundleError> {
+    let mut notes = Vec::new();
     let (file, spec) = match template {
         Some(t) => {
             let file = "/exports/config.json.template";
-            let text = values.render(file, t, Target::Json)?;
-            let v: Value = serde_json::from_str(&text)
-                .map_err(|e| BundleError::Json { file: file.into(), reason: e.to_string() })?;
+            let (text, fragments) = values.render_json(file, t)?;
+            let v: Value = serde_json::from_str(&text).map_err(|e| {
+                blame(file, &text, &fragments, "valid JSON", &e)
+                    .unwrap_or_else(|| BundleError::Json { file: file.into(), reason: e.to_string() })
+            })?;
+            if let Err(e) = serde_json::from_str::<oci_spec::runtime::Spec>(&text)
+                && let Some(err) = blame(file, &text, &fragments, "an OCI runtime config", &e)
+            {
+                return Err(err);
+            }
+            let mut v = v;
+            notes = compat::upgrade(&mut v).map_err(|e| BundleError::Compat { file: file.into(), source: e })?;
             (file, v)
         }
         None => ("generated config", generate(image, values, user, seccomp)?),
     };
     check(file, &spec)?;
-    Ok(serde_json::to_string_pretty(&spec).expect("json"))
+    Ok(Rendered { json: serde_json::to_string_pretty(&spec).expect("json"), notes })
+}
+
+/// The JSON fragment a parse error of the rendered text is in (or just after), if any.
+fn blame(
+    file: &str,
+    text: &str,
+    fragments: &[Fragment],
+    what: &'static str,
+    e: &serde_json::Error,
+) -> Option<BundleError> {
+    // serde_json's position: 1-based line, column of the byte where it stopped.
+    let line_start: usize = text.split_inclusive('\n').take(e.line().saturating_sub(1)).map(str::len).sum();
+    let offset = line_start + e.column().saturating_sub(1);
+    let f = fragments.iter().rev().find(|f| {
+        !f.value.is_empty()
+            && f.out.start <= offset
+            && (offset < f.out.end || text.get(f.out.end..offset).is_some_and(|between| between.trim().is_empty()))
+    })?;
+    Some(BundleError::Fragment {
+        file: file.into(),
+        var: f.var.clone(),
+        value: f.value.clone(),
+        what,
+        reason: e.to_string(),
+    })
 }
 
 fn check(file: &str, spec: &Value) -> Result<(), BundleError> {
     let rule = |reason| BundleError::Rule { file: file.to_string(), reason };
-    serde_json::from_value::<oci_spec::runtime::Spec>(spec.clone())
-        .map_err(|e| BundleError::Spec { file: file.into(), reason: e.to_string() })?;
+    serde_path_to_error::deserialize::<_, oci_spec::runtime::Spec>(spec.clone()).map_err(|e| {
+        let at = e.path().to_string();
+        let reason = if at == "." { e.inner().to_string() } else { format!("{at}: {}", e.inner()) };
+        BundleError::Spec { file: file.into(), reason }
+    })?;
     if spec["root"]["path"] != "rootfs" {
         return Err(rule("root.path must be \"rootfs\""));
     }
@@ -283,7 +337,7 @@ mod tests {
         let img = image(
             json!({"Entrypoint": ["/bin/httpd"], "Cmd": ["-f"], "Env": ["A=1"], "WorkingDir": "/srv", "Volumes": {"/var/www/data": {}}}),
         );
-        let text = render(None, &img, &values(), Some((33, 33)), &Seccomp::Default).unwrap();
+        let text = render(None, &img, &values(), Some((33, 33)), &Seccomp::Default).unwrap().json;
         let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["process"]["args"], json!(["/bin/httpd", "-f"]));
         assert_eq!(v["process"]["cwd"], "/srv");
@@ -299,7 +353,7 @@ mod tests {
 
     fn generated(seccomp: &Seccomp) -> Value {
         let img = image(json!({"Cmd": ["/bin/sh"]}));
-        serde_json::from_str(&render(None, &img, &values(), None, seccomp).unwrap()).unwrap()
+        serde_json::from_str(&render(None, &img, &values(), None, seccomp).unwrap().json).unwrap()
     }
 
     #[test]
@@ -383,7 +437,7 @@ mod tests {
         let img = image(json!({}));
         let t = r#"{"ociVersion": "1.0.2", "process": {"args": ["/x"], "cwd": "/", "user": {"uid": 0, "gid": 0}}, "root": {"path": "rootfs", "readonly": true}}"#;
         let v: Value =
-            serde_json::from_str(&render(Some(t), &img, &values(), None, &Seccomp::Default).unwrap()).unwrap();
+            serde_json::from_str(&render(Some(t), &img, &values(), None, &Seccomp::Default).unwrap().json).unwrap();
         assert!(v.get("linux").is_none());
     }
 
@@ -391,17 +445,67 @@ mod tests {
     fn template_rules() {
         let img = image(json!({}));
         let ok = r#"{"ociVersion": "1.0.2", "process": {"args": ["/x"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "env": ["PORT=$PORT"]}, "root": {"path": "rootfs", "readonly": true}}"#;
-        assert!(render(Some(ok), &img, &values(), None, &Seccomp::Default).unwrap().contains("PORT=80"));
+        assert!(render(Some(ok), &img, &values(), None, &Seccomp::Default).unwrap().json.contains("PORT=80"));
         let rw = ok.replace("\"readonly\": true", "\"readonly\": false");
         assert!(matches!(render(Some(&rw), &img, &values(), None, &Seccomp::Default), Err(BundleError::Rule { .. })));
         let path = ok.replace("\"path\": \"rootfs\"", "\"path\": \"/\"");
         assert!(matches!(render(Some(&path), &img, &values(), None, &Seccomp::Default), Err(BundleError::Rule { .. })));
-        let broken = ok.replace("\"PORT=$PORT\"", "$PORT");
-        let hostile = Values(BTreeMap::from([("PORT".into(), "1, 2".into())]));
-        assert!(matches!(render(Some(&broken), &img, &hostile, None, &Seccomp::Default), Err(BundleError::Value(_))));
+        // Outside a string the value is JSON text; what it makes must still be a runtime config.
+        let bare = ok.replace("\"PORT=$PORT\"", "$PORT");
+        let numbers = Values(BTreeMap::from([("PORT".into(), "1, 2".into())]));
+        assert_eq!(
+            render(Some(&bare), &img, &numbers, None, &Seccomp::Default).unwrap_err().to_string(),
+            "/exports/config.json.template: $PORT is outside a JSON string, so its value is inserted as JSON text, \
+             and with \"1, 2\" the config is not an OCI runtime config: invalid type: integer `1`, expected a string \
+             at line 1 column 103"
+        );
         let unclosed = ok.replace("\"PORT=$PORT\"]", "\"PORT=$PORT\"");
         assert!(matches!(
             render(Some(&unclosed), &img, &values(), None, &Seccomp::Default),
+            Err(BundleError::Json { .. })
+        ));
+    }
+
+    /// atomic's `$ADDTL_MOUNTS`: a bare variable at the end of `mounts`, empty by default, that an
+    /// admin sets to `,{…}` to add mounts.
+    #[test]
+    fn json_fragments_add_structure_where_the_template_asks() {
+        let img = image(json!({}));
+        let t = r#"{"ociVersion": "1.0.2", "process": {"args": ["/x"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+  "root": {"path": "rootfs", "readonly": true},
+  "mounts": [
+    {"destination": "/etc/app", "type": "bind", "source": "/etc/app", "options": ["rbind", "ro"]}
+    $ADDTL_MOUNTS
+  ]}"#;
+        let with = |v: &str| Values(BTreeMap::from([("ADDTL_MOUNTS".into(), v.into())]));
+        let mounts = |v: &str| -> Vec<String> {
+            let out: Value =
+                serde_json::from_str(&render(Some(t), &img, &with(v), None, &Seccomp::Default).unwrap().json).unwrap();
+            out["mounts"].as_array().unwrap().iter().map(|m| m["destination"].as_str().unwrap().to_string()).collect()
+        };
+        assert_eq!(mounts(""), ["/etc/app"], "empty: nothing inserted");
+        let cni = r#",{"destination": "/opt/cni", "type": "bind", "source": "/opt/cni", "options": ["rbind", "ro"]}"#;
+        assert_eq!(mounts(cni), ["/etc/app", "/opt/cni"]);
+        let err = |v: &str| render(Some(t), &img, &with(v), None, &Seccomp::Default).unwrap_err().to_string();
+        assert_eq!(
+            err(&cni[1..]),
+            format!(
+                "/exports/config.json.template: $ADDTL_MOUNTS is outside a JSON string, so its value is inserted as \
+                 JSON text, and with {:?} the config is not valid JSON: expected `,` or `]` at line 5 column 5",
+                &cni[1..]
+            ),
+            "the missing comma is blamed on the variable"
+        );
+        assert_eq!(
+            err(",{\"destination\": 1}"),
+            "/exports/config.json.template: $ADDTL_MOUNTS is outside a JSON string, so its value is inserted as \
+             JSON text, and with \",{\\\"destination\\\": 1}\" the config is not an OCI runtime config: invalid \
+             type: integer `1`, expected path string at line 5 column 22"
+        );
+        // A broken template with a harmless fragment blames the template, not the variable.
+        let broken = t.replace("\"rootfs\", \"readonly\": true}", "\"rootfs\" \"readonly\": true}");
+        assert!(matches!(
+            render(Some(&broken), &img, &with(cni), None, &Seccomp::Default),
             Err(BundleError::Json { .. })
         ));
     }

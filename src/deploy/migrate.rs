@@ -247,6 +247,8 @@ mod tests {
             host_files: BTreeMap::new(),
             hostfs: HostfsPlan::default(),
             has_service: true,
+            conversions: Vec::new(),
+            kept_host_files: Default::default(),
             created: 0,
         }
     }

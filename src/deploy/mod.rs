@@ -5,6 +5,7 @@
 //! ([`container`], migrated from the v1 layout by [`migrate`]).
 
 pub mod bundle;
+pub mod compat;
 pub mod container;
 pub mod hostfs;
 pub mod migrate;

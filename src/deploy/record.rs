@@ -40,11 +40,20 @@ pub struct Record {
     /// Host files installed from `/exports/hostfs`: path → sha256 (`dir` for directories,
     /// `symlink:TARGET` for links). Removed on uninstall only while unchanged.
     pub host_files: BTreeMap<String, String>,
+    /// Host files an earlier deployment installed and the admin then changed: kept on the host,
+    /// owned by no deployment any more, tracked (path → the checksum hoist installed) through
+    /// every later update and rollback so that uninstall can name them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub kept_host_files: BTreeMap<String, String>,
     /// How the image's `/exports/hostfs` is installed (from its `/exports/manifest.json`).
     #[serde(default)]
     pub hostfs: HostfsPlan,
     /// False for images with `noContainerService`.
     pub has_service: bool,
+    /// What hoist converted in the image's config.json.template from an older runtime-spec
+    /// (see super::compat), one line each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conversions: Vec<String>,
     /// Unix time of the deployment.
     pub created: u64,
 }

@@ -8,14 +8,38 @@
 //! Escaping: only hoist's own command lines and capability list are inserted verbatim. Every
 //! other value, wherever it came from, is escaped for its destination, so a hostile `--set` can
 //! neither add a unit directive nor break out of a JSON string:
-//! - JSON (`config.json.template`): JSON string escaping; the result must parse;
+//! - JSON (`config.json.template`): inside a JSON string, JSON string escaping. Outside any
+//!   string (atomic's `$ADDTL_MOUNTS` at the end of the `mounts` array) the value is JSON text,
+//!   inserted as it is (empty: nothing): the image put it there to take structure, as atomic
+//!   did. Either way the rendered document must then parse as JSON and as an OCI runtime config,
+//!   or the deployment fails naming the variable (see `super::bundle`);
 //! - unit files: control characters (newlines!) refused, `%` doubled, no trailing `\`;
 //! - tmpfiles.d: whitespace and control characters refused (fields are space separated);
 //! - paths (`renameFiles`): control characters and `..` refused, must end up absolute.
 
 use std::collections::BTreeMap;
 
-use crate::template::{self, TemplateError};
+use crate::template::{self, Span, TemplateError};
+
+/// A value inserted as JSON text (outside any JSON string) into a rendered config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fragment {
+    pub var: String,
+    pub value: String,
+    /// Where it landed in the rendered text.
+    pub out: std::ops::Range<usize>,
+}
+
+/// The variables a `config.json.template` uses outside JSON strings: they take JSON text (for
+/// `hoist images info`).
+pub fn json_fragments(file: &str, text: &str) -> Result<std::collections::BTreeSet<String>, TemplateError> {
+    let mask = json_string_mask(text);
+    Ok(template::placeholders(file, text)?
+        .into_iter()
+        .filter(|(v, at)| !mask.get(*at).copied().unwrap_or(false) && !VERBATIM.contains(&v.as_str()))
+        .map(|(v, _)| v)
+        .collect())
+}
 
 /// Set by hoist; a `--set` cannot change them.
 pub const FORCED: &[&str] = &[
@@ -154,13 +178,8 @@ fn escape(file: &str, var: &str, value: &str, target: Target, in_json_string: bo
             let s = serde_json::to_string(value).expect("string serializes");
             Ok(s[1..s.len() - 1].to_string())
         }
-        Target::Json => {
-            // Outside a string only a scalar literal may stand: anything else would add structure.
-            match serde_json::from_str::<serde_json::Value>(value) {
-                Ok(v) if v.is_number() || v.is_boolean() || v.is_null() => Ok(value.to_string()),
-                _ => Err(unsafe_("is used outside a JSON string, so it must be a number or true/false")),
-            }
-        }
+        // Outside a string: a JSON fragment, checked by parsing the whole document.
+        Target::Json => Ok(value.to_string()),
         Target::Unit => {
             if value.chars().any(char::is_control) {
                 return Err(unsafe_("contains a control character (a newline would add a unit directive)"));
@@ -198,11 +217,28 @@ impl Values {
 
     /// Renders a template for `target`; unknown variables are errors naming the file.
     pub fn render(&self, file: &str, text: &str, target: Target) -> Result<String, ValueError> {
+        self.render_spans(file, text, target).map(|(out, _)| out)
+    }
+
+    /// Renders a `config.json.template`; also returns where each JSON fragment (a variable
+    /// outside any JSON string) landed in the output, so a parse error can name it.
+    pub fn render_json(&self, file: &str, text: &str) -> Result<(String, Vec<Fragment>), ValueError> {
+        let (out, spans) = self.render_spans(file, text, Target::Json)?;
+        let mask = json_string_mask(text);
+        let fragments = spans
+            .into_iter()
+            .filter(|s| !mask.get(s.at).copied().unwrap_or(false) && !VERBATIM.contains(&s.var.as_str()))
+            .map(|s| Fragment { value: self.get(&s.var).unwrap_or_default().to_string(), var: s.var, out: s.out })
+            .collect();
+        Ok((out, fragments))
+    }
+
+    fn render_spans(&self, file: &str, text: &str, target: Target) -> Result<(String, Vec<Span>), ValueError> {
         // Escaping can fail; collect the first failure through a cell, as render's callback
         // only reports "unknown".
         let failure = std::cell::RefCell::new(None);
         let mask = if target == Target::Json { json_string_mask(text) } else { Vec::new() };
-        let out = template::render_at(file, text, |var, at| {
+        let out = template::render_spans(file, text, |var, at| {
             let v = self.0.get(var)?;
             match escape(file, var, v, target, mask.get(at).copied().unwrap_or(false)) {
                 Ok(e) => Some(e),
@@ -274,11 +310,20 @@ mod tests {
         assert_eq!(parsed["env"][0], "Q=\", \"evil\": \"1");
         assert_eq!(parsed.as_object().unwrap().len(), 1);
         assert!(v.render("tmpfiles.template", "d /run/$S", Target::Tmpfiles).is_err());
-        // Outside a JSON string only scalars may be substituted.
-        let n = values(&[("N", "1024"), ("B", "1, \"x\": 2")]);
+        // Outside a JSON string a value is JSON text, as it is; inside one it stays escaped.
+        let n = values(&[("N", "1024"), ("B", "1, \"x\": 2"), ("E", "")]);
         assert_eq!(n.render("c", r#"{"a": $N}"#, Target::Json).unwrap(), r#"{"a": 1024}"#);
-        assert!(n.render("c", r#"{"a": $B}"#, Target::Json).is_err());
+        assert_eq!(n.render("c", r#"{"a": $B}"#, Target::Json).unwrap(), r#"{"a": 1, "x": 2}"#);
+        assert_eq!(n.render("c", r#"{"m": [1$E]}"#, Target::Json).unwrap(), r#"{"m": [1]}"#);
         assert_eq!(n.render("c", r#"{"a": "x\"$N"}"#, Target::Json).unwrap(), r#"{"a": "x\"1024"}"#);
+        let (out, frags) = n.render_json("c", r#"{"a": "$B", "m": [1$E], "n": $N}"#).unwrap();
+        assert_eq!(out, r#"{"a": "1, \"x\": 2", "m": [1], "n": 1024}"#);
+        let frags: Vec<_> = frags.iter().map(|f| (f.var.as_str(), f.out.clone())).collect();
+        assert_eq!(frags, [("E", 28..28), ("N", 36..40)]);
+        assert_eq!(
+            json_fragments("c", r#"{"a": "$B", "m": [1$E], "n": ${N}}"#).unwrap().into_iter().collect::<Vec<_>>(),
+            ["E", "N"]
+        );
         assert!(values(&[("D", "../../etc")]).render("renameFiles", "/x/$D", Target::Path).is_err());
         assert!(matches!(
             v.render("f", "$MISSING", Target::Raw),

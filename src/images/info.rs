@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::{ImagesError, Result, extracted_layers};
+use crate::deploy::values;
 use crate::digest::Digest;
 use crate::fsutil::IoContext;
 use crate::layers::ExtractOptions;
@@ -28,6 +29,9 @@ pub struct Variables {
     pub required: Vec<String>,
     /// Every variable the templates use.
     pub used: Vec<String>,
+    /// Used outside a JSON string in `config.json.template`: the value is JSON text inserted as
+    /// it is (atomic's `$ADDTL_MOUNTS`), not a string.
+    pub json_text: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -125,9 +129,14 @@ pub fn info(store: &Store, query: &str, extract: &ExtractOptions) -> Result<Imag
     let exports = find_in_layers(&roots, Path::new("exports")).is_some();
     let mut used = BTreeSet::new();
     let mut templates = Vec::new();
+    let mut json_text = BTreeSet::new();
     for f in TEMPLATE_FILES {
         if let Some(text) = read(&format!("exports/{f}"))? {
-            used.extend(template::variables(&format!("/exports/{f}"), &text).map_err(|e| bad(e.to_string()))?);
+            let file = format!("/exports/{f}");
+            used.extend(template::variables(&file, &text).map_err(|e| bad(e.to_string()))?);
+            if *f == "config.json.template" {
+                json_text = values::json_fragments(&file, &text).map_err(|e| bad(e.to_string()))?;
+            }
             templates.push(f.to_string());
         }
     }
@@ -167,6 +176,11 @@ pub fn info(store: &Store, query: &str, extract: &ExtractOptions) -> Result<Imag
         labels,
         exports,
         templates,
-        variables: Variables { defaults, required, used: used.into_iter().collect() },
+        variables: Variables {
+            defaults,
+            required,
+            used: used.into_iter().collect(),
+            json_text: json_text.into_iter().collect(),
+        },
     })
 }

@@ -53,6 +53,8 @@ pub struct Installed {
     pub skipped_host_files: Vec<String>,
     pub enabled: bool,
     pub started: bool,
+    /// What was converted in the image's config from an older runtime-spec.
+    pub conversions: Vec<String>,
 }
 
 pub async fn install(
@@ -136,6 +138,7 @@ pub async fn install(
             skipped_host_files: skipped,
             enabled,
             started,
+            conversions: rec.conversions.clone(),
         })
     }
     .await;

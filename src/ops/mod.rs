@@ -38,7 +38,7 @@ pub enum OpsError {
     #[error("{name}: {source}")]
     Values { name: String, source: ValueError },
     #[error("{name}: {source}")]
-    Bundle { name: String, source: BundleError },
+    Bundle { name: String, source: Box<BundleError> },
     #[error("{name}: {source}")]
     Unit { name: String, source: UnitError },
     #[error("{name}: host files: {source}")]

@@ -228,14 +228,15 @@ pub fn prepare_slot(store: &Store, img: &StoredImage, spec: &SlotSpec<'_>, progr
                 let group = read_text(&root, Path::new("etc/group")).ok().flatten().unwrap_or_default();
                 Some(
                     bundle::resolve_user(&u, &passwd, &group)
-                        .map_err(|source| OpsError::Bundle { name: name.to_string(), source })?,
+                        .map_err(|source| OpsError::Bundle { name: name.to_string(), source: Box::new(source) })?,
                 )
             }
             None => None,
         };
-        let config =
+        let rendered =
             bundle::render(export(&rootfs, "config.json.template")?.as_deref(), &image_config, &values, user, seccomp)
-                .map_err(|source| OpsError::Bundle { name: name.to_string(), source })?;
+                .map_err(|source| OpsError::Bundle { name: name.to_string(), source: Box::new(source) })?;
+        let config = rendered.json;
         fsutil::write_atomic(&staged.config(), config.as_bytes(), 0o600)?;
 
         if !manifest.no_container_service {
@@ -264,11 +265,13 @@ pub fn prepare_slot(store: &Store, img: &StoredImage, spec: &SlotSpec<'_>, progr
             runtime: runtime.map(str::to_string),
             seccomp: seccomp.clone(),
             host_files: BTreeMap::new(),
+            kept_host_files: stored.map(|r| r.kept_host_files.clone()).unwrap_or_default(),
             hostfs: HostfsPlan {
                 rename_files: manifest.rename_files,
                 installed_files_template: manifest.installed_files_template,
             },
             has_service: !manifest.no_container_service,
+            conversions: rendered.notes,
             created: now(),
         };
         staged.save_record(&rec)?;

@@ -81,8 +81,13 @@ pub(super) async fn uninstall_container(c: &Container, sd: &Systemd, host: &Host
         purged: purge,
     };
     if let Some((slot, rec)) = &found {
-        out.kept_host_files = hostfs::remove(&host.root, &rec.host_files);
-        out.removed_host_files = rec.host_files.keys().filter(|k| !out.kept_host_files.contains(k)).cloned().collect();
+        // Also the changed files earlier deployments left (restored to what hoist installed,
+        // they go too).
+        let mut files = rec.kept_host_files.clone();
+        files.extend(rec.host_files.clone());
+        let kept = hostfs::remove(&host.root, &files);
+        out.removed_host_files = files.keys().filter(|k| !kept.contains(k)).cloned().collect();
+        out.kept_host_files = kept.into_iter().filter(|p| files.get(p).is_some_and(|s| s != "dir")).collect();
         let state = rec.values.get("STATE_DIRECTORY").cloned().unwrap_or_else(|| "/var/lib".into());
         if let Ok(config) = fs::read_to_string(slot.config()) {
             for src in bundle::bind_sources(&config) {

@@ -83,18 +83,44 @@ pub struct Switched {
     pub reason: Option<String>,
     /// The failed deployment's last journal lines.
     pub journal: Vec<String>,
+    /// Host files the admin had changed, left on the host by this switch (still tracked).
+    pub kept_host_files: Vec<String>,
+    /// What was converted in the new deployment's config from an older runtime-spec.
+    pub conversions: Vec<String>,
+}
+
+/// What a switch did.
+pub(super) struct Switch {
+    /// The record of the deployment now current.
+    pub to: Record,
+    /// Host files of the old deployment that the admin had changed: left on the host.
+    pub kept: Vec<String>,
 }
 
 /// Switches the live configuration from the deployment `from` to slot `to_slot`. Every step is
 /// idempotent, so an interrupted switch is completed by running it again (repair). The caller
 /// holds the transaction journal.
-pub(super) async fn switch(sd: &Systemd, host: &Host, c: &Container, from: &Record, to_slot: &Slot) -> Result<Record> {
+///
+/// Host files: the old deployment's unchanged ones are removed, the new one's installed (one
+/// already there with exactly its content is adopted). Changed ones stay where they are, owned
+/// by neither, and move into the new record's `kept_host_files` with those kept before, so the
+/// whole chain of updates and rollbacks keeps track of them.
+pub(super) async fn switch(sd: &Systemd, host: &Host, c: &Container, from: &Record, to_slot: &Slot) -> Result<Switch> {
     let mut to = to_slot.record()?;
     let kept = hostfs::remove(&host.root, &from.host_files);
     fault("switch:hostfs-removed");
     let (files, _skipped) = install_host_files(host, to_slot, &to, true)?;
     // Files the old deployment left because they were modified stay; the new one does not own them.
     to.host_files = files.into_iter().filter(|(p, _)| !kept.contains(p)).collect();
+    let mut tracked = from.kept_host_files.clone();
+    for p in &kept {
+        if let Some(sum) = from.host_files.get(p) {
+            tracked.insert(p.clone(), sum.clone());
+        }
+    }
+    // Back to what a deployment installs (and adopted again): owned, no longer merely kept.
+    tracked.retain(|p, _| !to.host_files.contains_key(p));
+    to.kept_host_files = tracked;
     to_slot.save_record(&to)?;
     fault("switch:hostfs-installed");
     if to.has_service {
@@ -105,7 +131,8 @@ pub(super) async fn switch(sd: &Systemd, host: &Host, c: &Container, from: &Reco
     fault("switch:link");
     sd.reload().await?;
     fault("switch:reload");
-    Ok(to)
+    let kept = kept.into_iter().filter(|p| from.host_files.get(p).is_some_and(|s| s != "dir")).collect();
+    Ok(Switch { to, kept })
 }
 
 /// Restarts and judges: job result, then the grace period.
@@ -164,6 +191,8 @@ pub async fn update(
             restarted: false,
             reason: None,
             journal: vec![],
+            kept_host_files: vec![],
+            conversions: vec![],
         });
     }
     let other = 1 - cur;
@@ -189,7 +218,7 @@ pub async fn update(
     let was_running = rec.has_service && is_running(&sd.status(&unit).await?.active_state);
     let new_slot = c.slot(other);
     txn::begin(&c, &Txn { op: Op::Switch, from: Some(cur), to: Some(other), was_running })?;
-    let new = switch(sd, host, &c, &rec, &new_slot).await?;
+    let Switch { to: new, kept } = switch(sd, host, &c, &rec, &new_slot).await?;
     let mut out = Switched {
         name: name.into(),
         action: Action::Update,
@@ -200,6 +229,8 @@ pub async fn update(
         restarted: was_running,
         reason: None,
         journal: vec![],
+        kept_host_files: kept,
+        conversions: new.conversions.clone(),
     };
     if !was_running || !new.has_service {
         txn::end(&c)?;
@@ -218,7 +249,8 @@ pub async fn update(
             return Ok(out);
         }
         txn::begin(&c, &Txn { op: Op::Switch, from: Some(other), to: Some(cur), was_running })?;
-        switch(sd, host, &c, &new, &cur_slot).await?;
+        let back = switch(sd, host, &c, &new, &cur_slot).await?;
+        out.kept_host_files.extend(back.kept);
         let _ = sd.reset_failed(&unit).await;
         sd.restart(&unit).await?;
         out.result = SwitchResult::RolledBack;
@@ -240,7 +272,7 @@ pub async fn rollback(store: &Store, sd: &Systemd, host: &Host, name: &str) -> R
     let unit = c.unit_name();
     let was_running = rec.has_service && is_running(&sd.status(&unit).await?.active_state);
     txn::begin(&c, &Txn { op: Op::Switch, from: Some(cur_slot.n), to: Some(other_slot.n), was_running })?;
-    let to = switch(sd, host, &c, &rec, &other_slot).await?;
+    let Switch { to, kept } = switch(sd, host, &c, &rec, &other_slot).await?;
     if was_running && to.has_service {
         let _ = sd.reset_failed(&unit).await;
         sd.restart(&unit).await?;
@@ -257,5 +289,7 @@ pub async fn rollback(store: &Store, sd: &Systemd, host: &Host, name: &str) -> R
         restarted: was_running,
         reason: None,
         journal: vec![],
+        kept_host_files: kept,
+        conversions: vec![],
     })
 }

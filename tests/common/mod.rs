@@ -70,6 +70,15 @@ pub fn hello_broken() -> PathBuf {
 pub fn etcd() -> PathBuf {
     fixture("etcd/image.json", "etcd")
 }
+/// etcd with `/exports` in the style of atomic's 1.0-era published images (platform, ambient
+/// capabilities, a cgroup mount, `$ADDTL_MOUNTS`, `"devices": null`, `RuntimeDirectory=${NAME}`).
+pub fn etcd_atomic() -> PathBuf {
+    fixture("etcd/image-atomic.json", "etcd-atomic")
+}
+/// hello with a runtime-spec 0.3.0 config (`linux.capabilities` list, `linux.rlimits`).
+pub fn hello_spec03() -> PathBuf {
+    fixture("hello/image-0.3.json", "hello-spec03")
+}
 pub fn layered() -> PathBuf {
     fixture("layered/image.json", "layered")
 }
