@@ -4,9 +4,13 @@
 //! docker://REG/REPO[:TAG|@sha256:…]   a registry image (a bare REG/REPO:TAG means the same)
 //! oci:DIR[:REF]                       an OCI image layout directory
 //! oci-archive:FILE[:REF]              a tar of an OCI image layout
-//! docker-archive:FILE                 a `docker save` tar
-//! NAME[:TAG] | digest prefix          an image already in the store
+//! docker-archive:FILE[:NAME[:TAG]|:@N] a `docker save` tar
+//! NAME[:TAG] | digest prefix          an image already in the store (also `localhost/NAME[:TAG]`)
 //! ```
+//! The local transports follow containers-transports(5): the path ends at the first `:`, and
+//! everything after it is the reference (which may hold `/` and `:`, as in
+//! `oci:/srv/layout:localhost/app:1.0`). A `localhost/…` name without a port is the local
+//! namespace (podman's): bare, it is a stored name; `docker://localhost/…` is the registry.
 //! Parsing is pure (no filesystem access); the store resolves stored names.
 
 use std::fmt;
@@ -34,7 +38,17 @@ pub enum Source {
     Registry(RegistryRef),
     OciDir { path: PathBuf, reference: Option<String> },
     OciArchive { path: PathBuf, reference: Option<String> },
-    DockerArchive { path: PathBuf },
+    DockerArchive { path: PathBuf, reference: Option<ArchiveRef> },
+}
+
+/// Which image of a docker-archive (`docker-archive:PATH:REFERENCE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArchiveRef {
+    /// `NAME[:TAG]` as typed, matched against the RepoTags of `manifest.json` after docker's
+    /// normalisation (`app:1.0` is `docker.io/library/app:1.0`, never `localhost/app:1.0`).
+    Named(String),
+    /// `@N`: the N-th entry (0-based) of `manifest.json`.
+    Index(usize),
 }
 
 /// `REG/REPO[:TAG][@DIGEST]`.
@@ -71,24 +85,41 @@ impl ImageArg {
         }
         for (prefix, kind) in [("oci:", 0), ("oci-archive:", 1), ("docker-archive:", 2)] {
             if let Some(rest) = input.strip_prefix(prefix) {
-                if rest.is_empty() {
+                // containers-transports(5): PATH ends at the first `:`.
+                let (path, reference) = match rest.split_once(':') {
+                    Some((p, r)) => (p, (!r.is_empty()).then_some(r)),
+                    None => (rest, None),
+                };
+                if path.is_empty() {
                     return Err(invalid(input, "missing path"));
                 }
-                let (path, reference) = split_path_ref(rest);
                 let path = PathBuf::from(path);
+                if kind == 2 {
+                    let reference = reference.map(|r| ArchiveRef::parse(input, r)).transpose()?;
+                    return Ok(ImageArg::Source(Source::DockerArchive { path, reference }));
+                }
+                if let Some(r) = reference
+                    && !valid_oci_ref(r)
+                {
+                    return Err(invalid(
+                        input,
+                        "bad REF (/-separated components of letters and digits joined by -._:@+)",
+                    ));
+                }
+                let reference = reference.map(str::to_string);
                 return Ok(ImageArg::Source(match kind {
                     0 => Source::OciDir { path, reference },
-                    1 => Source::OciArchive { path, reference },
-                    _ => Source::DockerArchive { path: PathBuf::from(rest) },
+                    _ => Source::OciArchive { path, reference },
                 }));
             }
         }
         if input.contains("://") {
             return Err(invalid(input, "unknown transport (use docker://, oci:, oci-archive: or docker-archive:)"));
         }
-        // A bare reference with a registry host in front is a registry image.
+        // A bare reference with a registry host in front is a registry image; `localhost/…`
+        // (no port) is the local namespace, a stored name.
         if let Some((first, _)) = input.split_once('/')
-            && (first.contains('.') || first.contains(':') || first == "localhost")
+            && (first.contains('.') || first.contains(':'))
         {
             return RegistryRef::parse(input).map(|r| ImageArg::Source(Source::Registry(r)));
         }
@@ -96,12 +127,73 @@ impl ImageArg {
     }
 }
 
-/// `PATH[:REF]`: the last `:` starts a REF only when what follows has no `/`.
-fn split_path_ref(s: &str) -> (&str, Option<String>) {
-    match s.rsplit_once(':') {
-        Some((p, r)) if !r.contains('/') && !p.is_empty() => (p, (!r.is_empty()).then(|| r.to_string())),
-        _ => (s, None),
+impl ArchiveRef {
+    /// `@N` or a docker reference with a tag or none (`latest`), never a digest.
+    fn parse(input: &str, r: &str) -> Result<Self, RefError> {
+        if let Some(n) = r.strip_prefix('@') {
+            return match n.parse::<usize>() {
+                Ok(i) if n.bytes().all(|b| b.is_ascii_digit()) => Ok(ArchiveRef::Index(i)),
+                _ => Err(invalid(input, "bad index after @ (a 0-based number)")),
+            };
+        }
+        if r.contains('@') {
+            return Err(invalid(input, "a docker-archive reference cannot hold a digest"));
+        }
+        RegistryRef::parse(r).map_err(|_| invalid(input, "bad docker-archive reference (NAME[:TAG])"))?;
+        Ok(ArchiveRef::Named(r.to_string()))
     }
+}
+
+/// A docker reference in docker's normalised form (`app:1.0` → `docker.io/library/app:1.0`,
+/// `localhost/app` → `localhost/app:latest`), or None when it is not one (or has a digest).
+pub fn docker_normalized(r: &str) -> Option<String> {
+    RegistryRef::parse(r).ok().filter(|r| r.digest.is_none()).map(|r| r.to_string())
+}
+
+/// An OCI layout REF as containers/image accepts it: `/`-separated components of letters and
+/// digits, joined by one of `-._:@+` or by `--`.
+fn valid_oci_ref(r: &str) -> bool {
+    let sep = |b: u8| b"-._:@+".contains(&b);
+    r.split('/').all(|c| {
+        let b = c.as_bytes();
+        if b.is_empty() || !b[0].is_ascii_alphanumeric() || !b[b.len() - 1].is_ascii_alphanumeric() {
+            return false;
+        }
+        if !b.iter().all(|&x| x.is_ascii_alphanumeric() || sep(x)) {
+            return false;
+        }
+        // Runs of separators: one character, or exactly `--`.
+        c.split(|ch: char| ch.is_ascii_alphanumeric()).all(|run| run.len() <= 1 || run == "--")
+    })
+}
+
+/// True when an image's own name (a REF, `org.opencontainers.image.ref.name`, a RepoTag) is a
+/// reference with a repository (`app:1.0`, `localhost/app`) rather than a bare tag (`1.0`).
+pub fn is_full_reference(r: &str) -> bool {
+    r.contains(':') || r.contains('/')
+}
+
+/// The name an image is stored under when its source names it `reference` (a RepoTag, an
+/// `org.opencontainers.image.ref.name`, a REF): as it is when it has no registry host
+/// (`team/app:1.0`) or is in the local namespace `localhost/` (`localhost/app:1.0`, as `podman
+/// load` stores it); docker's familiar form for Docker Hub (`docker.io/library/busybox` →
+/// `busybox`); the last path component for any other registry (`quay.io/coreos/etcd:v3.4` →
+/// `etcd:v3.4`, `127.0.0.1:5000/x:1` → `x:1`), so a local source never takes a registry's name.
+pub fn source_named(reference: &str) -> Option<ImageName> {
+    let n = ImageName::parse(reference)?;
+    let Some((host, path)) = n.repository.split_once('/').filter(|(h, _)| is_host(h)) else {
+        return Some(n);
+    };
+    let repository = match host {
+        "localhost" => return Some(n),
+        "docker.io" | "index.docker.io" => path.strip_prefix("library/").filter(|p| !p.contains('/')).unwrap_or(path),
+        _ => path.rsplit('/').next().unwrap_or(path),
+    };
+    Some(ImageName { repository: repository.to_string(), tag: n.tag })
+}
+
+fn is_host(first: &str) -> bool {
+    first.contains('.') || first.contains(':') || first == "localhost"
 }
 
 fn valid_tag(t: &str) -> bool {
@@ -187,7 +279,14 @@ impl fmt::Display for Source {
             Source::Registry(r) => write!(f, "docker://{r}"),
             Source::OciDir { path, reference } => with_ref(f, "oci", path, reference),
             Source::OciArchive { path, reference } => with_ref(f, "oci-archive", path, reference),
-            Source::DockerArchive { path } => write!(f, "docker-archive:{}", path.display()),
+            Source::DockerArchive { path, reference } => {
+                write!(f, "docker-archive:{}", path.display())?;
+                match reference {
+                    Some(ArchiveRef::Named(r)) => write!(f, ":{r}"),
+                    Some(ArchiveRef::Index(i)) => write!(f, ":@{i}"),
+                    None => Ok(()),
+                }
+            }
         }
     }
 }
@@ -199,13 +298,16 @@ impl Source {
         match self {
             Source::OciDir { path, reference } => Source::OciDir { path: abs(path), reference },
             Source::OciArchive { path, reference } => Source::OciArchive { path: abs(path), reference },
-            Source::DockerArchive { path } => Source::DockerArchive { path: abs(path) },
+            Source::DockerArchive { path, reference } => Source::DockerArchive { path: abs(path), reference },
             r => r,
         }
     }
 
-    /// The name a local source is stored under when the source itself names nothing:
-    /// the file or directory name without `.tar`, tagged with REF (default `latest`).
+    /// The name a source is stored under as far as the reference alone tells: a REF that is a
+    /// full reference names the image itself ([`source_named`]: `oci:DIR:localhost/app:1.0` is
+    /// `localhost/app:1.0`); otherwise the file or directory name without `.tar`, tagged with a
+    /// bare REF (default `latest`). Without a REF the layout's or archive's own name for the
+    /// image, when it has one, takes the place of this one (see `fetch`).
     pub fn local_name(&self) -> Result<Option<ImageName>, RefError> {
         let (path, reference) = match self {
             Source::Registry(r) => {
@@ -217,11 +319,20 @@ impl Source {
                 return Ok(Some(ImageName { repository: format!("{}/{}", r.registry, r.repository), tag }));
             }
             Source::OciDir { path, reference } | Source::OciArchive { path, reference } => (path, reference.as_deref()),
-            Source::DockerArchive { path } => (path, None),
+            Source::DockerArchive { path, reference } => match reference {
+                Some(ArchiveRef::Named(r)) => (path, Some(r.as_str())),
+                _ => (path, None),
+            },
         };
+        let text = self.to_string();
+        if let Some(r) = reference
+            && (is_full_reference(r) || matches!(self, Source::DockerArchive { .. }))
+        {
+            let reason = "REF is not a valid image name (lowercase repository, valid tag)";
+            return source_named(r).map(Some).ok_or(RefError::Invalid { input: text, reason });
+        }
         let base = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let base = base.strip_suffix(".tar").unwrap_or(&base).to_ascii_lowercase();
-        let text = self.to_string();
         if !valid_repo_component(&base) {
             return Err(RefError::Invalid { input: text, reason: "file name is not a valid image name" });
         }
@@ -282,7 +393,7 @@ mod tests {
             ("docker://busybox", "docker.io", "library/busybox", Some("latest"), false),
             ("docker://quay.io/coreos/etcd:3.4", "quay.io", "coreos/etcd", Some("3.4"), false),
             ("127.0.0.1:5000/etcd:3.4", "127.0.0.1:5000", "etcd", Some("3.4"), false),
-            ("localhost/a/b", "localhost", "a/b", Some("latest"), false),
+            ("docker://localhost/a/b", "localhost", "a/b", Some("latest"), false),
             (
                 "docker://r.io/x@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
                 "r.io",
@@ -315,15 +426,93 @@ mod tests {
             src("oci-archive:/x/hello.tar"),
             Source::OciArchive { path: "/x/hello.tar".into(), reference: None }
         );
+        // PATH ends at the first `:` (containers-transports(5)); the REF may hold `/` and `:`.
         assert_eq!(
             src("oci-archive:rel/a:b/c.tar"),
-            Source::OciArchive { path: "rel/a:b/c.tar".into(), reference: None }
+            Source::OciArchive { path: "rel/a".into(), reference: Some("b/c.tar".into()) }
         );
-        assert_eq!(src("docker-archive:/x/y.tar"), Source::DockerArchive { path: "/x/y.tar".into() });
+        assert_eq!(
+            src("oci:/srv/layout:localhost/app:1.0"),
+            Source::OciDir { path: "/srv/layout".into(), reference: Some("localhost/app:1.0".into()) }
+        );
+        assert_eq!(src("oci:/x/dir:"), Source::OciDir { path: "/x/dir".into(), reference: None });
+        assert_eq!(src("docker-archive:/x/y.tar"), Source::DockerArchive { path: "/x/y.tar".into(), reference: None });
+        assert_eq!(
+            src("docker-archive:/tmp/all.tar:localhost/app:1.0"),
+            Source::DockerArchive {
+                path: "/tmp/all.tar".into(),
+                reference: Some(ArchiveRef::Named("localhost/app:1.0".into()))
+            }
+        );
+        assert_eq!(
+            src("docker-archive:/tmp/all.tar:@1"),
+            Source::DockerArchive { path: "/tmp/all.tar".into(), reference: Some(ArchiveRef::Index(1)) }
+        );
+        // Every source prints as it parses (the recorded source is read back).
+        for s in [
+            "oci:/srv/layout:localhost/app:1.0",
+            "oci-archive:/x/hello.tar",
+            "docker-archive:/tmp/all.tar:localhost/app:1.0",
+            "docker-archive:/tmp/all.tar:app",
+            "docker-archive:/tmp/all.tar:@0",
+            "docker-archive:/tmp/all.tar",
+        ] {
+            assert_eq!(src(s).to_string(), s);
+        }
         let n = src("oci-archive:/x/hello.tar").local_name().unwrap().unwrap();
         assert_eq!(n.to_string(), "hello:latest");
         let n = src("oci:/x/Etcd:3.4").local_name().unwrap().unwrap();
         assert_eq!(n.to_string(), "etcd:3.4");
+    }
+
+    #[test]
+    fn names_a_source_gives_itself() {
+        let name = |s: &str| src(s).local_name().unwrap().unwrap().to_string();
+        for (input, want) in [
+            // A bare tag: the file-name rule.
+            ("oci:/x/layout:1.0", "layout:1.0"),
+            ("oci-archive:/x/app.tar:latest", "app:latest"),
+            ("docker-archive:/x/app.tar", "app:latest"),
+            ("docker-archive:/x/app.tar:@3", "app:latest"),
+            // A full reference: that name (a registry host other than localhost dropped).
+            ("oci:/x/layout:localhost/app:1.0", "localhost/app:1.0"),
+            ("oci-archive:/x/a.tar:team/app:2", "team/app:2"),
+            ("oci:/x/layout:quay.io/coreos/etcd:v3.4", "etcd:v3.4"),
+            ("oci:/x/layout:127.0.0.1:5000/x:1", "x:1"),
+            ("docker-archive:/x/all.tar:localhost/app:1.0", "localhost/app:1.0"),
+            ("docker-archive:/x/all.tar:app", "app:latest"),
+            ("docker-archive:/x/all.tar:docker.io/library/busybox:1", "busybox:1"),
+        ] {
+            assert_eq!(name(input), want, "{input}");
+        }
+        for (reference, want) in [
+            ("quay.io/coreos/etcd:v3.4", Some("etcd:v3.4")),
+            ("docker.io/library/busybox:latest", Some("busybox:latest")),
+            ("docker.io/team/hello:1", Some("team/hello:1")),
+            ("localhost/x/y", Some("localhost/x/y:latest")),
+            ("localhost:5000/x/y", Some("y:latest")),
+            ("127.0.0.1:5000/etcd:1", Some("etcd:1")),
+            ("team/hello:1.0", Some("team/hello:1.0")),
+            ("busybox", Some("busybox:latest")),
+            ("../x", None),
+            ("App:1", None),
+        ] {
+            assert_eq!(source_named(reference).map(|n| n.to_string()).as_deref(), want, "{reference}");
+        }
+        for (r, normal) in [
+            ("app:1.0", Some("docker.io/library/app:1.0")),
+            ("docker.io/library/app:1.0", Some("docker.io/library/app:1.0")),
+            ("localhost/app:1.0", Some("localhost/app:1.0")),
+            ("localhost/app", Some("localhost/app:latest")),
+            ("r.io/x@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", None),
+        ] {
+            assert_eq!(docker_normalized(r).as_deref(), normal, "{r}");
+        }
+        let n = ImageName::parse("localhost/app:1.0").unwrap();
+        assert_eq!(
+            (n.repository.as_str(), n.tag.as_str(), n.default_container_name().as_str()),
+            ("localhost/app", "1.0", "app-1.0")
+        );
     }
 
     #[test]
@@ -339,6 +528,31 @@ mod tests {
         ] {
             assert!(ImageArg::parse(bad).is_err(), "{bad:?} should be rejected");
         }
+        for (bad, reason) in [
+            ("oci::x", "missing path"),
+            ("oci:/x:a//b", "bad REF (/-separated components of letters and digits joined by -._:@+)"),
+            ("oci:/x:-a", "bad REF (/-separated components of letters and digits joined by -._:@+)"),
+            ("oci:/x:a..b", "bad REF (/-separated components of letters and digits joined by -._:@+)"),
+            ("docker-archive:/x.tar:@-1", "bad index after @ (a 0-based number)"),
+            ("docker-archive:/x.tar:@+1", "bad index after @ (a 0-based number)"),
+            ("docker-archive:/x.tar:@", "bad index after @ (a 0-based number)"),
+            ("docker-archive:/x.tar:Upper:1", "bad docker-archive reference (NAME[:TAG])"),
+            (
+                "docker-archive:/x.tar:app@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+                "a docker-archive reference cannot hold a digest",
+            ),
+        ] {
+            assert_eq!(ImageArg::parse(bad), Err(RefError::Invalid { input: bad.into(), reason }), "{bad}");
+        }
+        // `a--b` and `a-b.c+d@e:f` are valid layout REFs (containers/image's grammar).
+        assert_eq!(src("oci:/x:a--b/c-d.e+f@g:h").to_string(), "oci:/x:a--b/c-d.e+f@g:h");
+        assert_eq!(
+            src("oci:/x:App:1").local_name(),
+            Err(RefError::Invalid {
+                input: "oci:/x:App:1".into(),
+                reason: "REF is not a valid image name (lowercase repository, valid tag)"
+            })
+        );
         assert!(src("oci:/x/..").local_name().is_err());
         assert!(src("oci-archive:/x/a b.tar").local_name().is_err());
     }
@@ -347,6 +561,9 @@ mod tests {
     fn stored_names() {
         assert_eq!(ImageArg::parse("hello").unwrap(), ImageArg::Stored("hello".into()));
         assert_eq!(ImageArg::parse("hello:v2").unwrap(), ImageArg::Stored("hello:v2".into()));
+        // `localhost/…` without a port is the local namespace: a stored name, not a registry.
+        assert_eq!(ImageArg::parse("localhost/app:1.0").unwrap(), ImageArg::Stored("localhost/app:1.0".into()));
+        assert!(matches!(ImageArg::parse("localhost:5000/app:1.0").unwrap(), ImageArg::Source(Source::Registry(_))));
         assert_eq!(ImageName::parse("hello").unwrap().to_string(), "hello:latest");
         assert_eq!(ImageName::parse("127.0.0.1:5000/etcd:3.4").unwrap().tag, "3.4");
         assert_eq!(ImageName::parse("127.0.0.1:5000/etcd").unwrap().repository, "127.0.0.1:5000/etcd");

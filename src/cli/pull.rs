@@ -9,7 +9,8 @@ use crate::layers::{ExtractOptions, Limits};
 #[derive(Debug, Args)]
 pub struct PullArgs {
     /// docker://REG/REPO[:TAG|@DIGEST] (or REG/REPO:TAG), oci:DIR[:REF], oci-archive:FILE[:REF],
-    /// docker-archive:FILE, or a stored name (pulled again from where it came from)
+    /// docker-archive:FILE[:NAME[:TAG]|:@INDEX], or a stored name such as localhost/app:1.0 (pulled
+    /// again from where it came from)
     pub image: String,
     /// Create device nodes found in layers (skipped with a warning by default)
     #[arg(long)]

@@ -1,4 +1,4 @@
-//! `docker-archive:FILE`: the tar `docker save` writes.
+//! `docker-archive:FILE[:NAME[:TAG]|:@N]`: the tar `docker save` writes.
 //!
 //! ```text
 //! manifest.json   [{"Config": "<cfg>.json", "RepoTags": ["busybox:latest"], "Layers": ["<id>/layer.tar", …]}]
@@ -14,9 +14,16 @@
 //! config are read capped at [`MAX_DOCUMENT`], layers are streamed bounded by their member size,
 //! and nothing else is read.
 //!
-//! RepoTags: a tag with a registry host (`quay.io/coreos/etcd:v3.4`, `localhost/x`,
-//! `127.0.0.1:5000/x`) is stored under its last path component (`etcd:v3.4`): a local archive never
-//! takes a registry image's name, so `install docker://…` can never pick up an archive's image.
+//! Which image (containers/image's rules): `:NAME[:TAG]` is the entry with a RepoTag equal to it
+//! once both are in docker's normalised form ([`docker_normalized`]: `app:1.0` matches
+//! `docker.io/library/app:1.0` but not `localhost/app:1.0`); `:@N` is the N-th entry (0-based);
+//! with neither, the archive must hold exactly one image.
+//!
+//! The stored name is the matched RepoTag (else the entry's first) as [`source_named`] keeps
+//! it: `localhost/app:1.0` and `team/app:1.0` as they are, `docker.io/library/busybox` as
+//! `busybox`, and any other registry's (`quay.io/coreos/etcd:v3.4`, `127.0.0.1:5000/x`) under its
+//! last path component (`etcd:v3.4`): a local archive never takes a registry image's name, so
+//! `install docker://…` can never pick up an archive's image.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -28,7 +35,7 @@ use super::registry::MAX_DOCUMENT;
 use super::tarindex::TarIndex;
 use super::{Fetched, Result, clean, src_err};
 use crate::digest::Digest;
-use crate::imgref::ImageName;
+use crate::imgref::{ArchiveRef, ImageName, docker_normalized, source_named};
 use crate::layers::Compression;
 use crate::progress::Progress;
 use crate::store::{Store, Transport};
@@ -46,26 +53,54 @@ fn oci_digest(d: &Digest) -> oci_spec::image::Digest {
     oci_spec::image::Digest::try_from(d.to_string()).expect("valid digest")
 }
 
-/// The local name a RepoTag is stored under (see the module doc).
-pub(crate) fn local_repo_tag(tag: &str) -> Option<ImageName> {
-    let n = ImageName::parse(tag)?;
-    let has_host = n
-        .repository
-        .split_once('/')
-        .is_some_and(|(first, _)| first.contains('.') || first.contains(':') || first == "localhost");
-    if !has_host {
-        return Some(n);
+/// What the archive holds, for an error: each entry's RepoTags, `@N (untagged)` for one without.
+fn holdings(entries: &[Entry]) -> String {
+    let mut out = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        match e.repo_tags.as_deref() {
+            Some(tags) if !tags.is_empty() => out.extend(tags.iter().cloned()),
+            _ => out.push(format!("@{i} (untagged)")),
+        }
     }
-    let last = n.repository.rsplit('/').next().unwrap_or(&n.repository).to_string();
-    Some(ImageName { repository: last, tag: n.tag })
+    out.join(", ")
 }
 
-/// Imports the archive; `check_name` vets the name it carries before anything is stored.
+/// The entry `reference` selects (see the module doc) and the RepoTag it matched, if any.
+fn choose(entries: Vec<Entry>, reference: Option<&ArchiveRef>) -> Result<(Entry, Option<String>)> {
+    let n = entries.len();
+    match reference {
+        Some(ArchiveRef::Named(r)) => {
+            let want = docker_normalized(r);
+            let hit = entries.iter().enumerate().find_map(|(i, e)| {
+                let tags = e.repo_tags.as_deref().unwrap_or_default();
+                tags.iter().find(|t| want.is_some() && docker_normalized(t) == want).map(|t| (i, t.clone()))
+            });
+            match hit {
+                Some((i, tag)) => Ok((entries.into_iter().nth(i).expect("found"), Some(tag))),
+                None => Err(src_err(format!("no image named {r:?} (the archive holds: {})", holdings(&entries)))),
+            }
+        }
+        Some(ArchiveRef::Index(i)) if *i < n => Ok((entries.into_iter().nth(*i).expect("in range"), None)),
+        Some(ArchiveRef::Index(i)) => {
+            Err(src_err(format!("no image @{i}: the archive holds {n} (@0 to @{})", n.saturating_sub(1))))
+        }
+        None if n == 1 => Ok((entries.into_iter().next().expect("one"), None)),
+        None if n == 0 => Err(src_err("manifest.json lists no image")),
+        None => Err(src_err(format!(
+            "the archive holds {n} images; name one with :NAME[:TAG] or :@INDEX ({})",
+            holdings(&entries)
+        ))),
+    }
+}
+
+/// Imports the archive's image chosen by `reference`; `check_name` vets the name it carries
+/// (None: it carries none) before anything is stored.
 pub(crate) fn import(
     store: &Store,
     path: &Path,
+    reference: Option<&ArchiveRef>,
     progress: &Progress,
-    check_name: &dyn Fn(&ImageName) -> Result<()>,
+    check_name: &dyn Fn(Option<&ImageName>) -> Result<()>,
 ) -> Result<Fetched> {
     let idx = TarIndex::open(path)?;
     if idx.size("manifest.json").is_none() {
@@ -74,11 +109,10 @@ pub(crate) fn import(
     let manifest_json = idx.read_limited("manifest.json", MAX_DOCUMENT)?;
     let entries: Vec<Entry> =
         serde_json::from_slice(&manifest_json).map_err(|e| src_err(format!("manifest.json: {e}")))?;
-    let entry = entries.into_iter().next().ok_or_else(|| src_err("manifest.json lists no image"))?;
-    let name = entry.repo_tags.as_ref().and_then(|t| t.first()).and_then(|t| local_repo_tag(t));
-    if let Some(n) = &name {
-        check_name(n)?;
-    }
+    let (entry, matched) = choose(entries, reference)?;
+    let tag = matched.or_else(|| entry.repo_tags.as_ref().and_then(|t| t.first()).cloned());
+    let name = tag.and_then(|t| source_named(&t));
+    check_name(name.as_ref())?;
     let config_member = clean(Path::new(&entry.config));
     if idx.size(&config_member).is_none() {
         return Err(src_err(format!("missing config {}", entry.config)));
@@ -164,24 +198,4 @@ pub(crate) fn import(
         name,
         transport: Transport::Verified,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::local_repo_tag;
-
-    #[test]
-    fn registry_repo_tags_become_local_names() {
-        for (tag, want) in [
-            ("quay.io/coreos/etcd:v3.4", "etcd:v3.4"),
-            ("docker.io/library/busybox:latest", "busybox:latest"),
-            ("localhost/x/y", "y:latest"),
-            ("127.0.0.1:5000/etcd:1", "etcd:1"),
-            ("team/hello:1.0", "team/hello:1.0"),
-            ("busybox", "busybox:latest"),
-        ] {
-            assert_eq!(local_repo_tag(tag).unwrap().to_string(), want, "{tag}");
-        }
-        assert!(local_repo_tag("../x").is_none());
-    }
 }

@@ -131,16 +131,25 @@ fn pull_inner(store: &Store, source: &Source, opts: &PullOptions, progress: &Pro
             };
             registry::import(store, r, &conn, platform, progress)?
         }
-        Source::OciDir { path, reference } => {
-            check_name(store, &source.local_name()?.expect("local sources have a name"), source)?;
-            oci_layout::import(store, oci_layout::Layout::dir(path)?, reference.as_deref(), platform, progress)?
-        }
-        Source::OciArchive { path, reference } => {
-            check_name(store, &source.local_name()?.expect("local sources have a name"), source)?;
-            oci_layout::import(store, oci_layout::Layout::archive(path)?, reference.as_deref(), platform, progress)?
-        }
-        Source::DockerArchive { path } => {
-            docker_archive::import(store, path, progress, &|n: &ImageName| check_name(store, n, source))?
+        Source::OciDir { .. } | Source::OciArchive { .. } | Source::DockerArchive { .. } => {
+            // The name the source gives its image (or, when it gives none, the reference's) is
+            // vetted before any blob is stored.
+            let fallback = source.local_name()?.expect("local sources have a name");
+            let check = |n: Option<&ImageName>| check_name(store, n.unwrap_or(&fallback), source);
+            match source {
+                Source::OciDir { path, reference } => {
+                    let layout = oci_layout::Layout::dir(path)?;
+                    oci_layout::import(store, layout, reference.as_deref(), platform, progress, &check)?
+                }
+                Source::OciArchive { path, reference } => {
+                    let layout = oci_layout::Layout::archive(path)?;
+                    oci_layout::import(store, layout, reference.as_deref(), platform, progress, &check)?
+                }
+                Source::DockerArchive { path, reference } => {
+                    docker_archive::import(store, path, reference.as_ref(), progress, &check)?
+                }
+                Source::Registry(_) => unreachable!("matched above"),
+            }
         }
     };
     let name = match fetched.name.clone() {
@@ -154,6 +163,8 @@ fn pull_inner(store: &Store, source: &Source, opts: &PullOptions, progress: &Pro
 /// Names are not trusted across sources: a local source (directory or archive) may not re-point a
 /// stored name recorded as coming from another source (a registry, another file, or another tool).
 /// A registry pull may: the registry is the authority for its own names (which carry its host).
+/// A local source never names an image after a registry in the first place: the names it gives
+/// keep no registry host but `localhost` ([`crate::imgref::source_named`]).
 fn check_name(store: &Store, name: &ImageName, source: &Source) -> Result<()> {
     if matches!(source, Source::Registry(_)) {
         return Ok(());
@@ -181,7 +192,9 @@ pub(crate) struct Fetched {
     pub manifest: Digest,
     pub media_type: MediaType,
     pub blobs_fetched: usize,
-    /// A name the source itself carries (docker-archive RepoTags).
+    /// A name the source itself carries (a docker-archive's RepoTags, a layout's
+    /// `org.opencontainers.image.ref.name` when it is a full reference), as stored
+    /// ([`crate::imgref::source_named`]).
     pub name: Option<ImageName>,
     /// How it was reached (remembered for later pulls of the same source).
     pub transport: Transport,

@@ -1,8 +1,10 @@
 //! `oci:DIR[:REF]` and `oci-archive:FILE[:REF]`: an OCI image layout, as a directory or a tar.
 //!
-//! REF selects the `index.json` entry whose `org.opencontainers.image.ref.name` is REF; without
-//! REF the layout must hold exactly one image (or one tagged `latest`). An entry that is itself
-//! an image index is resolved to the manifest for this machine's platform.
+//! REF selects the `index.json` entry whose `org.opencontainers.image.ref.name` is REF (compared
+//! as written: `localhost/app:1.0`, `1.0`); without REF the layout must hold exactly one image
+//! (or one named `latest`). An entry that is itself an image index is resolved to the manifest
+//! for this machine's platform. Without REF, the entry's ref.name names the stored image when it
+//! is a full reference (`localhost/app:1.0`, as skopeo writes `oci:DIR:localhost/app:1.0`).
 //! Every file of a layout is read bounded: a directory's files are opened beneath the layout
 //! with [`RootDir`] (no symlink anywhere, regular files only, so a blob that is a symlink to
 //! `/dev/zero` or a host file, or a FIFO, is refused before anything is read); a tar is indexed
@@ -21,6 +23,7 @@ use super::tarindex::TarIndex;
 use super::{FetchError, Fetched, Result, src_err};
 use crate::digest::Digest;
 use crate::fsutil::human_size;
+use crate::imgref::{ImageName, is_full_reference, source_named};
 use crate::progress::Progress;
 use crate::rooted::{self, RootDir};
 use crate::store::{Store, Transport};
@@ -154,6 +157,7 @@ pub(crate) fn import(
     reference: Option<&str>,
     platform: Option<&Platform>,
     progress: &Progress,
+    check_name: &dyn Fn(Option<&ImageName>) -> Result<()>,
 ) -> Result<Fetched> {
     let index: ImageIndex = layout.read_json("index.json", "image index")?;
     let ref_of =
@@ -164,16 +168,21 @@ pub(crate) fn import(
         None => index.manifests().iter().find(|d| ref_of(d).as_deref() == Some("latest")),
     };
     let Some(mut desc) = desc.cloned() else {
-        let names: Vec<String> = index.manifests().iter().filter_map(ref_of).collect();
+        let names: Vec<String> =
+            index.manifests().iter().map(|d| ref_of(d).unwrap_or_else(|| "(unnamed)".to_string())).collect();
         return Err(src_err(match reference {
-            Some(r) => format!("no image named {r:?} in the layout (it has: {})", names.join(", ")),
-            None => format!(
-                "the layout holds {} images; name one with :REF ({})",
-                index.manifests().len(),
-                names.join(", ")
-            ),
+            Some(r) => format!("no image named {r:?} (the layout holds: {})", names.join(", ")),
+            None if names.is_empty() => "the layout holds no image".to_string(),
+            None => format!("the layout holds {} images; name one with :REF ({})", names.len(), names.join(", ")),
         }));
     };
+    // The layout's own name for the image counts when the reference named none (a REF that is
+    // a full reference names the image itself; a bare tag keeps the file-name rule).
+    let name = match reference {
+        None => ref_of(&desc).filter(|r| is_full_reference(r)).and_then(|r| source_named(&r)),
+        Some(_) => None,
+    };
+    check_name(name.as_ref())?;
     let mut fetched = 0;
     if is_index(desc.media_type()) {
         let (digest, data) = layout.read_blob(&desc)?;
@@ -204,5 +213,5 @@ pub(crate) fn import(
             fetched += 1;
         }
     }
-    Ok(Fetched::stored(manifest_digest, &manifest, fetched, Transport::Verified))
+    Ok(Fetched { name, ..Fetched::stored(manifest_digest, &manifest, fetched, Transport::Verified) })
 }

@@ -128,6 +128,16 @@ pub fn update_target(
         if rebase.is_some() && matches!(src, Source::Registry(_)) && !stored_from(store, &fallback, &src) {
             return Err(ResolveError::NotPulledFrom { image: fallback, reference: src.to_string() });
         }
+        // A local source may name its image itself (RepoTags, a layout's ref.name): the image
+        // last stored from it is the one it means.
+        let me = src.to_string();
+        if rebase.is_some()
+            && !matches!(src, Source::Registry(_))
+            && let Some(img) =
+                store.images()?.into_iter().filter(|i| i.source.as_deref() == Some(&me)).max_by_key(|i| i.pulled)
+        {
+            return Ok(img);
+        }
     }
     Ok(store.resolve(&fallback)?)
 }
