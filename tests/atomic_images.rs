@@ -85,10 +85,7 @@ fn a_spec_0_3_image_is_converted_and_runs() {
         ],
         "{err}"
     );
-    let answer = wait_for("old to answer", 15, || {
-        let o = tb.sh("busybox nc 127.0.0.1 8081 </dev/null");
-        (o.status.success() && !o.stdout.is_empty()).then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    });
+    let answer = tb.hello_says("old to answer");
     assert_eq!(answer, "Hi world (v1)");
     let config: serde_json::Value =
         serde_json::from_str(&tb.ok("cat /var/lib/hoist/containers/old/current/config.json")).unwrap();

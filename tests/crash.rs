@@ -53,10 +53,7 @@ fn assert_consistent(tb: &Testbed, step: &str) -> String {
     assert!(record["host_files"].get("/etc/hello/hello.conf").is_some(), "{step}: host file tracked");
     tb.ok("test -f /etc/hello/hello.conf");
     let version = tb.ok("cat /var/lib/hoist/containers/hello/current/rootfs/etc/hello-version").trim().to_string();
-    let answer = wait_for(&format!("{step}: hello to answer"), 15, || {
-        let o = tb.sh("busybox nc 127.0.0.1 8081 </dev/null");
-        (o.status.success() && !o.stdout.is_empty()).then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    });
+    let answer = tb.hello_says(&format!("{step}: hello to answer"));
     assert_eq!(answer, format!("Hi world (v{version})"), "{step}: the running service is the recorded deployment");
     version
 }

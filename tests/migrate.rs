@@ -24,10 +24,7 @@ fn json_of(s: &str) -> Value {
 }
 
 fn hello_says(tb: &Testbed) -> String {
-    wait_for("hello to answer", 15, || {
-        let o = tb.sh("busybox nc 127.0.0.1 8081 </dev/null");
-        (o.status.success() && !o.stdout.is_empty()).then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    })
+    tb.hello_says("hello to answer")
 }
 
 /// Rewrites every occurrence of `from` in `file`.

@@ -17,10 +17,7 @@ fn json_of(s: &str) -> Value {
 
 /// Answer of the hello service (retried while it starts).
 fn hello_says(tb: &Testbed) -> String {
-    wait_for("hello to answer", 10, || {
-        let o = tb.sh("busybox nc 127.0.0.1 8081 </dev/null");
-        (o.status.success() && !o.stdout.is_empty()).then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    })
+    tb.hello_says("hello to answer")
 }
 
 /// Replaces the archive the container was installed from (a local source re-read by update).

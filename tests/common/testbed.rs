@@ -58,6 +58,15 @@ impl Testbed {
         self.ok(&format!("systemctl show -P {prop} {unit}")).trim().to_string()
     }
 
+    /// What the hello fixture service answers on 127.0.0.1:8081, polled while it starts
+    /// (up to 15 s; `what` names the wait in the failure).
+    pub fn hello_says(&self, what: &str) -> String {
+        super::wait_for(what, 15, || {
+            let o = self.sh("busybox nc 127.0.0.1 8081 </dev/null");
+            (o.status.success() && !o.stdout.is_empty()).then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        })
+    }
+
     pub fn journal(&self, unit: &str) -> String {
         self.ok(&format!("journalctl -u {unit} --no-pager -o cat"))
     }
