@@ -70,7 +70,11 @@ fuzz: deps
 	HOIST_FUZZ_SECS=$(FUZZ_SECS) HOIST_FUZZ_CASES=$(FUZZ_CASES) HOIST_FUZZ_SEED=$(FUZZ_SEED) \
 	  $(CARGO) test --locked --test randomized_layers -- --nocapture
 
-demo: build
+# One cargo invocation for the binary and the image builder: built apart, they would get
+# different feature sets (the builder is an example, so the tests' dev-dependencies and their
+# features come with it) and the crate would be compiled twice.
+demo: deps
+	$(CARGO) build --release --locked --bin hoist --example mkimage
 	@$(MAKE) --no-print-directory images PROFILE=release
 	tests/demo.sh
 
