@@ -116,7 +116,10 @@ pub fn render(
                 blame(file, &text, &fragments, "valid JSON", &e)
                     .unwrap_or_else(|| BundleError::Json { file: file.into(), reason: e.to_string() })
             })?;
-            if let Err(e) = serde_json::from_str::<oci_spec::runtime::Spec>(&text)
+            // Parsed as a runtime config from the text too only when a fragment could be to
+            // blame (the text's positions name it); `check` below covers every config.
+            if fragments.iter().any(|f| !f.value.is_empty())
+                && let Err(e) = serde_json::from_str::<oci_spec::runtime::Spec>(&text)
                 && let Some(err) = blame(file, &text, &fragments, "an OCI runtime config", &e)
             {
                 return Err(err);
