@@ -13,7 +13,7 @@ IMAGEDIR := target/images
 # Debian packages: libseccomp for the runner's seccomp support; fixture image contents; the
 # reference extractor the tests compare with; systemd, dbus and util-linux for the testbed.
 DEB_PKGS := libseccomp-dev pkg-config busybox-static etcd-server etcd-client umoci \
-            systemd dbus util-linux procps docker-registry skopeo apache2-utils
+            systemd dbus util-linux procps docker-registry skopeo apache2-utils gnupg
 
 # The peers `make bench` compares with.
 BENCH_PKGS := podman conmon skopeo umoci runc crun docker-registry busybox-static
@@ -21,7 +21,7 @@ BENCH_PKGS := podman conmon skopeo umoci runc crun docker-registry busybox-stati
 IMAGES := $(IMAGEDIR)/hello.tar $(IMAGEDIR)/hello-v1.tar $(IMAGEDIR)/hello-v2.tar \
           $(IMAGEDIR)/hello-broken.tar $(IMAGEDIR)/etcd.tar $(IMAGEDIR)/layered.tar
 
-.PHONY: all build deps images test lint fuzz demo bench clean
+.PHONY: all build deps pydeps images test lint fuzz demo bench clean
 
 all: build
 
@@ -54,7 +54,11 @@ images: deps
 # tests/runner.rs … (root, no systemd); 3 — units under a throwaway systemd (tests/testbed/testbed).
 # Not root, tiers 2 and 3 skip (loudly); HOIST_PRIV_TESTS=1 makes that a failure, so here
 # every tier must run.
-test: deps images
+# The signature tests' kit (tests/kit/*.py) writes cosign keys and sigstore attachments.
+pydeps:
+	@python3 -c 'import nacl, cryptography' 2>/dev/null || python3 -m pip install -q pynacl cryptography
+
+test: deps pydeps images
 	HOIST_PRIV_TESTS=1 $(CARGO) test --locked -- --test-threads=2
 
 lint: deps

@@ -28,6 +28,8 @@ pub enum Error {
     Systemd(#[from] crate::systemd::SystemdError),
     #[error(transparent)]
     SecurityOpt(#[from] crate::deploy::seccomp::SecurityOptError),
+    #[error(transparent)]
+    Trust(#[from] crate::trust::TrustError),
     #[error("state root: {0}")]
     State(PathError),
     /// Arguments that parse but make no sense together.

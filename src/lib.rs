@@ -41,3 +41,4 @@ pub mod systemd;
 pub mod template;
 #[cfg(test)]
 mod test_tier;
+pub mod trust;

@@ -102,7 +102,7 @@ fn every_local_transport() {
 
     // Relative paths are recorded absolute, so a stored name can be re-pulled from anywhere.
     let o = r.cmd().current_dir(r.dir.path()).args(["--json", "pull", "oci-archive:Hello.tar"]).output().unwrap();
-    assert!(o.status.success());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let info = r.json(&["images", "info", "hello"]);
     assert_eq!(info["source"], format!("oci-archive:{}", archive.display()));
 }
@@ -217,6 +217,7 @@ fn record(name: &str, manifest: &str) -> Record {
         has_service: true,
         conversions: Vec::new(),
         kept_host_files: Default::default(),
+        verified: None,
         created: 0,
     }
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use hoist::fault::{self, Fault, Injected};
-use hoist::fetch::{self, PullOptions};
+use hoist::fetch;
 use hoist::host::Host;
 use hoist::imgref::{ImageArg, Source};
 use hoist::layout::Layout;
@@ -92,7 +92,7 @@ impl World {
             else {
                 panic!("an oci-archive source")
             };
-            let r = fetch::pull(&store, &src, &PullOptions::default(), &Progress::silent()).unwrap();
+            let r = fetch::pull(&store, &src, &common::insecure_pull(), &Progress::silent()).unwrap();
             store.resolve(&r.name.to_string()).unwrap()
         };
         let (v1, v2, broken) = (pull(&common::hello()), pull(&common::hello_v2()), pull(&common::hello_broken()));

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
+use hoist::fetch;
 use hoist::fetch::resolve::{self, Deployed};
-use hoist::fetch::{self, PullOptions};
 use hoist::progress::Progress;
 use hoist::store::Store;
 use serde_json::{Value, json};
@@ -120,7 +120,7 @@ fn oci_layout_with_two_images_written_by_skopeo() {
     assert_eq!(err, "hoist: image \"app:1.0\" not found in the store (see `hoist images`)\n");
 
     // What install resolves `localhost/app:1.0` to, and the container name it defaults to.
-    let img = resolve::stored(&store(&r), "localhost/app:1.0", &PullOptions::default(), &Progress::silent()).unwrap();
+    let img = resolve::stored(&store(&r), "localhost/app:1.0", &common::insecure_pull(), &Progress::silent()).unwrap();
     assert_eq!(
         (img.name.to_string(), img.manifest.to_string(), img.name.default_container_name()),
         ("localhost/app:1.0".to_string(), one["digest"].as_str().unwrap().to_string(), "app-1.0".to_string())
@@ -230,7 +230,7 @@ fn docker_archive_with_three_images() {
         Deployed { image: "all:latest", source: None },
         Some(&format!("docker-archive:{a}:@1")),
         true,
-        &PullOptions::default(),
+        &common::insecure_pull(),
         &Progress::silent(),
     )
     .unwrap();
@@ -273,6 +273,6 @@ fn names_from_a_source_never_take_a_registry_name() {
         hoist::imgref::ImageArg::Source(s) => s,
         o => panic!("{o:?}"),
     };
-    let again = fetch::pull(&store(&r), &src, &PullOptions::default(), &Progress::silent()).unwrap();
+    let again = fetch::pull(&store(&r), &src, &common::insecure_pull(), &Progress::silent()).unwrap();
     assert_eq!((again.name.to_string(), again.unchanged()), ("etcd:v1".to_string(), true));
 }

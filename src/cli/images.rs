@@ -150,6 +150,10 @@ fn info(ctx: &Ctx, image: &str, registry: &RegistryArgs) -> Result<()> {
     if let Some(s) = &i.source {
         println!("Source:   {s}");
     }
+    match &i.verified {
+        Some(v) => println!("Verified: {}", v.summary()),
+        None => println!("Verified: no (pulled with --insecure-policy or before hoist verified signatures)"),
+    }
     if let Some(c) = &i.created {
         println!("Created:  {c}");
     }

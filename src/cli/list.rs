@@ -72,6 +72,10 @@ pub fn status(ctx: &Ctx, args: StatusArgs) -> Result<()> {
     if let Some(src) = &st.source {
         println!("  source:      {src}");
     }
+    match &st.verified {
+        Some(v) => println!("  verified:    {}", v.summary()),
+        None => println!("  verified:    no (pulled with --insecure-policy or before hoist verified signatures)"),
+    }
     println!(
         "  deployment:  {} (of {})",
         s.deployment.map(|d| d.to_string()).unwrap_or_else(|| "?".into()),

@@ -10,6 +10,7 @@ mod mount;
 mod output;
 mod pull;
 mod run;
+mod trust;
 mod uninstall;
 mod update;
 
@@ -76,6 +77,8 @@ pub enum Command {
     Mount(mount::MountArgs),
     /// Remove a view made by `hoist mount`
     Umount(mount::UmountArgs),
+    /// Signature policy diagnostics: `trust show IMAGE`
+    Trust(trust::TrustArgs),
     /// Plumbing used by generated units
     #[command(hide = true)]
     Internal(internal::InternalArgs),
@@ -180,6 +183,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Images(a) => images::run(&ctx, a),
         Command::Mount(a) => mount::mount(&ctx, a),
         Command::Umount(a) => mount::umount(&ctx, a),
+        Command::Trust(a) => trust::run(&ctx, a),
         Command::Internal(args) => internal::run(args),
     }
 }

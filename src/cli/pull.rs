@@ -33,6 +33,41 @@ pub struct RegistryArgs {
     /// docker's usual files)
     #[arg(long, value_name = "FILE")]
     pub authfile: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+}
+
+/// Which signature policy decides whether an image may be stored.
+#[derive(Debug, Args, Clone, Default)]
+pub struct TrustArgs {
+    /// Signature policy, containers-policy.json(5) (default: $HOME/.config/containers/policy.json
+    /// when it exists, else /etc/containers/policy.json)
+    #[arg(long, value_name = "FILE")]
+    pub signature_policy: Option<std::path::PathBuf>,
+    /// Do not verify anything for this command (hoist says so on stderr)
+    #[arg(long)]
+    pub insecure_policy: bool,
+    /// Where signatures are found, containers-registries.d(5) (default:
+    /// $HOME/.config/containers/registries.d when it exists, else /etc/containers/registries.d)
+    #[arg(long = "registries.d", value_name = "DIR")]
+    pub registries_d: Option<std::path::PathBuf>,
+}
+
+impl TrustArgs {
+    /// The trust options; with `--insecure-policy` a warning on stderr (once per command).
+    pub fn options(&self) -> crate::trust::Options {
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        if self.insecure_policy {
+            WARNED.call_once(|| {
+                eprintln!("hoist: warning: --insecure-policy: signatures are not verified for this command")
+            });
+        }
+        crate::trust::Options {
+            policy: self.signature_policy.clone(),
+            insecure: self.insecure_policy,
+            registries_d: self.registries_d.clone(),
+        }
+    }
 }
 
 impl RegistryArgs {
@@ -42,6 +77,7 @@ impl RegistryArgs {
         PullOptions {
             extract: ExtractOptions { limits: Limits::from_env(), allow_devices: false },
             registry: RegistryOptions { tls_verify: self.tls_verify, authfile: self.authfile.clone(), platform: None },
+            trust: self.trust.options(),
         }
     }
 }
@@ -56,6 +92,7 @@ struct PullJson<'a> {
     blobs_fetched: usize,
     layers_extracted: usize,
     warnings: &'a [String],
+    verified: &'a Option<crate::trust::Verified>,
 }
 
 pub fn run(ctx: &Ctx, args: PullArgs) -> Result<()> {
@@ -80,17 +117,23 @@ pub fn run(ctx: &Ctx, args: PullArgs) -> Result<()> {
             blobs_fetched: r.blobs_fetched,
             layers_extracted: r.layers_extracted,
             warnings: &r.warnings,
+            verified: &r.verified,
         });
-    } else if r.unchanged() {
-        ctx.say(&format!("{} is up to date ({})", r.name, r.manifest.short()));
     } else {
-        ctx.say(&format!(
-            "Pulled {} ({}): {} blob(s) stored, {} layer(s) extracted",
-            r.name,
-            r.manifest.short(),
-            r.blobs_fetched,
-            r.layers_extracted
-        ));
+        if r.unchanged() {
+            ctx.say(&format!("{} is up to date ({})", r.name, r.manifest.short()));
+        } else {
+            ctx.say(&format!(
+                "Pulled {} ({}): {} blob(s) stored, {} layer(s) extracted",
+                r.name,
+                r.manifest.short(),
+                r.blobs_fetched,
+                r.layers_extracted
+            ));
+        }
+        if let Some(v) = &r.verified {
+            ctx.say(&format!("Verified: {}", v.summary()));
+        }
     }
     Ok(())
 }

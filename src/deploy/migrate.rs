@@ -249,6 +249,7 @@ mod tests {
             has_service: true,
             conversions: Vec::new(),
             kept_host_files: Default::default(),
+            verified: None,
             created: 0,
         }
     }

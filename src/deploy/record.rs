@@ -54,6 +54,10 @@ pub struct Record {
     /// (see super::compat), one line each.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conversions: Vec<String>,
+    /// What the signature policy accepted when the image was pulled (absent: pulled with
+    /// `--insecure-policy`, or by a hoist that did not verify). A rollback re-uses it as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<crate::trust::Verified>,
     /// Unix time of the deployment.
     pub created: u64,
 }

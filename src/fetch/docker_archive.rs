@@ -197,5 +197,6 @@ pub(crate) fn import(
         blobs_fetched: fetched,
         name,
         transport: Transport::Verified,
+        verified: None,
     })
 }

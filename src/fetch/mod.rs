@@ -43,6 +43,14 @@ pub enum FetchError {
     Layer(#[from] LayerError),
     #[error(transparent)]
     Ref(#[from] RefError),
+    #[error(transparent)]
+    Trust(Box<crate::trust::TrustError>),
+}
+
+impl From<crate::trust::TrustError> for FetchError {
+    fn from(e: crate::trust::TrustError) -> Self {
+        FetchError::Trust(Box::new(e))
+    }
 }
 
 impl From<RegistryError> for FetchError {
@@ -74,6 +82,8 @@ pub struct PullError {
 pub struct PullOptions {
     pub extract: ExtractOptions,
     pub registry: RegistryOptions,
+    /// The signature policy that decides whether the image may be stored.
+    pub trust: crate::trust::Options,
 }
 
 /// How registry (`docker://`) sources are fetched.
@@ -101,6 +111,8 @@ pub struct PullResult {
     /// Whether the name now points somewhere else than before.
     pub ref_changed: bool,
     pub warnings: Vec<String>,
+    /// What the signature policy accepted (None with `--insecure-policy`).
+    pub verified: Option<crate::trust::Verified>,
 }
 
 impl PullResult {
@@ -118,25 +130,25 @@ pub fn pull(store: &Store, source: &Source, opts: &PullOptions, progress: &Progr
 
 fn pull_inner(store: &Store, source: &Source, opts: &PullOptions, progress: &Progress) -> Result<PullResult> {
     let platform = opts.registry.platform.as_ref();
+    // The policy is read before anything else: a broken policy stops every pull.
+    let checker = opts.trust.checker()?;
     let fetched = match source {
         Source::Registry(r) => {
-            let remembered = store.source_transport(&source.to_string());
-            let tls_verify = opts.registry.tls_verify.unwrap_or(remembered == Transport::Verified);
-            let conn = registry::Connection {
-                tls_verify,
-                // Straight to plain HTTP when that is what worked last time (no TLS attempt).
-                prefer_http: !tls_verify && remembered == Transport::PlainHttp,
-                authfile: opts.registry.authfile.clone(),
-                max_blob: opts.extract.limits.max_layer_bytes,
-            };
-            registry::import(store, r, &conn, platform, progress)?
+            let conn = connection(store, &source.to_string(), opts);
+            registry::import(store, r, &conn, platform, checker.as_ref(), progress)?
         }
         Source::OciDir { .. } | Source::OciArchive { .. } | Source::DockerArchive { .. } => {
             // The name the source gives its image (or, when it gives none, the reference's) is
             // vetted before any blob is stored.
+            // A local source carries no signatures: only a policy that needs none lets it in,
+            // decided before it is read.
+            let verified = match &checker {
+                Some(c) => Some(verify_local(c, source)?),
+                None => None,
+            };
             let fallback = source.local_name()?.expect("local sources have a name");
             let check = |n: Option<&ImageName>| check_name(store, n.unwrap_or(&fallback), source);
-            match source {
+            let mut f = match source {
                 Source::OciDir { path, reference } => {
                     let layout = oci_layout::Layout::dir(path)?;
                     oci_layout::import(store, layout, reference.as_deref(), platform, progress, &check)?
@@ -149,7 +161,9 @@ fn pull_inner(store: &Store, source: &Source, opts: &PullOptions, progress: &Pro
                     docker_archive::import(store, path, reference.as_ref(), progress, &check)?
                 }
                 Source::Registry(_) => unreachable!("matched above"),
-            }
+            };
+            f.verified = verified;
+            f
         }
     };
     let name = match fetched.name.clone() {
@@ -158,6 +172,78 @@ fn pull_inner(store: &Store, source: &Source, opts: &PullOptions, progress: &Pro
     };
     check_name(store, &name, source)?;
     finish(store, &name, &source.to_string(), fetched, opts, progress)
+}
+
+/// How to reach the registry of `source`: the given TLS choice, or the one remembered for it.
+fn connection(store: &Store, source: &str, opts: &PullOptions) -> registry::Connection {
+    let remembered = store.source_transport(source);
+    let tls_verify = opts.registry.tls_verify.unwrap_or(remembered == Transport::Verified);
+    registry::Connection {
+        tls_verify,
+        // Straight to plain HTTP when that is what worked last time (no TLS attempt).
+        prefer_http: !tls_verify && remembered == Transport::PlainHttp,
+        authfile: opts.registry.authfile.clone(),
+        max_blob: opts.extract.limits.max_layer_bytes,
+    }
+}
+
+/// The policy scope of a source: its docker reference, or the path of a local one.
+pub fn scope_of(source: &Source) -> crate::trust::ImageScope {
+    use crate::trust::ImageScope;
+    // Path scopes name symlink-free paths (containers-policy.json(5)).
+    let canon = |p: &std::path::PathBuf| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+    match source {
+        Source::Registry(r) => ImageScope::Docker(r.clone()),
+        Source::OciDir { path, reference } => {
+            ImageScope::Path { transport: "oci", path: canon(path), reference: reference.clone() }
+        }
+        Source::OciArchive { path, reference } => {
+            ImageScope::Path { transport: "oci-archive", path: canon(path), reference: reference.clone() }
+        }
+        Source::DockerArchive { path, reference } => ImageScope::Path {
+            transport: "docker-archive",
+            path: canon(path),
+            reference: reference.as_ref().map(|r| match r {
+                crate::imgref::ArchiveRef::Named(n) => n.clone(),
+                crate::imgref::ArchiveRef::Index(i) => format!("@{i}"),
+            }),
+        },
+    }
+}
+
+/// The policy's decision for a local source (directory or archive), which carries no signatures.
+fn verify_local(c: &crate::trust::Checker, source: &Source) -> Result<crate::trust::Verified> {
+    let scope = scope_of(source);
+    let subject = crate::trust::Subject { scope: &scope, docker: None, manifest: None };
+    Ok(crate::trust::evaluate(c, &subject, &[]).map_err(crate::trust::TrustError::from)?)
+}
+
+/// What the policy would decide about `source` and on which signatures (`hoist trust show`):
+/// a registry image's manifest digest and signatures are fetched; nothing is stored.
+pub fn trust_report(
+    store: &Store,
+    source: &Source,
+    opts: &PullOptions,
+    c: &crate::trust::Checker,
+) -> Result<registry::TrustReport, PullError> {
+    let reference = source.to_string();
+    let report = match source {
+        Source::Registry(r) => {
+            let conn = connection(store, &reference, opts);
+            registry::trust_report(store, r, &conn, c)
+        }
+        _ => {
+            let scope = scope_of(source);
+            let subject = crate::trust::Subject { scope: &scope, docker: None, manifest: None };
+            Ok(registry::TrustReport {
+                manifest: None,
+                lookup: None,
+                signatures: Vec::new(),
+                decision: crate::trust::evaluate(c, &subject, &[]),
+            })
+        }
+    };
+    report.map_err(|cause| PullError { reference, cause })
 }
 
 /// Names are not trusted across sources: a local source (directory or archive) may not re-point a
@@ -183,7 +269,7 @@ impl Fetched {
     /// A manifest (and everything it names) now in the store.
     pub(crate) fn stored(manifest: Digest, doc: &ImageManifest, blobs_fetched: usize, transport: Transport) -> Self {
         let media_type = doc.media_type().clone().unwrap_or(MediaType::ImageManifest);
-        Fetched { manifest, media_type, blobs_fetched, name: None, transport }
+        Fetched { manifest, media_type, blobs_fetched, name: None, transport, verified: None }
     }
 }
 
@@ -198,6 +284,8 @@ pub(crate) struct Fetched {
     pub name: Option<ImageName>,
     /// How it was reached (remembered for later pulls of the same source).
     pub transport: Transport,
+    /// What the policy accepted.
+    pub verified: Option<crate::trust::Verified>,
 }
 
 fn finish(
@@ -215,8 +303,9 @@ fn finish(
     let ref_changed = previous
         .as_ref()
         .is_none_or(|p| p.manifest != f.manifest || p.source.as_deref() != Some(source) || p.transport != f.transport);
-    if ref_changed {
-        store.set_ref(name, &f.manifest, f.media_type, source, f.transport)?;
+    // A new decision of the policy about the same image is recorded too (not a change of the name).
+    if ref_changed || previous.as_ref().is_some_and(|p| p.verified != f.verified) {
+        store.set_ref(name, &f.manifest, f.media_type, source, f.transport, f.verified.as_ref())?;
     }
     let mut warnings = Vec::new();
     for diff_id in store.diff_ids(&manifest)? {
@@ -239,5 +328,6 @@ fn finish(
         layers_extracted,
         ref_changed,
         warnings,
+        verified: f.verified,
     })
 }

@@ -39,6 +39,8 @@ pub struct ImageInfo {
     pub name: String,
     pub digest: Digest,
     pub source: Option<String>,
+    /// What the signature policy accepted at the pull (null: not verified).
+    pub verified: Option<crate::trust::Verified>,
     pub created: Option<String>,
     pub labels: BTreeMap<String, String>,
     /// Whether the image has `/exports` (otherwise hoist generates the bundle and unit).
@@ -172,6 +174,7 @@ pub fn info(store: &Store, query: &str, extract: &ExtractOptions) -> Result<Imag
         name: img.name.to_string(),
         digest: img.manifest,
         source: img.source,
+        verified: img.verified,
         created: config.created().clone(),
         labels,
         exports,

@@ -27,6 +27,8 @@ pub struct ContainerStatus {
     #[serde(flatten)]
     pub summary: ContainerSummary,
     pub source: Option<String>,
+    /// What the signature policy accepted for the current deployment's image (null: not verified).
+    pub verified: Option<crate::trust::Verified>,
     pub unit: Option<UnitStatus>,
     /// Deployments present: slot → image.
     pub deployments: Vec<(u8, String)>,
@@ -133,6 +135,7 @@ pub async fn status(layout: &Layout, sd: &Systemd, name: &str) -> Result<Contain
     Ok(ContainerStatus {
         summary: summary(name, rec.as_ref(), slot, unit.as_ref()),
         source: rec.as_ref().and_then(|r| r.source.clone()),
+        verified: rec.as_ref().and_then(|r| r.verified.clone()),
         unit,
         deployments,
         host_files: rec.as_ref().map(|r| r.host_files.keys().cloned().collect()).unwrap_or_default(),

@@ -272,6 +272,7 @@ pub fn prepare_slot(store: &Store, img: &StoredImage, spec: &SlotSpec<'_>, progr
             },
             has_service: !manifest.no_container_service,
             conversions: rendered.notes,
+            verified: img.verified.clone(),
             created: now(),
         };
         staged.save_record(&rec)?;

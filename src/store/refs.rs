@@ -17,6 +17,9 @@ pub const ANNOTATION_PULLED: &str = "io.hoist.pulled";
 /// How a registry image was fetched when not over verified HTTPS: `https-insecure` or `http`
 /// (`--tls-verify=false`; later pulls of the same source do the same).
 pub const ANNOTATION_TRANSPORT: &str = "io.hoist.transport";
+/// What the signature policy accepted when the image was pulled ([`crate::trust::Verified`] as
+/// JSON); absent for images pulled with `--insecure-policy` (or before hoist verified).
+pub const ANNOTATION_VERIFIED: &str = "io.hoist.verified";
 
 /// How an image was reached (remembered per source).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -59,6 +62,8 @@ pub struct StoredImage {
     pub pulled: Option<u64>,
     /// How it was reached.
     pub transport: Transport,
+    /// What the signature policy accepted at the pull.
+    pub verified: Option<crate::trust::Verified>,
 }
 
 impl Store {
@@ -95,6 +100,7 @@ impl Store {
                 source: ann.get(ANNOTATION_SOURCE).cloned(),
                 pulled: ann.get(ANNOTATION_PULLED).and_then(|p| p.parse().ok()),
                 transport: ann.get(ANNOTATION_TRANSPORT).map(|t| Transport::parse(t)).unwrap_or_default(),
+                verified: ann.get(ANNOTATION_VERIFIED).and_then(|v| serde_json::from_str(v).ok()),
             });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -109,6 +115,7 @@ impl Store {
         media_type: MediaType,
         source: &str,
         transport: Transport,
+        verified: Option<&crate::trust::Verified>,
     ) -> Result<()> {
         let size = self.read_blob(manifest)?.len() as u64;
         let pulled = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
@@ -124,6 +131,9 @@ impl Store {
         ]);
         if let Some(t) = transport.annotation() {
             annotations.insert(ANNOTATION_TRANSPORT.to_string(), t.to_string());
+        }
+        if let Some(v) = verified {
+            annotations.insert(ANNOTATION_VERIFIED.to_string(), serde_json::to_string(v).expect("serializes"));
         }
         desc.set_annotations(Some(annotations));
         let mut index = self.read_index()?;

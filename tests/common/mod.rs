@@ -12,6 +12,7 @@ use std::sync::Mutex;
 use hoist::oci_build::spec;
 
 pub mod registry;
+pub mod signing;
 pub mod testbed;
 
 pub const HOIST: &str = env!("CARGO_BIN_EXE_hoist");
@@ -189,7 +190,7 @@ pub fn have(cmd: &str) -> bool {
 /// Makes an OCI bundle in `dir`: the hello image's rootfs (hard-link checkout through the
 /// library) and a config.json running `args` with `spec_extra` merged into the spec.
 pub fn bundle(dir: &Path, args: &[&str], spec_extra: serde_json::Value) -> PathBuf {
-    use hoist::fetch::{self, PullOptions};
+    use hoist::fetch;
     use hoist::imgref::ImageArg;
     use hoist::progress::Progress;
     let layout = hoist::layout::Layout::new(dir.join("state"));
@@ -198,7 +199,7 @@ pub fn bundle(dir: &Path, args: &[&str], spec_extra: serde_json::Value) -> PathB
     else {
         unreachable!()
     };
-    let pulled = fetch::pull(&store, &src, &PullOptions::default(), &Progress::silent()).unwrap();
+    let pulled = fetch::pull(&store, &src, &insecure_pull(), &Progress::silent()).unwrap();
     let b = dir.join("bundle");
     hoist::images::checkout(&store, &pulled.manifest, &b.join("rootfs"), &Default::default(), &Progress::silent())
         .unwrap();
@@ -240,4 +241,10 @@ pub fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T
         assert!(std::time::Instant::now() < deadline, "timed out after {secs}s waiting for {what}");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+/// Pull options for in-process pulls of the project's own fixtures: no signature policy (the
+/// trust tests say which policy they use).
+pub fn insecure_pull() -> hoist::fetch::PullOptions {
+    hoist::fetch::PullOptions { trust: hoist::trust::Options::insecure(), ..Default::default() }
 }

@@ -18,6 +18,7 @@
 //! tries HTTPS without certificate checks and falls back to plain HTTP.
 
 pub mod auth;
+mod signatures;
 
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -38,6 +39,7 @@ use crate::fsutil::human_size;
 use crate::imgref::RegistryRef;
 use crate::progress::{Progress, Task};
 use crate::store::{BlobWriter, Store, StoreError, Transport};
+use crate::trust::{self, Checker, ImageScope, Subject, TrustError, Verified};
 
 /// Blobs downloaded at the same time.
 pub const PARALLEL: usize = 4;
@@ -89,12 +91,34 @@ pub enum RegistryError {
     Auth(#[from] auth::AuthError),
 }
 
+/// What `hoist trust show` reports about an image.
+#[derive(Debug)]
+pub struct TrustReport {
+    /// The top-level manifest digest (None for local sources, which are not read).
+    pub manifest: Option<Digest>,
+    /// Where signatures were looked for (registry images).
+    pub lookup: Option<trust::sources::Lookup>,
+    /// Origins of the signatures found.
+    pub signatures: Vec<String>,
+    pub decision: Result<Verified, trust::Refusal>,
+}
+
+/// Fetches `r`'s manifest digest and signatures and evaluates the policy; stores nothing.
+pub(crate) fn trust_report(store: &Store, r: &RegistryRef, conn: &Connection, c: &Checker) -> Result<TrustReport> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| FetchError::Source(format!("cannot start the async runtime: {e}")))?;
+    rt.block_on(Puller::new(store, r, conn, &Progress::silent())?.trust_report(c))
+}
+
 /// Pulls `r` into the store. `platform` overrides this machine's.
 pub(crate) fn import(
     store: &Store,
     r: &RegistryRef,
     conn: &Connection,
     platform: Option<&Platform>,
+    checker: Option<&Checker>,
     progress: &Progress,
 ) -> Result<Fetched> {
     // Pulls happen before any command's async part (see fetch::resolve), never inside it.
@@ -102,7 +126,9 @@ pub(crate) fn import(
         .enable_all()
         .build()
         .map_err(|e| FetchError::Source(format!("cannot start the async runtime: {e}")))?;
-    rt.block_on(Puller::new(store, r, conn, progress)?.pull(platform.cloned().unwrap_or_else(Platform::host)))
+    let mut puller = Puller::new(store, r, conn, progress)?;
+    puller.checker = checker;
+    rt.block_on(puller.pull(platform.cloned().unwrap_or_else(Platform::host)))
 }
 
 struct Puller<'a> {
@@ -116,6 +142,8 @@ struct Puller<'a> {
     client: Client,
     /// Plain HTTP after an insecure fallback.
     http: bool,
+    /// The signature policy (None: `--insecure-policy`).
+    checker: Option<&'a Checker>,
 }
 
 fn client(https: bool, tls_verify: bool) -> Client {
@@ -152,24 +180,55 @@ impl<'a> Puller<'a> {
             creds,
             client: client(!conn.prefer_http, conn.tls_verify),
             http: conn.prefer_http,
+            checker: None,
         })
     }
 
-    async fn pull(mut self, want: Platform) -> Result<Fetched> {
-        let (bytes, digest) = match self.manifest(&self.reference.clone()).await {
+    /// The top-level manifest's bytes and digest, with the insecure fallbacks.
+    async fn top_manifest(&mut self) -> Result<(Vec<u8>, String), RegistryError> {
+        match self.manifest(&self.reference.clone()).await {
             // Insecure: HTTPS without verification first, plain HTTP when the server speaks no TLS…
             Err(RegistryError::Tls { .. }) if !self.conn.tls_verify && !self.http => {
                 self.client = client(false, false);
                 self.http = true;
-                self.manifest(&self.reference.clone()).await?
+                self.manifest(&self.reference.clone()).await
             }
             // …or HTTP first when that worked last time, HTTPS when it no longer does.
             Err(RegistryError::Unreachable { .. } | RegistryError::Protocol { .. }) if self.conn.prefer_http => {
                 self.client = client(true, false);
                 self.http = false;
-                self.manifest(&self.reference.clone()).await?
+                self.manifest(&self.reference.clone()).await
             }
-            other => other?,
+            other => other,
+        }
+    }
+
+    /// What the policy would decide, and on which signatures; nothing is stored.
+    async fn trust_report(mut self, c: &Checker) -> Result<TrustReport> {
+        let (_, digest) = self.top_manifest().await?;
+        let manifest: Digest = digest.parse().map_err(|_| self.protocol("bad manifest digest".into()))?;
+        let scope = ImageScope::Docker(self.r.clone());
+        let lookup = c.sources()?.lookup(self.r);
+        let signatures =
+            if trust::wants_signatures(c, &scope) { self.signatures(&manifest, &lookup).await? } else { Vec::new() };
+        let subject = Subject { scope: &scope, docker: Some(self.r), manifest: Some(&manifest) };
+        let decision = trust::evaluate(c, &subject, &signatures);
+        Ok(TrustReport {
+            manifest: Some(manifest),
+            lookup: Some(lookup),
+            signatures: signatures.iter().map(|s| s.origin().to_string()).collect(),
+            decision,
+        })
+    }
+
+    async fn pull(mut self, want: Platform) -> Result<Fetched> {
+        let (bytes, digest) = self.top_manifest().await?;
+        // The bytes match their digest (checked by `manifest`); the signatures come next, and
+        // only then is the manifest parsed.
+        let top_digest: Digest = digest.parse().map_err(|_| self.protocol("bad manifest digest".into()))?;
+        let verified = match self.checker {
+            Some(c) => Some(self.verify(c, &top_digest).await.map_err(|e| FetchError::Trust(Box::new(e)))?),
+            None => None,
         };
         let top: serde_json::Value =
             serde_json::from_slice(&bytes).map_err(|e| self.protocol(format!("manifest: {e}")))?;
@@ -239,7 +298,23 @@ impl<'a> Puller<'a> {
             (false, false) => Transport::Insecure,
             (false, true) => Transport::Verified,
         };
-        Ok(Fetched::stored(manifest_digest, &manifest, fetched, transport))
+        let mut f = Fetched::stored(manifest_digest, &manifest, fetched, transport);
+        f.verified = verified;
+        Ok(f)
+    }
+
+    /// Decides by the policy whether this image may be stored, fetching its signatures when a
+    /// requirement looks at them.
+    async fn verify(&self, c: &Checker, manifest: &Digest) -> Result<Verified, TrustError> {
+        let scope = ImageScope::Docker(self.r.clone());
+        let signatures = if trust::wants_signatures(c, &scope) {
+            let lookup = c.sources()?.lookup(self.r);
+            self.signatures(manifest, &lookup).await?
+        } else {
+            Vec::new()
+        };
+        let subject = Subject { scope: &scope, docker: Some(self.r), manifest: Some(manifest) };
+        Ok(trust::evaluate(c, &subject, &signatures)?)
     }
 
     /// A manifest's bytes and digest (verified against the header and the reference's digest).
