@@ -879,3 +879,40 @@ fn trust_show_explains_and_stores_nothing() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("--insecure-policy: signatures are not verified"));
     assert_eq!(r.json(&["images", "info", "hello"])["verified"], Value::Null);
 }
+
+/// A kill -9 while the signatures are being fetched (a lookaside that never answers) leaves the
+/// state root as a root that never stored anything: verification comes before any write.
+#[test]
+fn killed_during_verification_leaves_the_store_as_it_was() {
+    let reg = Registry::start();
+    reg.push(&archive(&hello()), "hello:1", false);
+    let dir = tempfile::tempdir_in(repo().join("target")).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let rd = dir.path().join("registries.d");
+    fs::create_dir(&rd).unwrap();
+    fs::write(rd.join("hang.yaml"), format!("docker:\n  {}:\n    lookaside: http://127.0.0.1:{port}/sigs\n", reg.addr))
+        .unwrap();
+    // The key is read only once signatures are in hand: any absolute file will do.
+    let policy = dir.path().join("policy.json");
+    let req = json!({"type": "signedBy", "keyType": "GPGKeys", "keyPath": "/etc/hostname"});
+    fs::write(&policy, json!({ "default": [req] }).to_string()).unwrap();
+    let untouched = Root::new();
+    untouched.ok(&["--json", "images"]);
+    let r = Root::new();
+    let mut child = r
+        .cmd()
+        .args(["-q", "pull", "--tls-verify=false", "--signature-policy"])
+        .arg(&policy)
+        .arg("--registries.d")
+        .arg(&rd)
+        .arg(reg.reference("hello:1"))
+        .spawn()
+        .unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let conn = wait_for("hoist to ask the lookaside for signature-1", 30, || listener.accept().ok());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(conn);
+    assert_eq!(contents(&r), contents(&untouched));
+}

@@ -235,3 +235,38 @@ fn an_edited_host_file_is_named_through_update_rollback_and_uninstall() {
     assert!(out.contains("Kept /etc/hello/hello.conf: it was modified"), "{out}");
     tb.ok("grep -q '# mine' /etc/hello/hello.conf");
 }
+
+/// An update to an image the signature policy refuses stops before anything is stored or
+/// switched: one line naming the policy and the reason, the running deployment as it was.
+#[test]
+fn a_refused_update_leaves_the_deployment_untouched() {
+    if !common::privileged("update::a_refused_update_leaves_the_deployment_untouched") {
+        return;
+    }
+    let tb = Testbed::up("hybrid");
+    tb.ok(&format!("hoist -q install --now oci-archive:{}", hello().display()));
+    let before = json_of(&tb.ok("hoist --json status hello"));
+    assert_eq!(before["verified"]["requirements"][0]["type"], "insecureAcceptAnything");
+    let dir = tempfile::tempdir_in(common::repo().join("target")).unwrap();
+    let policy = dir.path().join("reject.json");
+    fs::write(&policy, r#"{"default": [{"type": "reject"}]}"#).unwrap();
+    let o = tb.sh(&format!(
+        "hoist update --signature-policy {} --rebase oci-archive:{} hello",
+        policy.display(),
+        hello_v2().display()
+    ));
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        err.trim(),
+        format!(
+            "hoist: oci-archive:{}: refused by policy {} (scope default): reject: rejected by policy",
+            hello_v2().display(),
+            policy.display()
+        )
+    );
+    let after = json_of(&tb.ok("hoist --json status hello"));
+    assert_eq!((&after["digest"], &after["deployment"]), (&before["digest"], &before["deployment"]));
+    assert_eq!(after["verified"], before["verified"]);
+    assert_eq!(hello_says(&tb), "Hi world (v1)");
+}
