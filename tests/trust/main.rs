@@ -6,11 +6,12 @@
 //! leave nothing stored. Cases skopeo cannot decide (Debian's skopeo has sigstore patched out)
 //! are checked against the table only.
 
+#[path = "../common/mod.rs"]
 mod common;
+mod matrix;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,94 +20,8 @@ use std::time::Instant;
 use common::registry::Registry;
 use common::signing::{self, Gpg, Key};
 use common::*;
+use matrix::*;
 use serde_json::{Value, json};
-
-#[derive(Clone, Debug)]
-enum Expect {
-    /// Accepted; `reqs` are (partial) objects the `verified.requirements` entries must contain.
-    Accept { scope: String, reqs: Vec<Value> },
-    /// Refused; every fragment must be in the reasons.
-    Refuse { scope: String, frags: Vec<String> },
-}
-
-fn acc(scope: &str) -> Expect {
-    Expect::Accept { scope: scope.to_string(), reqs: vec![] }
-}
-fn acc_req(scope: &str, reqs: Vec<Value>) -> Expect {
-    Expect::Accept { scope: scope.to_string(), reqs }
-}
-fn rej(scope: &str, frags: &[&str]) -> Expect {
-    Expect::Refuse { scope: scope.to_string(), frags: frags.iter().map(|f| f.to_string()).collect() }
-}
-
-struct Case {
-    name: String,
-    policy: PathBuf,
-    /// The image: `repo:tag` in the registry.
-    image: String,
-    by_digest: bool,
-    expect: Expect,
-    /// Whether skopeo can decide it too.
-    skopeo: bool,
-    /// Extra arguments for both tools (`--insecure-policy`).
-    extra: Vec<String>,
-    /// Run without `--signature-policy`/`--policy`, with HOME here.
-    home: Option<PathBuf>,
-}
-
-struct Matrix {
-    dir: PathBuf,
-    addr: String,
-    cases: Vec<Case>,
-    digests: BTreeMap<String, String>,
-}
-
-impl Matrix {
-    fn policy_file(&self, name: &str, policy: &Value) -> PathBuf {
-        let p = self.dir.join("policies").join(format!("{:03}-{name}.json", self.cases.len()));
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(&p, serde_json::to_vec_pretty(policy).unwrap()).unwrap();
-        p
-    }
-
-    /// A case for `image` by tag and another by digest.
-    fn both(&mut self, name: &str, policy: &Value, image: &str, tag: Expect, digest: Expect) {
-        self.add(name, policy, image, tag, digest, true);
-    }
-
-    /// Like [`Self::both`], decided by the table only.
-    fn only_table(&mut self, name: &str, policy: &Value, image: &str, tag: Expect, digest: Expect) {
-        self.add(name, policy, image, tag, digest, false);
-    }
-
-    fn add(&mut self, name: &str, policy: &Value, image: &str, tag: Expect, digest: Expect, skopeo: bool) {
-        assert!(self.digests.contains_key(image), "{image} was not pushed");
-        let file = self.policy_file(name, policy);
-        for (by_digest, expect) in [(false, tag), (true, digest)] {
-            self.cases.push(Case {
-                name: name.to_string(),
-                policy: file.clone(),
-                image: image.to_string(),
-                by_digest,
-                expect,
-                skopeo,
-                extra: vec![],
-                home: None,
-            });
-        }
-    }
-
-    /// `docker://ADDR/REPO:TAG` or `docker://ADDR/REPO@DIGEST`.
-    fn reference(&self, c: &Case) -> String {
-        if c.by_digest {
-            let repo = c.image.split(':').next().unwrap();
-            format!("docker://{}/{repo}@{}", self.addr, self.digests[&c.image])
-        } else {
-            format!("docker://{}/{}", self.addr, c.image)
-        }
-    }
-}
-
 fn reject() -> Value {
     json!({"type": "reject"})
 }
@@ -127,131 +42,6 @@ fn with_identity(mut req: Value, identity: Value) -> Value {
 /// `{"default": [reject], "transports": {"docker": {scope: [reqs…]}}}`.
 fn scoped(scope: &str, reqs: Vec<Value>) -> Value {
     json!({"default": [reject()], "transports": {"docker": {scope: reqs}}})
-}
-
-/// What a state root holds, without file mtimes (two roots are not made in the same second) and
-/// without the state lock file (every mutating command creates it, empty, before it decides).
-fn contents(root: &Root) -> BTreeMap<String, String> {
-    if !root.path().exists() {
-        return BTreeMap::new();
-    }
-    snapshot(&root.path())
-        .into_iter()
-        .filter(|(k, _)| k != "lock")
-        .map(|(k, v)| {
-            let v = match v.find(" mtime ") {
-                Some(i) => {
-                    let rest = &v[i + 7..];
-                    format!("{}{}", &v[..i], &rest[rest.find(' ').unwrap_or(rest.len())..])
-                }
-                None => v,
-            };
-            (k, v)
-        })
-        .collect()
-}
-
-struct Outcome {
-    accepted: bool,
-    detail: String,
-}
-
-fn skopeo_decides(m: &Matrix, c: &Case, rd: &Path, scratch: &Path) -> Outcome {
-    let out = tempfile::Builder::new().prefix("skopeo-out-").tempdir_in(scratch).unwrap();
-    let mut cmd = Command::new("skopeo");
-    cmd.args(["copy", "-q", "--remove-signatures", "--src-tls-verify=false", "--registries.d"]).arg(rd);
-    match &c.home {
-        Some(home) => {
-            cmd.env("HOME", home);
-        }
-        None => {
-            cmd.arg("--policy").arg(&c.policy);
-        }
-    }
-    cmd.args(&c.extra).arg(m.reference(c)).arg(format!("oci:{}:x", out.path().join("x").display()));
-    let o = cmd.output().expect("skopeo runs");
-    Outcome { accepted: o.status.success(), detail: String::from_utf8_lossy(&o.stderr).trim().to_string() }
-}
-
-/// Runs hoist for a case and checks everything the table says; returns whether it accepted,
-/// or why the case fails.
-fn hoist_decides(m: &Matrix, c: &Case, rd: &Path, empty: &BTreeMap<String, String>) -> Result<bool, String> {
-    let root = Root::new();
-    let reference = m.reference(c);
-    let mut args: Vec<String> = vec!["--json".into(), "pull".into(), "--tls-verify=false".into()];
-    if c.home.is_none() {
-        args.extend(["--signature-policy".into(), c.policy.display().to_string()]);
-    }
-    args.extend(["--registries.d".into(), rd.display().to_string()]);
-    args.extend(c.extra.iter().cloned());
-    args.push(reference.clone());
-    let mut cmd = root.cmd();
-    if let Some(home) = &c.home {
-        cmd.env("HOME", home);
-    }
-    let o = cmd.args(&args).output().expect("hoist runs");
-    let stdout = String::from_utf8_lossy(&o.stdout).to_string();
-    let stderr = String::from_utf8_lossy(&o.stderr).to_string();
-    let policy_path = match &c.home {
-        Some(home) => home.join(".config/containers/policy.json"),
-        None => c.policy.clone(),
-    };
-    let ctx = || format!("hoist {}\nexit {:?}\nstdout {stdout}\nstderr {stderr}", args.join(" "), o.status.code());
-    if stderr.contains("panicked") {
-        return Err(format!("panic\n{}", ctx()));
-    }
-    match o.status.code() {
-        Some(0) => {
-            let Expect::Accept { scope, reqs } = &c.expect else { return Ok(true) };
-            if scope.is_empty() {
-                return Ok(true);
-            }
-            let j: Value = serde_json::from_str(&stdout).map_err(|e| format!("JSON {e}\n{}", ctx()))?;
-            let v = &j["verified"];
-            if v["policy"].as_str() != Some(&policy_path.display().to_string()) || v["scope"].as_str() != Some(scope) {
-                return Err(format!("verified.policy/scope: want {} / {scope}: {v}\n{}", policy_path.display(), ctx()));
-            }
-            let got = v["requirements"].as_array().cloned().unwrap_or_default();
-            if !reqs.is_empty() && got.len() != reqs.len() {
-                return Err(format!("want requirements like {reqs:?}, got {got:?}\n{}", ctx()));
-            }
-            for (want, got) in reqs.iter().zip(&got) {
-                for (k, w) in want.as_object().unwrap() {
-                    if &got[k] != w {
-                        return Err(format!("requirement {k}: want {w}, got {got}\n{}", ctx()));
-                    }
-                }
-            }
-            Ok(true)
-        }
-        Some(1) => {
-            let Expect::Refuse { scope, frags } = &c.expect else { return Ok(false) };
-            let lines: Vec<&str> = stderr.lines().collect();
-            let prefix = format!("hoist: {reference}: refused by policy {} (scope {scope}): ", policy_path.display());
-            if lines.len() != 1 || !lines[0].starts_with(&prefix) {
-                return Err(format!("want one line starting {prefix:?}\n{}", ctx()));
-            }
-            if let Some(f) = frags.iter().find(|f| !lines[0].contains(f.as_str())) {
-                return Err(format!("reason {f:?} missing\n{}", ctx()));
-            }
-            // Nothing stored: `hoist images` lists nothing, the root is as an empty one.
-            let listed = root.ok(&["--json", "images"]);
-            if serde_json::from_str::<Value>(&listed).ok().and_then(|v| v.as_array().map(|a| a.len())) != Some(0) {
-                return Err(format!("refused, yet `hoist images` lists {listed}\n{}", ctx()));
-            }
-            let now = contents(&root);
-            if &now != empty {
-                let diff: Vec<_> = now.iter().filter(|(k, v)| empty.get(*k) != Some(v)).collect();
-                return Err(format!("refused, yet the state root changed: {diff:?}\n{}", ctx()));
-            }
-            Ok(false)
-        }
-        _ => Err(format!("neither accepted (0) nor refused (1)\n{}", ctx())),
-    }
-}
-
-fn archive(p: &Path) -> String {
-    format!("oci-archive:{}", p.display())
 }
 
 #[test]
