@@ -282,11 +282,20 @@ impl fmt::Display for Source {
             Source::DockerArchive { path, reference } => {
                 write!(f, "docker-archive:{}", path.display())?;
                 match reference {
-                    Some(ArchiveRef::Named(r)) => write!(f, ":{r}"),
-                    Some(ArchiveRef::Index(i)) => write!(f, ":@{i}"),
+                    Some(r) => write!(f, ":{r}"),
                     None => Ok(()),
                 }
             }
+        }
+    }
+}
+
+/// As written after `docker-archive:PATH:` (`NAME[:TAG]` or `@N`).
+impl fmt::Display for ArchiveRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ArchiveRef::Named(r) => f.write_str(r),
+            ArchiveRef::Index(i) => write!(f, "@{i}"),
         }
     }
 }

@@ -138,14 +138,14 @@ fn pull_inner(store: &Store, source: &Source, opts: &PullOptions, progress: &Pro
             registry::import(store, r, &conn, platform, checker.as_ref(), progress)?
         }
         Source::OciDir { .. } | Source::OciArchive { .. } | Source::DockerArchive { .. } => {
-            // The name the source gives its image (or, when it gives none, the reference's) is
-            // vetted before any blob is stored.
             // A local source carries no signatures: only a policy that needs none lets it in,
             // decided before it is read.
             let verified = match &checker {
-                Some(c) => Some(verify_local(c, source)?),
+                Some(c) => Some(local_decision(c, source).map_err(crate::trust::TrustError::from)?),
                 None => None,
             };
+            // The name the source gives its image (or, when it gives none, the reference's) is
+            // vetted before any blob is stored.
             let fallback = source.local_name()?.expect("local sources have a name");
             let check = |n: Option<&ImageName>| check_name(store, n.unwrap_or(&fallback), source);
             let mut f = match source {
@@ -203,19 +203,15 @@ pub fn scope_of(source: &Source) -> crate::trust::ImageScope {
         Source::DockerArchive { path, reference } => ImageScope::Path {
             transport: "docker-archive",
             path: canon(path),
-            reference: reference.as_ref().map(|r| match r {
-                crate::imgref::ArchiveRef::Named(n) => n.clone(),
-                crate::imgref::ArchiveRef::Index(i) => format!("@{i}"),
-            }),
+            reference: reference.as_ref().map(ToString::to_string),
         },
     }
 }
 
 /// The policy's decision for a local source (directory or archive), which carries no signatures.
-fn verify_local(c: &crate::trust::Checker, source: &Source) -> Result<crate::trust::Verified> {
+fn local_decision(c: &crate::trust::Checker, source: &Source) -> Result<crate::trust::Verified, crate::trust::Refusal> {
     let scope = scope_of(source);
-    let subject = crate::trust::Subject { scope: &scope, docker: None, manifest: None };
-    Ok(crate::trust::evaluate(c, &subject, &[]).map_err(crate::trust::TrustError::from)?)
+    crate::trust::evaluate(c, &crate::trust::Subject { scope: &scope, docker: None, manifest: None }, &[])
 }
 
 /// What the policy would decide about `source` and on which signatures (`hoist trust show`):
@@ -232,16 +228,12 @@ pub fn trust_report(
             let conn = connection(store, &reference, opts);
             registry::trust_report(store, r, &conn, c)
         }
-        _ => {
-            let scope = scope_of(source);
-            let subject = crate::trust::Subject { scope: &scope, docker: None, manifest: None };
-            Ok(registry::TrustReport {
-                manifest: None,
-                lookup: None,
-                signatures: Vec::new(),
-                decision: crate::trust::evaluate(c, &subject, &[]),
-            })
-        }
+        _ => Ok(registry::TrustReport {
+            manifest: None,
+            lookup: None,
+            signatures: Vec::new(),
+            decision: local_decision(c, source),
+        }),
     };
     report.map_err(|cause| PullError { reference, cause })
 }

@@ -38,9 +38,6 @@ pub fn evaluate(checker: &Checker, subject: &Subject, signatures: &[Signature]) 
             Err(r) => reasons.push(format!("{}: {r}", req.kind())),
         }
     }
-    if applied.requirements.is_empty() {
-        reasons.push("the scope has no requirements".into());
-    }
     let policy = checker.path.display().to_string();
     if reasons.is_empty() {
         Ok(Verified { policy, scope: applied.scope, requirements: accepted })

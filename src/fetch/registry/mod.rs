@@ -91,6 +91,14 @@ pub enum RegistryError {
     Auth(#[from] auth::AuthError),
 }
 
+/// The runtime of one pull (pulls happen before any command's async part: see fetch::resolve).
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| FetchError::Source(format!("cannot start the async runtime: {e}")))
+}
+
 /// What `hoist trust show` reports about an image.
 #[derive(Debug)]
 pub struct TrustReport {
@@ -105,10 +113,7 @@ pub struct TrustReport {
 
 /// Fetches `r`'s manifest digest and signatures and evaluates the policy; stores nothing.
 pub(crate) fn trust_report(store: &Store, r: &RegistryRef, conn: &Connection, c: &Checker) -> Result<TrustReport> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| FetchError::Source(format!("cannot start the async runtime: {e}")))?;
+    let rt = runtime()?;
     rt.block_on(Puller::new(store, r, conn, &Progress::silent())?.trust_report(c))
 }
 
@@ -122,10 +127,7 @@ pub(crate) fn import(
     progress: &Progress,
 ) -> Result<Fetched> {
     // Pulls happen before any command's async part (see fetch::resolve), never inside it.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| FetchError::Source(format!("cannot start the async runtime: {e}")))?;
+    let rt = runtime()?;
     let mut puller = Puller::new(store, r, conn, progress)?;
     puller.checker = checker;
     rt.block_on(puller.pull(platform.cloned().unwrap_or_else(Platform::host)))
@@ -207,12 +209,7 @@ impl<'a> Puller<'a> {
     async fn trust_report(mut self, c: &Checker) -> Result<TrustReport> {
         let (_, digest) = self.top_manifest().await?;
         let manifest: Digest = digest.parse().map_err(|_| self.protocol("bad manifest digest".into()))?;
-        let scope = ImageScope::Docker(self.r.clone());
-        let lookup = c.sources()?.lookup(self.r);
-        let signatures =
-            if trust::wants_signatures(c, &scope) { self.signatures(&manifest, &lookup).await? } else { Vec::new() };
-        let subject = Subject { scope: &scope, docker: Some(self.r), manifest: Some(&manifest) };
-        let decision = trust::evaluate(c, &subject, &signatures);
+        let (lookup, signatures, decision) = self.decide(c, &manifest).await?;
         Ok(TrustReport {
             manifest: Some(manifest),
             lookup: Some(lookup),
@@ -227,7 +224,7 @@ impl<'a> Puller<'a> {
         // only then is the manifest parsed.
         let top_digest: Digest = digest.parse().map_err(|_| self.protocol("bad manifest digest".into()))?;
         let verified = match self.checker {
-            Some(c) => Some(self.verify(c, &top_digest).await.map_err(|e| FetchError::Trust(Box::new(e)))?),
+            Some(c) => Some(self.decide(c, &top_digest).await?.2.map_err(TrustError::from)?),
             None => None,
         };
         let top: serde_json::Value =
@@ -304,17 +301,19 @@ impl<'a> Puller<'a> {
     }
 
     /// Decides by the policy whether this image may be stored, fetching its signatures when a
-    /// requirement looks at them.
-    async fn verify(&self, c: &Checker, manifest: &Digest) -> Result<Verified, TrustError> {
+    /// requirement looks at them: where they were looked for, what was found, the decision.
+    async fn decide(
+        &self,
+        c: &Checker,
+        manifest: &Digest,
+    ) -> Result<(trust::sources::Lookup, Vec<trust::Signature>, Result<Verified, trust::Refusal>), TrustError> {
         let scope = ImageScope::Docker(self.r.clone());
-        let signatures = if trust::wants_signatures(c, &scope) {
-            let lookup = c.sources()?.lookup(self.r);
-            self.signatures(manifest, &lookup).await?
-        } else {
-            Vec::new()
-        };
+        let lookup = c.sources()?.lookup(self.r);
+        let signatures =
+            if trust::wants_signatures(c, &scope) { self.signatures(manifest, &lookup).await? } else { Vec::new() };
         let subject = Subject { scope: &scope, docker: Some(self.r), manifest: Some(manifest) };
-        Ok(trust::evaluate(c, &subject, &signatures)?)
+        let decision = trust::evaluate(c, &subject, &signatures);
+        Ok((lookup, signatures, decision))
     }
 
     /// A manifest's bytes and digest (verified against the header and the reference's digest).

@@ -38,11 +38,8 @@ impl Puller<'_> {
 
     async fn lookaside(&self, manifest: &Digest, lookup: &Lookup) -> Result<Vec<Signature>, TrustError> {
         let mut out = Vec::new();
-        let http = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(15))
-            .timeout(std::time::Duration::from_secs(60))
-            .build()
-            .map_err(|e| fetch_err(&lookup.lookaside, e))?;
+        // Built only for an http(s) lookaside.
+        let mut http: Option<reqwest::Client> = None;
         for n in 1.. {
             let url = lookup.signature_url(manifest, n);
             if n > MAX_SIGNATURES {
@@ -58,7 +55,17 @@ impl Puller<'_> {
                     Err(e) => return Err(fetch_err(&url, e)),
                 }
             } else if url.starts_with("http://") || url.starts_with("https://") {
-                let res = http.get(&url).send().await.map_err(|e| fetch_err(&url, e))?;
+                let client = match &http {
+                    Some(c) => c,
+                    None => http.insert(
+                        reqwest::Client::builder()
+                            .connect_timeout(std::time::Duration::from_secs(15))
+                            .timeout(std::time::Duration::from_secs(60))
+                            .build()
+                            .map_err(|e| fetch_err(&lookup.lookaside, e))?,
+                    ),
+                };
+                let res = client.get(&url).send().await.map_err(|e| fetch_err(&url, e))?;
                 if res.status() == reqwest::StatusCode::NOT_FOUND {
                     break;
                 }
