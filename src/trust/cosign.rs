@@ -36,6 +36,7 @@ mod fulcio;
 mod rekor;
 
 pub use fulcio::verify_fulcio;
+pub(crate) use rekor::{SetPayload, verify_set};
 pub use rekor::verify_rekor_set;
 
 /// The signature over the payload, base64.
@@ -358,6 +359,45 @@ pub fn verify_with_keys_and_rekor(
     })?;
     let sig = signature_bytes(annotations)?;
     Ok((verify_payload(payload, &sig, &[key])?, entry))
+}
+
+/// A verified signer, with what a transparency log entry must name for it.
+pub(crate) struct Signer {
+    pub used: KeyUsed,
+    /// DER of the SubjectPublicKeyInfo (keys) or of the certificate (Fulcio).
+    logged_der: Vec<u8>,
+}
+
+impl Signer {
+    /// True when `pem` (as a log entry records the verifier) is this signer's key or certificate.
+    pub fn is_pem(&self, pem: &[u8]) -> bool {
+        single_pem(pem).is_ok_and(|b| b.der == self.logged_der)
+    }
+}
+
+/// Verifies `sig` over `msg` with one of `keys` (PEM files, as for [`verify_with_keys`]).
+pub(crate) fn verify_message(msg: &[u8], sig: &[u8], keys: &[(String, Vec<u8>)]) -> Result<Signer, CosignError> {
+    let keys = parse_keys(keys)?;
+    let used = verify_payload(msg, sig, &keys.iter().collect::<Vec<_>>())?;
+    let logged_der = keys.iter().find(|k| k.fingerprint == used.fingerprint).map(|k| k.spki_der.clone()).unwrap_or_default();
+    Ok(Signer { used, logged_der })
+}
+
+/// Verifies `sig` over `msg` with the key of the Fulcio certificate `cert_der`, checked against
+/// `ca` at time `at` as [`verify_fulcio`] does.
+pub(crate) fn verify_message_with_certificate(
+    msg: &[u8],
+    sig: &[u8],
+    cert_der: &[u8],
+    ca: &[Vec<u8>],
+    oidc_issuer: &str,
+    subject_email: &str,
+    at: i64,
+) -> Result<Signer, CosignError> {
+    let leaf = Certificate::from_der(cert_der).map_err(|e| CosignError::Fulcio(format!("bad certificate: {e}")))?;
+    let key = fulcio::fulcio_key(&leaf, &[], ca, oidc_issuer, subject_email, at)?;
+    let used = verify_payload(msg, sig, &[&key])?;
+    Ok(Signer { used, logged_der: cert_der.to_vec() })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -12,8 +12,9 @@
 //! compared with the manifest digest (already checked against the bytes) before the manifest is
 //! parsed by anyone. Every failure of every signature is kept for the refusal message.
 
-use super::policy::{ImageScope, KeyMaterial, Requirement, SigstoreSigned, SigstoreTrust};
-use super::{Accepted, Checker, Refusal, Signature, Verified, cosign, identity, payload, simple};
+use super::identity::DockerRef;
+use super::policy::{Applied, ImageScope, KeyMaterial, Requirement, SigstoreSigned, SigstoreTrust};
+use super::{Accepted, Checker, Refusal, Signature, Verified, bundle, cosign, identity, payload, simple};
 use crate::digest::Digest;
 use crate::imgref::RegistryRef;
 
@@ -33,7 +34,7 @@ pub fn evaluate(checker: &Checker, subject: &Subject, signatures: &[Signature]) 
     let mut accepted = Vec::new();
     let mut reasons = Vec::new();
     for req in applied.requirements {
-        match check(req, subject, signatures) {
+        match check(req, subject, signatures, &applied) {
             Ok(a) => accepted.push(a),
             Err(r) => reasons.push(format!("{}: {r}", req.kind())),
         }
@@ -56,9 +57,9 @@ pub fn wants_signatures(checker: &Checker, scope: &ImageScope) -> bool {
         .any(|r| matches!(r, Requirement::SignedBy(_) | Requirement::SigstoreSigned(_)))
 }
 
-fn check(req: &Requirement, subject: &Subject, signatures: &[Signature]) -> Result<Accepted, String> {
+fn check(req: &Requirement, subject: &Subject, signatures: &[Signature], applied: &Applied) -> Result<Accepted, String> {
     let accepted =
-        |key: Option<String>, identity: Option<String>| Accepted { kind: req.kind().to_string(), key, identity };
+        |key: Option<String>, identity: Option<String>| Accepted { kind: req.kind().to_string(), key, identity, signer: None };
     match req {
         Requirement::InsecureAcceptAnything => Ok(accepted(None, None)),
         Requirement::Reject => Err("rejected by policy".into()),
@@ -83,17 +84,29 @@ fn check(req: &Requirement, subject: &Subject, signatures: &[Signature]) -> Resu
         Requirement::SigstoreSigned(ss) => {
             let mut failures = Vec::new();
             for (i, sig) in signatures.iter().enumerate() {
-                let Signature::Sigstore { payload: body, annotations, media_type, .. } = sig else { continue };
-                if media_type != super::SIGSTORE_SIGNATURE_TYPE {
-                    failures.push(format!("signature {} ({}): not a signature ({media_type})", i + 1, sig.origin()));
-                    continue;
-                }
-                let attempt = sigstore_key(ss, body, annotations).and_then(|key| {
-                    let id = vouches(subject, body, payload::PayloadType::Cosign, |d| {
-                        identity::check(&ss.signed_identity, subject.docker, d)
-                    })?;
-                    Ok(accepted(Some(key), Some(id)))
-                });
+                let attempt = match sig {
+                    Signature::Simple { .. } => continue,
+                    Signature::Sigstore { media_type, .. } if media_type != super::SIGSTORE_SIGNATURE_TYPE => {
+                        Err(format!("not a signature ({media_type})"))
+                    }
+                    Signature::Sigstore { payload: body, annotations, .. } => {
+                        sigstore_key(ss, body, annotations).and_then(|auth| {
+                            let id = vouches(subject, body, payload::PayloadType::Cosign, |d| {
+                                identity::check(&ss.signed_identity, subject.docker, d)
+                            })?;
+                            Ok(Accepted { signer: auth.signer, ..accepted(Some(auth.key), Some(id)) })
+                        })
+                    }
+                    Signature::Bundle { media_type, bundle: doc, .. } => {
+                        bundle_key(ss, media_type, doc).and_then(|(verified, auth)| {
+                            let manifest = subject.manifest.map(|d| d.to_string()).unwrap_or_default();
+                            let image = subject.docker.filter(|_| applied.names_repository).map(DockerRef::from_registry_ref);
+                            let id = bundle::vouched_identity(&verified, &manifest, image.as_ref(), &applied.scope)?;
+                            identity::check(&ss.signed_identity, subject.docker, &id.checked)?;
+                            Ok(Accepted { signer: auth.signer, ..accepted(Some(auth.key), Some(id.recorded)) })
+                        })
+                    }
+                };
                 match attempt {
                     Ok(a) => return Ok(a),
                     Err(e) => failures.push(format!("signature {} ({}): {e}", i + 1, sig.origin())),
@@ -121,28 +134,81 @@ fn vouches(
     Ok(p.docker_reference)
 }
 
-/// Authenticates a sigstore signature as the requirement says; returns the key's fingerprint.
+/// Authenticates a sigstore signature as the requirement says: public keys (with the Rekor SET
+/// when the policy names Rekor keys), or a Fulcio certificate (Rekor SET mandatory).
 fn sigstore_key(
     ss: &SigstoreSigned,
     body: &[u8],
     annotations: &std::collections::BTreeMap<String, String>,
-) -> Result<String, String> {
+) -> Result<Authenticated, String> {
     let rekor = match &ss.rekor_public_keys {
         Some(k) => Some(labelled(k)?),
         None => None,
     };
-    // Rekor SETs and Fulcio certificates are verified by super::cosign, but not yet accepted here:
-    // no signature made by this project's own test kit covers them (fails closed until it does).
-    if rekor.is_some() {
-        return Err("rekorPublicKey* (Rekor SET checks) is not supported yet".into());
-    }
-    match &ss.trust {
-        SigstoreTrust::PublicKeys(keys) => {
-            Ok(cosign::verify_with_keys(body, annotations, &labelled(keys)?).map_err(|e| e.to_string())?.fingerprint)
+    let e = |e: cosign::CosignError| e.to_string();
+    match (&ss.trust, rekor) {
+        (SigstoreTrust::PublicKeys(keys), None) => {
+            let key = cosign::verify_with_keys(body, annotations, &labelled(keys)?).map_err(e)?;
+            Ok(Authenticated { key: key.fingerprint, signer: None })
         }
-        SigstoreTrust::Fulcio(_) => Err("fulcio certificates are not supported yet".into()),
-        SigstoreTrust::Pki(_) => Err("pki certificates are not supported yet".into()),
+        (SigstoreTrust::PublicKeys(keys), Some(rekor)) => {
+            let (key, entry) = cosign::verify_with_keys_and_rekor(body, annotations, &labelled(keys)?, &rekor).map_err(e)?;
+            Ok(Authenticated { key: key.fingerprint, signer: Some(logged(&entry)) })
+        }
+        (SigstoreTrust::Fulcio(f), Some(rekor)) => {
+            let ca = f.ca.load().map_err(|e| e.to_string())?;
+            let id = cosign::verify_fulcio(body, annotations, &ca, &f.oidc_issuer, &f.subject_email, &rekor).map_err(e)?;
+            Ok(Authenticated {
+                key: id.key.fingerprint,
+                signer: Some(format!("{} from {}, {}", id.subject_email, id.oidc_issuer, logged(&id.rekor))),
+            })
+        }
+        // The parser refuses fulcio without Rekor keys; kept as a refusal, not a panic.
+        (SigstoreTrust::Fulcio(_), None) => Err("fulcio requires rekorPublicKey*".into()),
+        (SigstoreTrust::Pki(_), _) => Err("pki certificates are not supported (refused by name)".into()),
     }
+}
+
+/// Authenticates a cosign v3 bundle as the requirement says (see [`super::bundle`]).
+fn bundle_key(ss: &SigstoreSigned, media_type: &str, doc: &[u8]) -> Result<(bundle::Verified, Authenticated), String> {
+    let rekor = match &ss.rekor_public_keys {
+        Some(k) => Some(labelled(k)?),
+        None => None,
+    };
+    let keys;
+    let ca;
+    let trust = match &ss.trust {
+        SigstoreTrust::PublicKeys(k) => {
+            keys = labelled(k)?;
+            bundle::Trust::Keys(&keys)
+        }
+        SigstoreTrust::Fulcio(f) => {
+            ca = f.ca.load().map_err(|e| e.to_string())?;
+            bundle::Trust::Fulcio { ca: &ca, oidc_issuer: &f.oidc_issuer, subject_email: &f.subject_email }
+        }
+        SigstoreTrust::Pki(_) => return Err("pki certificates are not supported (refused by name)".into()),
+    };
+    let v = bundle::verify(media_type, doc, &trust, rekor.as_deref()).map_err(|e| e.to_string())?;
+    let signer = match (&ss.trust, &v.rekor) {
+        (SigstoreTrust::Fulcio(f), Some(e)) => Some(format!("{} from {}, {}", f.subject_email, f.oidc_issuer, logged(e))),
+        (_, Some(e)) => Some(logged(e)),
+        _ => None,
+    };
+    let auth = Authenticated { key: v.key.fingerprint.clone(), signer };
+    Ok((v, auth))
+}
+
+/// What authenticated a sigstore signature.
+struct Authenticated {
+    /// `SHA256:<hex>` of the signing key (the certificate's key for Fulcio).
+    key: String,
+    /// Who and where it was logged: `dev@example.com from https://issuer, logged in Rekor #42 at 2026-…`.
+    signer: Option<String>,
+}
+
+/// `logged in Rekor #INDEX at UNIX-TIME`.
+fn logged(entry: &cosign::RekorEntry) -> String {
+    format!("logged in Rekor #{} at {}", entry.log_index, entry.integrated_time)
 }
 
 /// Key material with a label per key for messages: its file, or `keyData[N]`.

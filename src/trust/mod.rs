@@ -12,8 +12,12 @@
 //! - [`payload`]: the signed JSON payload (`critical`/`optional`), parsed strictly after the
 //!   signature over it was verified.
 //! - [`simple`]: GPG "simple signing" (an OpenPGP signed message with exactly one signature).
-//! - [`cosign`]: sigstore signatures (cosign's payload + base64 signature, public keys).
+//! - [`cosign`]: sigstore signatures (cosign's payload + base64 signature, public keys, Fulcio
+//!   certificates, Rekor SETs).
+//! - [`bundle`]: cosign v3 signature bundles (sigstore bundle v0.3, DSSE, in-toto statement) and
+//!   the rule by which a bundle, which names no repository, may vouch for an image.
 
+pub mod bundle;
 pub mod cosign;
 mod evaluate;
 pub mod identity;
@@ -140,12 +144,21 @@ pub enum Signature {
         payload: Vec<u8>,
         annotations: std::collections::BTreeMap<String, String>,
     },
+    /// A cosign v3 bundle (a sigstore bundle JSON document) attached as an OCI 1.1 referrer.
+    Bundle {
+        origin: String,
+        /// The bundle layer's media type (`application/vnd.dev.sigstore.bundle.v0.3+json`).
+        media_type: String,
+        bundle: Vec<u8>,
+    },
 }
 
 impl Signature {
     pub fn origin(&self) -> &str {
         match self {
-            Signature::Simple { origin, .. } | Signature::Sigstore { origin, .. } => origin,
+            Signature::Simple { origin, .. } | Signature::Sigstore { origin, .. } | Signature::Bundle { origin, .. } => {
+                origin
+            }
         }
     }
 }
@@ -177,6 +190,9 @@ impl Verified {
                 if let Some(i) = &a.identity {
                     s.push_str(&format!(" as {i}"));
                 }
+                if let Some(by) = &a.signer {
+                    s.push_str(&format!(" ({by})"));
+                }
                 s
             })
             .collect();
@@ -203,4 +219,8 @@ pub struct Accepted {
     /// The docker reference the signature vouches for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<String>,
+    /// For sigstore signatures checked against a Fulcio CA or a Rekor log: who signed and where
+    /// it was logged (`dev@example.com from https://issuer, logged in Rekor #42 at 1767225660`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<String>,
 }

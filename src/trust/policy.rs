@@ -157,6 +157,10 @@ pub struct Applied<'a> {
     /// `docker:localhost:5000/team/app`, `docker: (transport default)` or `default`.
     pub scope: String,
     pub requirements: &'a [Requirement],
+    /// The scope names the image's repository itself (`host/repo`, `host/repo:tag` or
+    /// `host/repo@digest`), not a namespace, host, wildcard or default: the only scopes under
+    /// which a cosign bundle, which names no repository, is accepted ([`super::bundle`]).
+    pub names_repository: bool,
 }
 
 impl Policy {
@@ -188,21 +192,28 @@ impl Policy {
     /// For `oci` and `oci-archive`: the path, then its parent directories (not `/`). For
     /// `docker-archive`: only `""` and `default`.
     pub fn applies(&self, image: &ImageScope) -> Applied<'_> {
-        let (transport, candidates) = match image {
-            ImageScope::Docker(r) => ("docker", docker_scopes(r)),
-            ImageScope::Path { transport, path, .. } => (*transport, path_candidates(transport, path)),
+        let (transport, candidates, repository) = match image {
+            ImageScope::Docker(r) => ("docker", docker_scopes(r), Some(DockerRef::from_registry_ref(r).name)),
+            ImageScope::Path { transport, path, .. } => (*transport, path_candidates(transport, path), None),
         };
         if let Some(scopes) = self.transports.get(transport) {
             for c in candidates {
                 if let Some((scope, reqs)) = scopes.get_key_value(&c) {
-                    return Applied { scope: format!("{transport}:{scope}"), requirements: reqs };
+                    let names_repository = repository.as_deref().is_some_and(|name| {
+                        c.strip_prefix(name).is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '@']))
+                    });
+                    return Applied { scope: format!("{transport}:{scope}"), requirements: reqs, names_repository };
                 }
             }
             if let Some(reqs) = scopes.get("") {
-                return Applied { scope: format!("{transport} (transport default)"), requirements: reqs };
+                return Applied {
+                    scope: format!("{transport} (transport default)"),
+                    requirements: reqs,
+                    names_repository: false,
+                };
             }
         }
-        Applied { scope: "default".into(), requirements: &self.default }
+        Applied { scope: "default".into(), requirements: &self.default, names_repository: false }
     }
 }
 

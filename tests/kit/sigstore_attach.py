@@ -1,109 +1,115 @@
 #!/usr/bin/env python3
 """Attach a sigstore signature to an image in a registry, as skopeo's --sign-by-sigstore-private-key
-would (Debian's skopeo 1.9.3 has sigstore *signing* patched out: "Debian-local change: sigstore
-disabled"; its *verification* works, which is what the differential test compares with).
+or cosign (v2, `.sig` tags) would (Debian's skopeo 1.9.3 has sigstore *signing* patched out:
+"Debian-local change: sigstore disabled").
 
-Usage: sigstore_attach.py KEYDIR PASSPHRASE ADDR REPO MANIFEST_DIGEST IDENTITY [SIGNED_DIGEST]
+Usage: sigstore_attach.py ADDR REPO MANIFEST_DIGEST IDENTITY [--signed-digest D]
+                          (--key KEYDIR PASSPHRASE | --fulcio PKIDIR EMAIL ISSUER)
+                          [--rekor DIR] [--logged-after SECONDS]
 
-KEYDIR holds cosign.key as tests/kit/cosign_key.py writes it (decrypted here with PASSPHRASE:
-scrypt + nacl/secretbox, PKCS#8 inside). The payload is containers-signature(5)'s sigstore form
+The payload is containers-signature(5)'s sigstore form
   {"critical": {"identity": {"docker-reference": IDENTITY},
-                "image": {"docker-manifest-digest": SIGNED_DIGEST (default MANIFEST_DIGEST)},
+                "image": {"docker-manifest-digest": D (default MANIFEST_DIGEST)},
                 "type": "cosign container image signature"},
    "optional": {"creator": ..., "timestamp": ...}}
 signed with ECDSA-P256/SHA-256 (DER, base64 in the layer annotation
-dev.cosignproject.cosign/signature). It is pushed over the registry's plain-HTTP API as the
-only layer (media type application/vnd.dev.cosign.simplesigning.v1+json) of an OCI manifest
-tagged sha256-<hex>.sig in REPO, where use-sigstore-attachments readers look.
-Needs `cryptography` and PyNaCl (python3 -m pip install pynacl).
+dev.cosignproject.cosign/signature), either by the cosign-format key in KEYDIR (tests/kit/cosign_key.py)
+or by a fresh key whose Fulcio-style certificate for EMAIL from ISSUER is issued by PKIDIR's
+intermediate (tests/kit/sigstore_pki.py); then the certificate goes into
+dev.sigstore.cosign/certificate and intermediate + root into dev.sigstore.cosign/chain. With
+--rekor, the signature is "logged" in DIR's log: a hashedrekord v0.0.1 entry (payload hash,
+signature, key or certificate PEM) and its SET in dev.sigstore.cosign/bundle, integrated at the
+certificate's start + SECONDS (default 60; past 600 the certificate had expired when logged).
+
+It is appended as a layer (media type application/vnd.dev.cosign.simplesigning.v1+json) to the OCI
+manifest tagged sha256-<hex>.sig in REPO, where use-sigstore-attachments readers look.
 """
 
-import base64
+import argparse
 import hashlib
 import json
-import sys
-import urllib.request
+import time
 
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
-import nacl.secret
+import kitlib
+from kitlib import b64
 
-
-def private_key(keydir, passphrase):
-    text = open(f"{keydir}/cosign.key").read()
-    body = "".join(l for l in text.splitlines() if l and not l.startswith("-----"))
-    doc = json.loads(base64.b64decode(body))
-    kdf = doc["kdf"]
-    assert kdf["name"] == "scrypt" and doc["cipher"]["name"] == "nacl/secretbox", doc
-    p = kdf["params"]
-    key = Scrypt(salt=base64.b64decode(kdf["salt"]), length=32, n=p["N"], r=p["r"], p=p["p"]).derive(
-        passphrase.encode()
-    )
-    der = nacl.secret.SecretBox(key).decrypt(
-        base64.b64decode(doc["ciphertext"]), base64.b64decode(doc["cipher"]["nonce"])
-    )
-    return serialization.load_der_private_key(der, password=None)
-
-
-def request(method, url, data=None, ctype=None):
-    req = urllib.request.Request(url, data=data, method=method)
-    if ctype:
-        req.add_header("Content-Type", ctype)
-    with urllib.request.urlopen(req) as r:
-        return r.status, r.headers
-
-
-def push_blob(addr, repo, data):
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    _, h = request("POST", f"http://{addr}/v2/{repo}/blobs/uploads/", b"")
-    loc = h["Location"]
-    if loc.startswith("/"):
-        loc = f"http://{addr}{loc}"
-    sep = "&" if "?" in loc else "?"
-    request("PUT", f"{loc}{sep}digest={digest}", data, "application/octet-stream")
-    return digest
+NOT_BEFORE = 1767225600  # 2026-01-01T00:00:00Z: certificates are checked at the logged time.
 
 
 def main():
-    keydir, passphrase, addr, repo, digest, identity = sys.argv[1:7]
-    signed = sys.argv[7] if len(sys.argv) > 7 else digest
+    ap = argparse.ArgumentParser()
+    ap.add_argument("addr")
+    ap.add_argument("repo")
+    ap.add_argument("digest")
+    ap.add_argument("identity")
+    ap.add_argument("--signed-digest")
+    ap.add_argument("--key", nargs=2, metavar=("KEYDIR", "PASSPHRASE"))
+    ap.add_argument("--fulcio", nargs=3, metavar=("PKIDIR", "EMAIL", "ISSUER"))
+    ap.add_argument("--rekor")
+    ap.add_argument("--logged-after", type=int, default=60)
+    a = ap.parse_args()
+    assert bool(a.key) != bool(a.fulcio), "exactly one of --key and --fulcio"
+
     payload = json.dumps(
         {
             "critical": {
-                "identity": {"docker-reference": identity},
-                "image": {"docker-manifest-digest": signed},
+                "identity": {"docker-reference": a.identity},
+                "image": {"docker-manifest-digest": a.signed_digest or a.digest},
                 "type": "cosign container image signature",
             },
             "optional": {"creator": "hoist tests/kit/sigstore_attach.py", "timestamp": 1700000000},
         },
         separators=(",", ":"),
     ).encode()
-    sig = private_key(keydir, passphrase).sign(payload, ec.ECDSA(hashes.SHA256()))
-    config = b"{}"
+    annotations = {}
+    if a.key:
+        key = kitlib.cosign_private_key(*a.key)
+        signer_pem = kitlib.public_pem(key.public_key())
+    else:
+        pkidir, email, issuer = a.fulcio
+        key, signer_pem, chain = kitlib.fulcio_leaf(pkidir, email, issuer, NOT_BEFORE)
+        annotations["dev.sigstore.cosign/certificate"] = signer_pem.decode()
+        annotations["dev.sigstore.cosign/chain"] = chain.decode()
+    sig = kitlib.ecdsa_sign(key, payload)
+    annotations["dev.cosignproject.cosign/signature"] = b64(sig)
+    if a.rekor:
+        body = {
+            "apiVersion": "0.0.1",
+            "kind": "hashedrekord",
+            "spec": {
+                "data": {"hash": {"algorithm": "sha256", "value": hashlib.sha256(payload).hexdigest()}},
+                "signature": {"content": b64(sig), "publicKey": {"content": b64(signer_pem)}},
+            },
+        }
+        _, _, set_sig, set_payload = kitlib.rekor_set(a.rekor, body, NOT_BEFORE + a.logged_after)
+        annotations["dev.sigstore.cosign/bundle"] = json.dumps(
+            {"SignedEntryTimestamp": b64(set_sig), "Payload": set_payload}, separators=(",", ":")
+        )
+
     layer = {
         "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
-        "digest": push_blob(addr, repo, payload),
+        "digest": kitlib.push_blob(a.addr, a.repo, payload),
         "size": len(payload),
-        "annotations": {"dev.cosignproject.cosign/signature": base64.b64encode(sig).decode()},
+        "annotations": annotations,
     }
+    tag = a.digest.replace(":", "-") + ".sig"
+    layers = []
+    old = kitlib.get_manifest(a.addr, a.repo, tag, kitlib.OCI_MANIFEST)
+    if old is not None:
+        layers = json.loads(old)["layers"]
+    layers.append(layer)
+    config = b"{}"
     manifest = {
         "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "mediaType": kitlib.OCI_MANIFEST,
         "config": {
             "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": push_blob(addr, repo, config),
+            "digest": kitlib.push_blob(a.addr, a.repo, config),
             "size": len(config),
         },
-        "layers": [layer],
+        "layers": layers,
     }
-    tag = digest.replace(":", "-") + ".sig"
-    request(
-        "PUT",
-        f"http://{addr}/v2/{repo}/manifests/{tag}",
-        json.dumps(manifest).encode(),
-        "application/vnd.oci.image.manifest.v1+json",
-    )
+    kitlib.put_manifest(a.addr, a.repo, tag, manifest, kitlib.OCI_MANIFEST)
 
 
 if __name__ == "__main__":

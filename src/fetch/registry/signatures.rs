@@ -9,6 +9,12 @@
 //! - Sigstore signatures, when `use-sigstore-attachments` is on: the OCI manifest at tag
 //!   `sha256-<hex>.sig` of the same repository (none when it does not exist); each layer is one
 //!   attachment (payload blob, digest-checked, plus the layer's annotations).
+//! - cosign v3 bundles, also when `use-sigstore-attachments` is on: the OCI 1.1 referrers of the
+//!   manifest digest whose `artifactType` is a sigstore bundle, from the registry's referrers API
+//!   (`GET /v2/REPO/referrers/DIGEST`) or, where that answers 404 (Debian's docker-registry), from
+//!   the referrers tag schema (an image index tagged `sha256-<hex>`). Each referrer manifest must
+//!   name this digest as its `subject` and carry the bundle as one layer; at most
+//!   [`MAX_SIGNATURES`] referrers, each bundle at most [`MAX_SIGNATURE_BYTES`], digest-checked.
 
 use std::collections::BTreeMap;
 
@@ -18,7 +24,7 @@ use oci_spec::image::ImageManifest;
 use super::{Puller, RegistryError};
 use crate::digest::Digest;
 use crate::trust::sources::{Lookup, MAX_SIGNATURE_BYTES, MAX_SIGNATURES};
-use crate::trust::{Signature, TrustError};
+use crate::trust::{Signature, TrustError, bundle};
 
 const SIGSTORE_TAG_SUFFIX: &str = ".sig";
 
@@ -32,6 +38,7 @@ impl Puller<'_> {
         let mut out = self.lookaside(manifest, lookup).await?;
         if lookup.sigstore_attachments {
             out.extend(self.attachments(manifest).await?);
+            out.extend(self.bundles(manifest).await?);
         }
         Ok(out)
     }
@@ -103,21 +110,7 @@ impl Puller<'_> {
         let mut out = Vec::new();
         for layer in doc.layers() {
             let digest: Digest = layer.digest().to_string().parse().map_err(|e| fetch_err(&what, e))?;
-            if layer.size() > MAX_SIGNATURE_BYTES {
-                return Err(fetch_err(
-                    &what,
-                    format!("attachment {digest} is larger than {MAX_SIGNATURE_BYTES} bytes"),
-                ));
-            }
-            let mut payload: Vec<u8> = Vec::new();
-            let mut sink = Capped { buf: &mut payload, limit: layer.size() };
-            self.client
-                .pull_blob(&r, digest.to_string().as_str(), &mut sink)
-                .await
-                .map_err(|e| fetch_err(format!("{what}: attachment {digest}"), e))?;
-            if Digest::of_bytes(&payload) != digest {
-                return Err(fetch_err(&what, format!("attachment {digest}: content does not match its digest")));
-            }
+            let payload = self.attachment_blob(&r, &digest, layer.size(), &format!("{what}: attachment")).await?;
             let annotations: BTreeMap<String, String> =
                 layer.annotations().clone().unwrap_or_default().into_iter().collect();
             let origin = format!("{}/{}:{tag} layer {}", self.r.registry, self.r.repository, digest.short());
@@ -125,6 +118,65 @@ impl Puller<'_> {
         }
         Ok(out)
     }
+}
+
+impl Puller<'_> {
+    /// The cosign v3 bundles that refer to `manifest` (see the module's documentation).
+    async fn bundles(&self, manifest: &Digest) -> Result<Vec<Signature>, TrustError> {
+        let subject = Reference::with_digest(self.r.registry.clone(), self.r.repository.clone(), manifest.to_string());
+        let what = format!("referrers of {}/{}@{manifest}", self.r.registry, self.r.repository);
+        let index = self.client.pull_referrers(&subject, None).await.map_err(|e| fetch_err(&what, e))?;
+        let mut out = Vec::new();
+        let referrers: Vec<_> = index
+            .manifests
+            .iter()
+            .filter(|m| m.artifact_type.as_deref().is_some_and(bundle::is_bundle_type))
+            .collect();
+        if referrers.len() > MAX_SIGNATURES {
+            return Err(fetch_err(&what, format!("more than {MAX_SIGNATURES} signature bundles")));
+        }
+        for entry in referrers {
+            let r = subject.clone_with_digest(entry.digest.clone());
+            let (bytes, _) = self.manifest(&r).await.map_err(|e| fetch_err(&what, e))?;
+            let doc: ImageManifest = serde_json::from_slice(&bytes)
+                .map_err(|e| fetch_err(&what, format!("referrer {}: {e}", entry.digest)))?;
+            let origin = format!("{}/{} referrer {}", self.r.registry, self.r.repository, short(&entry.digest));
+            // A referrer of another manifest listed here is not this image's signature.
+            if doc.subject().as_ref().map(|d| d.digest().to_string()) != Some(manifest.to_string()) {
+                return Err(fetch_err(&origin, format!("its subject is not {manifest}")));
+            }
+            let layers: Vec<_> =
+                doc.layers().iter().filter(|l| bundle::is_bundle_type(&l.media_type().to_string())).collect();
+            let [layer] = layers[..] else {
+                return Err(fetch_err(&origin, format!("{} bundle layers, not one", layers.len())));
+            };
+            let digest: Digest = layer.digest().to_string().parse().map_err(|e| fetch_err(&origin, e))?;
+            let bundle = self.attachment_blob(&r, &digest, layer.size(), &origin).await?;
+            out.push(Signature::Bundle { origin, media_type: layer.media_type().to_string(), bundle });
+        }
+        Ok(out)
+    }
+
+    /// One signature blob of at most [`MAX_SIGNATURE_BYTES`], checked against its digest.
+    async fn attachment_blob(&self, r: &Reference, digest: &Digest, size: u64, what: &str) -> Result<Vec<u8>, TrustError> {
+        if size > MAX_SIGNATURE_BYTES {
+            return Err(fetch_err(what, format!("{digest} is larger than {MAX_SIGNATURE_BYTES} bytes")));
+        }
+        let mut payload: Vec<u8> = Vec::new();
+        let mut sink = Capped { buf: &mut payload, limit: size };
+        self.client
+            .pull_blob(r, digest.to_string().as_str(), &mut sink)
+            .await
+            .map_err(|e| fetch_err(format!("{what}: {digest}"), e))?;
+        if Digest::of_bytes(&payload) != *digest {
+            return Err(fetch_err(what, format!("{digest}: content does not match its digest")));
+        }
+        Ok(payload)
+    }
+}
+
+fn short(digest: &str) -> String {
+    digest.parse::<Digest>().map(|d| d.short().to_string()).unwrap_or_else(|_| digest.to_string())
 }
 
 /// containers/image's tagged signature format: `\0FORMAT\n` then the signature.

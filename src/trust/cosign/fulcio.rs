@@ -81,7 +81,8 @@ fn check_cert(c: &Certificate, at: i64, leaf: bool) -> Result<(), String> {
 }
 
 fn subject(c: &Certificate) -> String {
-    format!("certificate {:?}", c.tbs_certificate.subject.to_string())
+    let name = c.tbs_certificate.subject.to_string();
+    if name.is_empty() { "the signing certificate".into() } else { format!("certificate {name:?}") }
 }
 
 fn signed_by(child: &Certificate, issuer: &Certificate) -> bool {
@@ -188,18 +189,6 @@ pub fn verify_fulcio(
     rekor_keys: &[(String, Vec<u8>)],
 ) -> Result<FulcioIdentity, CosignError> {
     let f = CosignError::Fulcio;
-    let mut roots = Vec::new();
-    for bundle in ca {
-        roots.extend(
-            pem_certificates(bundle).map_err(|e| f(format!("CA certificates: {e}")))?.into_iter().map(|(_, c)| c),
-        );
-    }
-    if roots.is_empty() {
-        return Err(f("no CA certificates given".into()));
-    }
-    if oidc_issuer.is_empty() || subject_email.is_empty() {
-        return Err(f("oidcIssuer and subjectEmail are both required".into()));
-    }
     if !annotations.contains_key(BUNDLE_ANNOTATION) {
         return Err(CosignError::MissingBundle);
     }
@@ -224,20 +213,48 @@ pub fn verify_fulcio(
     };
     intermediates.pop(); // The last one is the root: only `ca` is trusted for that.
 
-    let at = entry.integrated_time;
-    check_cert(&leaf, at, true).map_err(f)?;
-    chain_to_root(&leaf, &intermediates, &roots, at, 0).map_err(f)?;
+    let key = fulcio_key(&leaf, &intermediates, ca, oidc_issuer, subject_email, entry.integrated_time)?;
+    let sig = signature_bytes(annotations)?;
+    let key = verify_payload(payload, &sig, &[&key])?;
+    Ok(FulcioIdentity { key, subject_email: subject_email.to_string(), oidc_issuer: oidc_issuer.to_string(), rekor: entry })
+}
 
-    let issuer = fulcio_issuer(&leaf).map_err(f)?;
+/// The key of a Fulcio `leaf` that chains (through `intermediates` or certificates of `ca`) to a
+/// certificate of `ca` (PEM bundles, every certificate a trust anchor) with every certificate
+/// valid at `at` (the logged time), allows code signing, names `oidc_issuer` in the Fulcio issuer
+/// extension and `subject_email` among its SAN e-mail addresses.
+pub(crate) fn fulcio_key(
+    leaf: &Certificate,
+    intermediates: &[Certificate],
+    ca: &[Vec<u8>],
+    oidc_issuer: &str,
+    subject_email: &str,
+    at: i64,
+) -> Result<Key, CosignError> {
+    let f = CosignError::Fulcio;
+    let mut roots = Vec::new();
+    for bundle in ca {
+        roots.extend(
+            pem_certificates(bundle).map_err(|e| f(format!("CA certificates: {e}")))?.into_iter().map(|(_, c)| c),
+        );
+    }
+    if roots.is_empty() {
+        return Err(f("no CA certificates given".into()));
+    }
+    if oidc_issuer.is_empty() || subject_email.is_empty() {
+        return Err(f("oidcIssuer and subjectEmail are both required".into()));
+    }
+    check_cert(leaf, at, true).map_err(f)?;
+    chain_to_root(leaf, intermediates, &roots, at, 0).map_err(f)?;
+
+    let issuer = fulcio_issuer(leaf).map_err(f)?;
     if issuer != oidc_issuer {
         return Err(f(format!("OIDC issuer {issuer:?} is not the required {oidc_issuer:?}")));
     }
-    let emails = san_emails(&leaf).map_err(f)?;
+    let emails = san_emails(leaf).map_err(f)?;
     if !emails.iter().any(|e| e == subject_email) {
         return Err(f(format!("required email {subject_email:?} not found (got {emails:?})")));
     }
-    let key = cert_key(&leaf).map_err(|e| f(format!("certificate key: {e}")))?;
-    let sig = signature_bytes(annotations)?;
-    let key = verify_payload(payload, &sig, &[&Key { label: "certificate".into(), ..key }])?;
-    Ok(FulcioIdentity { key, subject_email: subject_email.to_string(), oidc_issuer: issuer, rekor: entry })
+    let key = cert_key(leaf).map_err(|e| f(format!("certificate key: {e}")))?;
+    Ok(Key { label: "certificate".into(), ..key })
 }

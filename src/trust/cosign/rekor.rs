@@ -101,16 +101,18 @@ impl<'de> serde::de::Visitor<'de> for CanonVisitor {
 // ---------------------------------------------------------------------------------------------
 // Rekor SET
 
-#[derive(Deserialize)]
+/// What a SET signs: the entry's body (base64 of the canonicalized body), when it was integrated,
+/// its index and the log's ID (hex of the SHA-256 of the log key's SubjectPublicKeyInfo).
+#[derive(Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
-struct SetPayload {
-    body: String,
+pub(crate) struct SetPayload {
+    pub body: String,
     #[serde(rename = "integratedTime")]
-    integrated_time: i64,
+    pub integrated_time: i64,
     #[serde(rename = "logIndex")]
-    log_index: i64,
+    pub log_index: i64,
     #[serde(rename = "logID")]
-    log_id: String,
+    pub log_id: String,
 }
 
 #[derive(Deserialize)]
@@ -177,7 +179,6 @@ pub fn verify_rekor_set(
     annotations: &BTreeMap<String, String>,
     rekor_keys: &[(String, Vec<u8>)],
 ) -> Result<RekorEntry, CosignError> {
-    let rekor_keys = parse_rekor_keys(rekor_keys)?;
     let set = annotations.get(BUNDLE_ANNOTATION).ok_or(CosignError::MissingBundle)?;
     let err = |m: String| CosignError::Rekor(m);
 
@@ -194,17 +195,7 @@ pub fn verify_rekor_set(
         .and_then(b64)
         .ok_or_else(|| err("SignedEntryTimestamp is not a base64 string".into()))?;
     let payload_json = serde_json::to_vec(&top["Payload"]).map_err(|e| err(e.to_string()))?;
-    let signed = canonicalize(&payload_json).map_err(|e| err(format!("canonicalising Payload: {e}")))?;
-    if !rekor_keys.iter().any(|k| k.verify_with_alg(ecdsa_with_sha256(), &signed, &set_sig).is_ok()) {
-        return Err(err(format!(
-            "signature does not verify with any of the {} Rekor key(s) ({})",
-            rekor_keys.len(),
-            rekor_keys.iter().map(|k| format!("{} {}", k.label, k.fingerprint)).collect::<Vec<_>>().join(", ")
-        )));
-    }
-
-    // Verified: parse what was signed.
-    let p: SetPayload = serde_json::from_slice(&signed).map_err(|e| err(format!("Payload: {e}")))?;
+    let p = verify_set(rekor_keys, &set_sig, &payload_json)?;
     let body = b64(&p.body).ok_or_else(|| err("Payload.body is not base64".into()))?;
     let rec: HashedRekord = serde_json::from_slice(&body).map_err(|e| err(format!("body: {e}")))?;
     if rec.kind.as_deref() != Some("hashedrekord") {
@@ -243,6 +234,27 @@ pub fn verify_rekor_set(
         log_id: p.log_id,
         signer_der: signer.der,
     })
+}
+
+/// Checks a SET: `set_sig` (ECDSA, DER) by one of `rekor_keys` over the RFC 8785 form of
+/// `payload_json` (`{"body", "integratedTime", "logID", "logIndex"}`, nothing else). Returns the
+/// payload, now authenticated.
+pub(crate) fn verify_set(
+    rekor_keys: &[(String, Vec<u8>)],
+    set_sig: &[u8],
+    payload_json: &[u8],
+) -> Result<SetPayload, CosignError> {
+    let rekor_keys = parse_rekor_keys(rekor_keys)?;
+    let err = |m: String| CosignError::Rekor(m);
+    let signed = canonicalize(payload_json).map_err(|e| err(format!("canonicalising Payload: {e}")))?;
+    if !rekor_keys.iter().any(|k| k.verify_with_alg(ecdsa_with_sha256(), &signed, set_sig).is_ok()) {
+        return Err(err(format!(
+            "signature does not verify with any of the {} Rekor key(s) ({})",
+            rekor_keys.len(),
+            rekor_keys.iter().map(|k| format!("{} {}", k.label, k.fingerprint)).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    serde_json::from_slice(&signed).map_err(|e| err(format!("Payload: {e}")))
 }
 
 fn ecdsa_with_sha256() -> ObjectIdentifier {
