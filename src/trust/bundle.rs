@@ -253,7 +253,11 @@ pub fn verify(
     }
     let env = match (b.dsse_envelope, b.message_signature) {
         (Some(env), None) => env,
-        (None, Some(_)) => return Err(format("a messageSignature bundle is not an image signature (cosign v3 signs a DSSE statement)")),
+        (None, Some(_)) => {
+            return Err(format(
+                "a messageSignature bundle is not an image signature (cosign v3 signs a DSSE statement)",
+            ));
+        }
         _ => return Err(format("expected exactly one of dsseEnvelope and messageSignature")),
     };
     if env.payload_type != IN_TOTO {
@@ -288,7 +292,15 @@ pub fn verify(
             let Some((_, at)) = &entry else {
                 return Err(format("fulcio requires rekorPublicKey*"));
             };
-            cosign::verify_message_with_certificate(&signed, &sig, &der, ca, oidc_issuer, subject_email, at.integrated_time)?
+            cosign::verify_message_with_certificate(
+                &signed,
+                &sig,
+                &der,
+                ca,
+                oidc_issuer,
+                subject_email,
+                at.integrated_time,
+            )?
         }
     };
     // The log must have recorded this signature by this signer, over this payload.
@@ -311,7 +323,11 @@ pub fn verify(
     let mut subject_digests = Vec::new();
     let mut subject_names = Vec::new();
     for s in &st.subject {
-        if let Some(hex) = s.digest.get("sha256").filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())) {
+        if let Some(hex) = s
+            .digest
+            .get("sha256")
+            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
+        {
             subject_digests.push(format!("sha256:{hex}"));
         }
         if !s.name.is_empty() {
@@ -361,7 +377,15 @@ fn logged_one(e: &TlogEntry, rekor_keys: &[(String, Vec<u8>)]) -> Result<(Vec<u8
     let json = serde_json::to_vec(&payload).map_err(|e| format(e.to_string()))?;
     let p = cosign::verify_set(rekor_keys, &set_sig, &json)?;
     let body = b64(&p.body, "canonicalizedBody")?;
-    Ok((body, RekorEntry { integrated_time: p.integrated_time, log_index: p.log_index, log_id: p.log_id, signer_der: Vec::new() }))
+    Ok((
+        body,
+        RekorEntry {
+            integrated_time: p.integrated_time,
+            log_index: p.log_index,
+            log_id: p.log_id,
+            signer_der: Vec::new(),
+        },
+    ))
 }
 
 /// The logged `dsse` entry must record SHA-256 of this payload and, among its signatures, this
@@ -405,7 +429,8 @@ pub(super) fn vouched_identity(
     scope: &str,
 ) -> Result<Vouched, String> {
     if !v.subject_digests.iter().any(|d| d == manifest) {
-        let signed = if v.subject_digests.is_empty() { "no sha256 digest".into() } else { v.subject_digests.join(", ") };
+        let signed =
+            if v.subject_digests.is_empty() { "no sha256 digest".into() } else { v.subject_digests.join(", ") };
         return Err(format!("statement subject {signed} is not manifest digest {manifest}"));
     }
     let Some(image) = image else {
@@ -423,4 +448,3 @@ pub(super) fn vouched_identity(
 fn names_repository(name: &str, repo: &str) -> bool {
     name.strip_prefix(repo).is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '@']))
 }
-

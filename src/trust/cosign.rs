@@ -36,8 +36,8 @@ mod fulcio;
 mod rekor;
 
 pub use fulcio::verify_fulcio;
-pub(crate) use rekor::{SetPayload, verify_set};
 pub use rekor::verify_rekor_set;
+pub(crate) use rekor::{SetPayload, verify_set};
 
 /// The signature over the payload, base64.
 pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
@@ -379,7 +379,8 @@ impl Signer {
 pub(crate) fn verify_message(msg: &[u8], sig: &[u8], keys: &[(String, Vec<u8>)]) -> Result<Signer, CosignError> {
     let keys = parse_keys(keys)?;
     let used = verify_payload(msg, sig, &keys.iter().collect::<Vec<_>>())?;
-    let logged_der = keys.iter().find(|k| k.fingerprint == used.fingerprint).map(|k| k.spki_der.clone()).unwrap_or_default();
+    let logged_der =
+        keys.iter().find(|k| k.fingerprint == used.fingerprint).map(|k| k.spki_der.clone()).unwrap_or_default();
     Ok(Signer { used, logged_der })
 }
 

@@ -57,9 +57,18 @@ pub fn wants_signatures(checker: &Checker, scope: &ImageScope) -> bool {
         .any(|r| matches!(r, Requirement::SignedBy(_) | Requirement::SigstoreSigned(_)))
 }
 
-fn check(req: &Requirement, subject: &Subject, signatures: &[Signature], applied: &Applied) -> Result<Accepted, String> {
-    let accepted =
-        |key: Option<String>, identity: Option<String>| Accepted { kind: req.kind().to_string(), key, identity, signer: None };
+fn check(
+    req: &Requirement,
+    subject: &Subject,
+    signatures: &[Signature],
+    applied: &Applied,
+) -> Result<Accepted, String> {
+    let accepted = |key: Option<String>, identity: Option<String>| Accepted {
+        kind: req.kind().to_string(),
+        key,
+        identity,
+        signer: None,
+    };
     match req {
         Requirement::InsecureAcceptAnything => Ok(accepted(None, None)),
         Requirement::Reject => Err("rejected by policy".into()),
@@ -89,18 +98,18 @@ fn check(req: &Requirement, subject: &Subject, signatures: &[Signature], applied
                     Signature::Sigstore { media_type, .. } if media_type != super::SIGSTORE_SIGNATURE_TYPE => {
                         Err(format!("not a signature ({media_type})"))
                     }
-                    Signature::Sigstore { payload: body, annotations, .. } => {
-                        sigstore_key(ss, body, annotations).and_then(|auth| {
+                    Signature::Sigstore { payload: body, annotations, .. } => sigstore_key(ss, body, annotations)
+                        .and_then(|auth| {
                             let id = vouches(subject, body, payload::PayloadType::Cosign, |d| {
                                 identity::check(&ss.signed_identity, subject.docker, d)
                             })?;
                             Ok(Accepted { signer: auth.signer, ..accepted(Some(auth.key), Some(id)) })
-                        })
-                    }
+                        }),
                     Signature::Bundle { media_type, bundle: doc, .. } => {
                         bundle_key(ss, media_type, doc).and_then(|(verified, auth)| {
                             let manifest = subject.manifest.map(|d| d.to_string()).unwrap_or_default();
-                            let image = subject.docker.filter(|_| applied.names_repository).map(DockerRef::from_registry_ref);
+                            let image =
+                                subject.docker.filter(|_| applied.names_repository).map(DockerRef::from_registry_ref);
                             let id = bundle::vouched_identity(&verified, &manifest, image.as_ref(), &applied.scope)?;
                             identity::check(&ss.signed_identity, subject.docker, &id.checked)?;
                             Ok(Accepted { signer: auth.signer, ..accepted(Some(auth.key), Some(id.recorded)) })
@@ -152,12 +161,14 @@ fn sigstore_key(
             Ok(Authenticated { key: key.fingerprint, signer: None })
         }
         (SigstoreTrust::PublicKeys(keys), Some(rekor)) => {
-            let (key, entry) = cosign::verify_with_keys_and_rekor(body, annotations, &labelled(keys)?, &rekor).map_err(e)?;
+            let (key, entry) =
+                cosign::verify_with_keys_and_rekor(body, annotations, &labelled(keys)?, &rekor).map_err(e)?;
             Ok(Authenticated { key: key.fingerprint, signer: Some(logged(&entry)) })
         }
         (SigstoreTrust::Fulcio(f), Some(rekor)) => {
             let ca = f.ca.load().map_err(|e| e.to_string())?;
-            let id = cosign::verify_fulcio(body, annotations, &ca, &f.oidc_issuer, &f.subject_email, &rekor).map_err(e)?;
+            let id =
+                cosign::verify_fulcio(body, annotations, &ca, &f.oidc_issuer, &f.subject_email, &rekor).map_err(e)?;
             Ok(Authenticated {
                 key: id.key.fingerprint,
                 signer: Some(format!("{} from {}, {}", id.subject_email, id.oidc_issuer, logged(&id.rekor))),
@@ -190,7 +201,9 @@ fn bundle_key(ss: &SigstoreSigned, media_type: &str, doc: &[u8]) -> Result<(bund
     };
     let v = bundle::verify(media_type, doc, &trust, rekor.as_deref()).map_err(|e| e.to_string())?;
     let signer = match (&ss.trust, &v.rekor) {
-        (SigstoreTrust::Fulcio(f), Some(e)) => Some(format!("{} from {}, {}", f.subject_email, f.oidc_issuer, logged(e))),
+        (SigstoreTrust::Fulcio(f), Some(e)) => {
+            Some(format!("{} from {}, {}", f.subject_email, f.oidc_issuer, logged(e)))
+        }
         (_, Some(e)) => Some(logged(e)),
         _ => None,
     };

@@ -156,9 +156,9 @@ pub enum Signature {
 impl Signature {
     pub fn origin(&self) -> &str {
         match self {
-            Signature::Simple { origin, .. } | Signature::Sigstore { origin, .. } | Signature::Bundle { origin, .. } => {
-                origin
-            }
+            Signature::Simple { origin, .. }
+            | Signature::Sigstore { origin, .. }
+            | Signature::Bundle { origin, .. } => origin,
         }
     }
 }
@@ -224,3 +224,5 @@ pub struct Accepted {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signer: Option<String>,
 }
+#[cfg(test)]
+mod bundle_tests;

@@ -2,8 +2,9 @@
 //! scratch GNUPGHOME, simple signatures written by `skopeo copy --sign-by` into a `file://`
 //! lookaside (containers-registries.d(5)), `skopeo standalone-sign` and `gpg --sign` for blobs
 //! skopeo would not write, and sigstore attachments from `tests/kit/` (cosign-format keys from
-//! `cosign_key.py`, the attachment from `sigstore_attach.py`: Debian's skopeo 1.9.3 has sigstore
-//! signing and verifying patched out).
+//! `cosign_key.py`, the attachment from `sigstore_attach.py`, cosign v3 bundles as referrers from
+//! `cosign_bundle.py`, a throwaway Fulcio CA and Rekor key from `sigstore_pki.py`: Debian's skopeo
+//! 1.9.3 has sigstore signing and verifying patched out).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -194,18 +195,49 @@ pub fn cosign_key(out: &Path, passphrase: &str) -> (PathBuf, String) {
     (out.join("cosign.pub"), fpr)
 }
 
-/// Attaches a sigstore signature (`tests/kit/sigstore_attach.py`) to `repo@digest` in the
-/// registry at `addr`, signed with the key in `keydir`, claiming `identity` and `signed_digest`.
-pub fn sigstore_attach(
-    keydir: &Path,
-    passphrase: &str,
-    addr: &str,
-    repo: &str,
-    digest: &str,
-    identity: &str,
-    signed_digest: &str,
-) {
+/// Who signs a kit signature: a cosign-format key (`cosign_key`'s OUTDIR and passphrase), or a
+/// fresh key certified by the throwaway Fulcio CA of [`sigstore_pki`] for an e-mail and issuer.
+pub enum KitSigner {
+    Key(PathBuf, String),
+    Fulcio { pki: PathBuf, email: String, issuer: String },
+}
+
+impl KitSigner {
+    fn args(&self, c: &mut Command) {
+        match self {
+            KitSigner::Key(dir, pass) => c.arg("--key").arg(dir).arg(pass),
+            KitSigner::Fulcio { pki, email, issuer } => c.arg("--fulcio").arg(pki).arg(email).arg(issuer),
+        };
+    }
+}
+
+/// A throwaway sigstore (`tests/kit/sigstore_pki.py OUTDIR`): `fulcio-root.pem`, `fulcio-ca.pem`
+/// (intermediate + root), `other-root.pem`, `other-ca.pem`, `rekor.pub`, `rekor-other.pub`.
+pub fn sigstore_pki(out: &Path) {
     let mut c = Command::new("python3");
-    c.arg(kit("sigstore_attach.py")).arg(keydir).args([passphrase, addr, repo, digest, identity, signed_digest]);
-    run(c, "tests/kit/sigstore_attach.py");
+    c.arg(kit("sigstore_pki.py")).arg(out);
+    run(c, "tests/kit/sigstore_pki.py");
+}
+
+/// Attaches a sigstore signature (`tests/kit/sigstore_attach.py`) to `repo@digest` in the
+/// registry at `addr`, claiming `identity`; `extra`: `--signed-digest D`, `--rekor DIR`,
+/// `--logged-after SECONDS`.
+pub fn sigstore_attach(addr: &str, repo: &str, digest: &str, identity: &str, signer: &KitSigner, extra: &[&str]) {
+    let mut c = Command::new("python3");
+    c.arg(kit("sigstore_attach.py")).args([addr, repo, digest, identity]);
+    signer.args(&mut c);
+    c.args(extra);
+    run(c, &format!("tests/kit/sigstore_attach.py {repo} {extra:?}"));
+}
+
+/// Signs `repo@digest` as cosign v3 does and attaches the bundle as a referrer
+/// (`tests/kit/cosign_bundle.py`); `extra`: `--rekor DIR`, `--signed-digest D`,
+/// `--predicate-type T`, …. Returns the referrer manifest's digest.
+pub fn cosign_bundle(addr: &str, repo: &str, digest: &str, signer: &KitSigner, extra: &[&str]) -> String {
+    let mut c = Command::new("python3");
+    c.arg(kit("cosign_bundle.py")).args([addr, repo, digest]);
+    signer.args(&mut c);
+    c.args(extra);
+    let o = run(c, &format!("tests/kit/cosign_bundle.py {repo} {extra:?}"));
+    String::from_utf8(o.stdout).unwrap().trim().to_string()
 }

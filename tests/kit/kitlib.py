@@ -116,7 +116,8 @@ def _ca(name: str, key, issuer_name, issuer_key, path_len):
 
 def make_pki(outdir: str, prefix: str = "fulcio"):
     """OUTDIR/{prefix}-root.pem, -root.key, -intermediate.pem, -intermediate.key (P-384 root, P-256
-    intermediate, as Fulcio's public instance)."""
+    intermediate, as Fulcio's public instance) and {prefix}-ca.pem (intermediate then root: what a
+    policy's caPath needs for bundles, which carry only the leaf)."""
     root_key = ec.generate_private_key(ec.SECP384R1())
     root = _ca(prefix + "-root", root_key, None, None, 1)
     int_key = ec.generate_private_key(ec.SECP256R1())
@@ -124,6 +125,8 @@ def make_pki(outdir: str, prefix: str = "fulcio"):
     for name, cert, key in (("root", root, root_key), ("intermediate", inter, int_key)):
         open(os.path.join(outdir, f"{prefix}-{name}.pem"), "wb").write(cert.public_bytes(serialization.Encoding.PEM))
         write_pem_key(os.path.join(outdir, f"{prefix}-{name}.key"), key)
+    with open(os.path.join(outdir, f"{prefix}-ca.pem"), "wb") as f:
+        f.write(inter.public_bytes(serialization.Encoding.PEM) + root.public_bytes(serialization.Encoding.PEM))
 
 
 def make_rekor(outdir: str, name: str = "rekor"):

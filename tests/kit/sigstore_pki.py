@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write a throwaway sigstore into OUTDIR: a Fulcio-style CA (fulcio-root.pem, a P-384 root, and
-fulcio-intermediate.pem, a P-256 intermediate, each with its .key), a second unrelated CA
-(other-root.pem, other-intermediate.pem) and two Rekor log keys (rekor.pub/.key,
+fulcio-intermediate.pem, a P-256 intermediate, each with its .key; fulcio-ca.pem holds both), a
+second unrelated CA (other-root.pem, other-intermediate.pem, other-ca.pem) and two Rekor log keys (rekor.pub/.key,
 rekor-other.pub/.key). See kitlib.py for the formats.
 
 Usage: sigstore_pki.py OUTDIR

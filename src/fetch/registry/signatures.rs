@@ -127,11 +127,8 @@ impl Puller<'_> {
         let what = format!("referrers of {}/{}@{manifest}", self.r.registry, self.r.repository);
         let index = self.client.pull_referrers(&subject, None).await.map_err(|e| fetch_err(&what, e))?;
         let mut out = Vec::new();
-        let referrers: Vec<_> = index
-            .manifests
-            .iter()
-            .filter(|m| m.artifact_type.as_deref().is_some_and(bundle::is_bundle_type))
-            .collect();
+        let referrers: Vec<_> =
+            index.manifests.iter().filter(|m| m.artifact_type.as_deref().is_some_and(bundle::is_bundle_type)).collect();
         if referrers.len() > MAX_SIGNATURES {
             return Err(fetch_err(&what, format!("more than {MAX_SIGNATURES} signature bundles")));
         }
@@ -146,7 +143,7 @@ impl Puller<'_> {
                 return Err(fetch_err(&origin, format!("its subject is not {manifest}")));
             }
             let layers: Vec<_> =
-                doc.layers().iter().filter(|l| bundle::is_bundle_type(&l.media_type().to_string())).collect();
+                doc.layers().iter().filter(|l| bundle::is_bundle_type(l.media_type().as_ref())).collect();
             let [layer] = layers[..] else {
                 return Err(fetch_err(&origin, format!("{} bundle layers, not one", layers.len())));
             };
@@ -158,7 +155,13 @@ impl Puller<'_> {
     }
 
     /// One signature blob of at most [`MAX_SIGNATURE_BYTES`], checked against its digest.
-    async fn attachment_blob(&self, r: &Reference, digest: &Digest, size: u64, what: &str) -> Result<Vec<u8>, TrustError> {
+    async fn attachment_blob(
+        &self,
+        r: &Reference,
+        digest: &Digest,
+        size: u64,
+        what: &str,
+    ) -> Result<Vec<u8>, TrustError> {
         if size > MAX_SIGNATURE_BYTES {
             return Err(fetch_err(what, format!("{digest} is larger than {MAX_SIGNATURE_BYTES} bytes")));
         }

@@ -216,7 +216,12 @@ pub fn verify_fulcio(
     let key = fulcio_key(&leaf, &intermediates, ca, oidc_issuer, subject_email, entry.integrated_time)?;
     let sig = signature_bytes(annotations)?;
     let key = verify_payload(payload, &sig, &[&key])?;
-    Ok(FulcioIdentity { key, subject_email: subject_email.to_string(), oidc_issuer: oidc_issuer.to_string(), rekor: entry })
+    Ok(FulcioIdentity {
+        key,
+        subject_email: subject_email.to_string(),
+        oidc_issuer: oidc_issuer.to_string(),
+        rekor: entry,
+    })
 }
 
 /// The key of a Fulcio `leaf` that chains (through `intermediates` or certificates of `ca`) to a
