@@ -92,7 +92,11 @@ pub fn run(ctx: &Ctx, args: TrustArgs) -> Result<()> {
         match &report.lookup {
             Some(l) => {
                 ctx.say(&format!("Signatures:   lookaside {}@sha256=…/signature-N", l.lookaside));
-                let att = if l.sigstore_attachments { "on" } else { "off (use-sigstore-attachments)" };
+                let att = if l.sigstore_attachments {
+                    "on (.sig tags and cosign v3 bundle referrers)"
+                } else {
+                    "off (use-sigstore-attachments)"
+                };
                 ctx.say(&format!("              sigstore attachments {att}"));
             }
             None => ctx.say("Signatures:   none (a local source carries none)"),

@@ -176,7 +176,7 @@ pub fn skopeo_copy(gpg: &Gpg, registries_d: &Path, source: &str, dest: &str, ext
     fs::read_to_string(&digest_file).unwrap().trim().to_string()
 }
 
-fn kit(script: &str) -> PathBuf {
+pub fn kit(script: &str) -> PathBuf {
     let p = super::repo().join("tests/kit").join(script);
     assert!(p.exists(), "{} is missing: the sigstore rows of the trust matrix need it", p.display());
     p

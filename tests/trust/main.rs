@@ -12,6 +12,7 @@ mod matrix;
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -916,4 +917,94 @@ fn killed_during_verification_leaves_the_store_as_it_was() {
     child.wait().unwrap();
     drop(conn);
     assert_eq!(contents(&r), contents(&untouched));
+}
+
+/// A registry with the OCI 1.1 referrers API: hoist asks it for the bundles (the referrers tag
+/// schema's tag is hidden, so the bundle can only be found through the API), verifies the one
+/// that cosign v3 would write, and records what it proves. A key that did not sign is refused.
+#[test]
+fn bundles_through_the_referrers_api() {
+    let reg = Registry::start();
+    let h = reg.push(&archive(&hello()), "api/app:v1", false);
+    let dir = tempfile::tempdir_in(repo().join("target")).unwrap();
+    let d = dir.path();
+    let (s1_pub, s1_fpr) = signing::cosign_key(&d.join("s1"), "one");
+    let (s2_pub, _) = signing::cosign_key(&d.join("s2"), "two");
+    signing::cosign_bundle(&reg.addr, "api/app", &h, &KitSigner::Key(d.join("s1"), "one".into()), &[]);
+
+    let log = d.join("proxy.log");
+    let mut proxy = Killed(
+        Command::new("python3")
+            .arg(signing::kit("referrers_proxy.py"))
+            .arg(&reg.addr)
+            .arg(&log)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut port = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(proxy.0.stdout.take().unwrap()), &mut port).unwrap();
+    let addr = format!("127.0.0.1:{}", port.trim());
+    let rd = signing::registries_d(&d.join("registries.d"), &addr, &d.join("lookaside"));
+    let policy = |key: &Path| {
+        let p = d.join(format!("policy-{}.json", key.parent().unwrap().file_name().unwrap().to_string_lossy()));
+        let req = json!({"type": "sigstoreSigned", "keyPath": key});
+        fs::write(
+            &p,
+            json!({"default": [reject()], "transports": {"docker": {format!("{addr}/api/app"): [req]}}}).to_string(),
+        )
+        .unwrap();
+        p
+    };
+    let image = format!("docker://{addr}/api/app:v1");
+    let pull = |r: &Root, p: &Path| {
+        r.run(&[
+            "--json",
+            "pull",
+            "--tls-verify=false",
+            "--signature-policy",
+            p.to_str().unwrap(),
+            "--registries.d",
+            rd.to_str().unwrap(),
+            &image,
+        ])
+    };
+
+    let r = Root::new();
+    let o = pull(&r, &policy(&s1_pub));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        j["verified"]["requirements"],
+        json!([{"type": "sigstoreSigned", "key": s1_fpr, "identity": format!("{addr}/api/app@{h}")}])
+    );
+    let asked = fs::read_to_string(&log).unwrap();
+    assert!(asked.contains(&format!("GET /v2/api/app/referrers/{h} 200")), "{asked}");
+    let tag = h.replace(':', "-");
+    assert!(!asked.contains(&format!("manifests/{tag} 200")), "{asked}");
+
+    let r = Root::new();
+    let p2 = policy(&s2_pub);
+    let o = pull(&r, &p2);
+    assert_eq!(o.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.trim().starts_with(&format!(
+            "hoist: {image}: refused by policy {} (scope docker:{addr}/api/app): sigstoreSigned: signature 1 ({addr}/api/app referrer ",
+            p2.display()
+        )) && e.contains("bundle: signature does not verify with any of the 1 trusted key(s)"),
+        "{e}"
+    );
+    assert_eq!(r.count("store/blobs/sha256"), 0);
+}
+
+/// A child process killed when the test ends, passing or not.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

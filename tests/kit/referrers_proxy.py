@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""A read-only front for Debian's docker-registry (distribution 2.8) that answers the OCI 1.1
+referrers API, which that registry lacks, so that a client's native-API path can be tested.
+
+Usage: referrers_proxy.py UPSTREAM_ADDR LOGFILE
+
+Listens on 127.0.0.1 (a free port, printed on stdout once listening) and
+- answers GET /v2/NAME/referrers/DIGEST with the image index the upstream keeps at the referrers
+  tag schema's tag (sha256-HEX), or an empty index, filtered by ?artifactType= when given (and
+  then says so in the OCI-Filters-Applied header), as distribution-spec 1.1 says;
+- hides that tag: GET/HEAD /v2/NAME/manifests/sha256-HEX answers 404, so a client that finds the
+  bundles went through the API;
+- forwards every other GET/HEAD to the upstream unchanged.
+Each request is logged to LOGFILE as "METHOD PATH STATUS".
+"""
+
+import http.server
+import json
+import re
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+
+UPSTREAM, LOG = sys.argv[1], sys.argv[2]
+INDEX = "application/vnd.oci.image.index.v1+json"
+REFERRERS = re.compile(r"^/v2/(.+)/referrers/(sha256:[0-9a-f]{64})$")
+TAG_SCHEMA = re.compile(r"^/v2/(.+)/manifests/sha256-[0-9a-f]{64}$")
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def reply(self, status, body=b"", headers=()):
+        self.send_response(status)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+        with open(LOG, "a") as f:
+            f.write(f"{self.command} {self.path} {status}\n")
+
+    def upstream(self, path, headers):
+        req = urllib.request.Request(f"http://{UPSTREAM}{path}", method=self.command, headers=headers)
+        try:
+            with urllib.request.urlopen(req) as r:
+                return r.status, r.read(), list(r.headers.items())
+        except urllib.error.HTTPError as e:
+            return e.code, e.read(), list(e.headers.items())
+
+    def do_GET(self):
+        url = urllib.parse.urlsplit(self.path)
+        m = REFERRERS.match(url.path)
+        if m:
+            name, digest = m.groups()
+            tag = digest.replace(":", "-")
+            status, body, _ = self.upstream(f"/v2/{name}/manifests/{tag}", {"Accept": INDEX})
+            index = json.loads(body) if status == 200 else {"schemaVersion": 2, "mediaType": INDEX, "manifests": []}
+            headers = [("Content-Type", INDEX)]
+            wanted = urllib.parse.parse_qs(url.query).get("artifactType")
+            if wanted:
+                index["manifests"] = [d for d in index["manifests"] if d.get("artifactType") in wanted]
+                headers.append(("OCI-Filters-Applied", "artifactType"))
+            return self.reply(200, json.dumps(index).encode(), headers)
+        if TAG_SCHEMA.match(url.path):
+            return self.reply(404, b'{"errors":[{"code":"MANIFEST_UNKNOWN"}]}', [("Content-Type", "application/json")])
+        fwd = {k: v for k, v in self.headers.items() if k.lower() in ("accept", "authorization", "range")}
+        status, body, headers = self.upstream(self.path, fwd)
+        keep = [(k, v) for k, v in headers if k.lower() not in ("content-length", "transfer-encoding", "connection")]
+        self.reply(status, body, keep)
+
+    do_HEAD = do_GET
+
+
+def main():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    print(server.server_address[1], flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
