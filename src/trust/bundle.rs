@@ -30,7 +30,8 @@
 //!   or certificate;
 //! - `fulcio`: the bundle's certificate chains to the CA at the entry's integrated time, names the
 //!   OIDC issuer and e-mail, and its key verifies the envelope (Rekor mandatory, as upstream);
-//! - `pki`: refused by name.
+//! - `pki`: the bundle's certificate chains to the roots (through the policy's intermediates) now,
+//!   names the e-mail and/or host name, and its key verifies the envelope.
 //!
 //! ## Which identity a bundle proves (the question containers-libs PR #1153 is stuck on)
 //! A bundle names the image by digest only: unlike a `.sig` payload, it has no
@@ -77,7 +78,13 @@ pub fn is_bundle_type(media_type: &str) -> bool {
 /// How the signer is trusted: what a `sigstoreSigned` requirement names.
 pub enum Trust<'a> {
     Keys(&'a [(String, Vec<u8>)]),
-    Fulcio { ca: &'a [Vec<u8>], oidc_issuer: &'a str, subject_email: &'a str },
+    Fulcio {
+        ca: &'a [Vec<u8>],
+        oidc_issuer: &'a str,
+        subject_email: &'a str,
+    },
+    /// The bundle's certificate, checked now (a bundle carries no intermediates: the policy's).
+    Pki(cosign::PkiTrust<'a>),
 }
 
 /// A verified bundle: who signed, where it was logged, and what the statement says was signed.
@@ -301,6 +308,11 @@ pub fn verify(
                 subject_email,
                 at.integrated_time,
             )?
+        }
+        Trust::Pki(pki) => {
+            let cert = m.certificate.as_ref().ok_or_else(|| format("no certificate (the requirement is pki)"))?;
+            let der = b64(&cert.raw_bytes, "certificate.rawBytes")?;
+            cosign::verify_message_with_pki(&signed, &sig, &der, &[], pki)?
         }
     };
     // The log must have recorded this signature by this signer, over this payload.

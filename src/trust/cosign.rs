@@ -32,10 +32,10 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256, Sha384, Sha512};
 use x509_cert::Certificate;
 
-mod fulcio;
+mod certificates;
 mod rekor;
 
-pub use fulcio::verify_fulcio;
+pub use certificates::{PkiTrust, verify_fulcio};
 pub use rekor::verify_rekor_set;
 pub(crate) use rekor::{SetPayload, verify_set};
 
@@ -108,6 +108,8 @@ pub enum CosignError {
     MissingCertificate,
     #[error("fulcio: {0}")]
     Fulcio(String),
+    #[error("pki: {0}")]
+    Pki(String),
     #[error("unsupported: {0}")]
     Unsupported(String),
 }
@@ -396,9 +398,56 @@ pub(crate) fn verify_message_with_certificate(
     at: i64,
 ) -> Result<Signer, CosignError> {
     let leaf = Certificate::from_der(cert_der).map_err(|e| CosignError::Fulcio(format!("bad certificate: {e}")))?;
-    let key = fulcio::fulcio_key(&leaf, &[], ca, oidc_issuer, subject_email, at)?;
+    let key = certificates::fulcio_key(&leaf, &[], ca, oidc_issuer, subject_email, at)?;
     let used = verify_payload(msg, sig, &[&key])?;
     Ok(Signer { used, logged_der: cert_der.to_vec() })
+}
+
+/// Verifies `sig` over `msg` with the key of the certificate `cert_der`, checked against a `pki`
+/// requirement now (see [`certificates::pki_key`]); `chain` is the signature's own chain.
+pub(crate) fn verify_message_with_pki(
+    msg: &[u8],
+    sig: &[u8],
+    cert_der: &[u8],
+    chain: &[Certificate],
+    trust: &PkiTrust,
+) -> Result<Signer, CosignError> {
+    let leaf = Certificate::from_der(cert_der).map_err(|e| CosignError::Pki(format!("bad certificate: {e}")))?;
+    let key = certificates::pki_key(&leaf, chain, trust, now())?;
+    let used = verify_payload(msg, sig, &[&key])?;
+    Ok(Signer { used, logged_der: cert_der.to_vec() })
+}
+
+/// A `.sig` attachment under a `pki` requirement: the certificate and chain annotations (the
+/// chain's last entry, the root, ignored) checked now, then the signature with the certificate's
+/// key. No Rekor (the policy cannot ask for it with `pki`).
+pub fn verify_pki(
+    payload: &[u8],
+    annotations: &BTreeMap<String, String>,
+    trust: &PkiTrust,
+) -> Result<KeyUsed, CosignError> {
+    let p = CosignError::Pki;
+    let cert_pem = annotations.get(CERTIFICATE_ANNOTATION).ok_or(CosignError::MissingCertificate)?;
+    let mut leaves = pem_certificates(cert_pem.as_bytes()).map_err(|e| p(format!("certificate annotation: {e}")))?;
+    if leaves.len() != 1 {
+        return Err(p(format!("certificate annotation holds {} certificates, not one", leaves.len())));
+    }
+    let (leaf_der, _) = leaves.remove(0);
+    let mut chain: Vec<Certificate> = match annotations.get(CHAIN_ANNOTATION) {
+        Some(c) if !c.is_empty() => pem_certificates(c.as_bytes())
+            .map_err(|e| p(format!("chain annotation: {e}")))?
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect(),
+        _ => Vec::new(),
+    };
+    chain.pop();
+    let sig = signature_bytes(annotations)?;
+    Ok(verify_message_with_pki(payload, &sig, &leaf_der, &chain, trust)?.used)
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 // ---------------------------------------------------------------------------------------------

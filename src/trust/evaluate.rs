@@ -13,7 +13,7 @@
 //! parsed by anyone. Every failure of every signature is kept for the refusal message.
 
 use super::identity::DockerRef;
-use super::policy::{Applied, ImageScope, KeyMaterial, Requirement, SigstoreSigned, SigstoreTrust};
+use super::policy::{Applied, ImageScope, KeyMaterial, Pki, Requirement, SigstoreSigned, SigstoreTrust};
 use super::{Accepted, Checker, Refusal, Signature, Verified, bundle, cosign, identity, payload, simple};
 use crate::digest::Digest;
 use crate::imgref::RegistryRef;
@@ -176,7 +176,11 @@ fn sigstore_key(
         }
         // The parser refuses fulcio without Rekor keys; kept as a refusal, not a panic.
         (SigstoreTrust::Fulcio(_), None) => Err("fulcio requires rekorPublicKey*".into()),
-        (SigstoreTrust::Pki(_), _) => Err("pki certificates are not supported (refused by name)".into()),
+        (SigstoreTrust::Pki(p), _) => {
+            let files = PkiFiles::load(p)?;
+            let key = cosign::verify_pki(body, annotations, &files.trust(p)).map_err(e)?;
+            Ok(Authenticated { key: key.fingerprint, signer: Some(pki_signer(p)) })
+        }
     }
 }
 
@@ -186,8 +190,7 @@ fn bundle_key(ss: &SigstoreSigned, media_type: &str, doc: &[u8]) -> Result<(bund
         Some(k) => Some(labelled(k)?),
         None => None,
     };
-    let keys;
-    let ca;
+    let (keys, ca, pki);
     let trust = match &ss.trust {
         SigstoreTrust::PublicKeys(k) => {
             keys = labelled(k)?;
@@ -197,18 +200,54 @@ fn bundle_key(ss: &SigstoreSigned, media_type: &str, doc: &[u8]) -> Result<(bund
             ca = f.ca.load().map_err(|e| e.to_string())?;
             bundle::Trust::Fulcio { ca: &ca, oidc_issuer: &f.oidc_issuer, subject_email: &f.subject_email }
         }
-        SigstoreTrust::Pki(_) => return Err("pki certificates are not supported (refused by name)".into()),
+        SigstoreTrust::Pki(p) => {
+            pki = PkiFiles::load(p)?;
+            bundle::Trust::Pki(pki.trust(p))
+        }
     };
     let v = bundle::verify(media_type, doc, &trust, rekor.as_deref()).map_err(|e| e.to_string())?;
     let signer = match (&ss.trust, &v.rekor) {
         (SigstoreTrust::Fulcio(f), Some(e)) => {
             Some(format!("{} from {}, {}", f.subject_email, f.oidc_issuer, logged(e)))
         }
+        (SigstoreTrust::Pki(p), _) => Some(pki_signer(p)),
         (_, Some(e)) => Some(logged(e)),
         _ => None,
     };
     let auth = Authenticated { key: v.key.fingerprint.clone(), signer };
     Ok((v, auth))
+}
+
+/// A `pki` requirement's roots and intermediates, read.
+struct PkiFiles {
+    roots: Vec<Vec<u8>>,
+    intermediates: Vec<Vec<u8>>,
+}
+
+impl PkiFiles {
+    fn load(p: &Pki) -> Result<Self, String> {
+        let roots = p.ca_roots.load().map_err(|e| e.to_string())?;
+        let intermediates = match &p.ca_intermediates {
+            Some(i) => i.load().map_err(|e| e.to_string())?,
+            None => Vec::new(),
+        };
+        Ok(PkiFiles { roots, intermediates })
+    }
+
+    fn trust<'a>(&'a self, p: &'a Pki) -> cosign::PkiTrust<'a> {
+        cosign::PkiTrust {
+            roots: &self.roots,
+            intermediates: &self.intermediates,
+            subject_email: p.subject_email.as_deref(),
+            subject_hostname: p.subject_hostname.as_deref(),
+        }
+    }
+}
+
+/// `certificate for EMAIL, HOST (pki)`.
+fn pki_signer(p: &Pki) -> String {
+    let names: Vec<&str> = [p.subject_email.as_deref(), p.subject_hostname.as_deref()].into_iter().flatten().collect();
+    format!("certificate for {} (pki)", names.join(", "))
 }
 
 /// What authenticated a sigstore signature.

@@ -199,7 +199,17 @@ pub fn cosign_key(out: &Path, passphrase: &str) -> (PathBuf, String) {
 /// fresh key certified by the throwaway Fulcio CA of [`sigstore_pki`] for an e-mail and issuer.
 pub enum KitSigner {
     Key(PathBuf, String),
-    Fulcio { pki: PathBuf, email: String, issuer: String },
+    Fulcio {
+        pki: PathBuf,
+        email: String,
+        issuer: String,
+    },
+    /// A day-long certificate of the ordinary PKI (`pki-*` files) for an e-mail and a host name.
+    Pki {
+        pki: PathBuf,
+        email: String,
+        hostname: String,
+    },
 }
 
 impl KitSigner {
@@ -207,12 +217,14 @@ impl KitSigner {
         match self {
             KitSigner::Key(dir, pass) => c.arg("--key").arg(dir).arg(pass),
             KitSigner::Fulcio { pki, email, issuer } => c.arg("--fulcio").arg(pki).arg(email).arg(issuer),
+            KitSigner::Pki { pki, email, hostname } => c.arg("--pki").arg(pki).arg(email).arg(hostname),
         };
     }
 }
 
 /// A throwaway sigstore (`tests/kit/sigstore_pki.py OUTDIR`): `fulcio-root.pem`, `fulcio-ca.pem`
-/// (intermediate + root), `other-root.pem`, `other-ca.pem`, `rekor.pub`, `rekor-other.pub`.
+/// (intermediate + root), `other-root.pem`, `other-ca.pem`, `pki-root.pem`, `pki-intermediate.pem`,
+/// `rekor.pub`, `rekor-other.pub`.
 pub fn sigstore_pki(out: &Path) {
     let mut c = Command::new("python3");
     c.arg(kit("sigstore_pki.py")).arg(out);

@@ -3,7 +3,8 @@
 attach the bundle as an OCI 1.1 referrer, as cosign does on a registry without the referrers API.
 
 Usage: cosign_bundle.py ADDR REPO MANIFEST_DIGEST
-                        (--key KEYDIR PASSPHRASE | --fulcio PKIDIR EMAIL ISSUER)
+                        (--key KEYDIR PASSPHRASE | --fulcio PKIDIR EMAIL ISSUER |
+                         --pki PKIDIR EMAIL HOSTNAME)
                         [--rekor DIR] [--logged-after SECONDS] [--signed-digest D]
                         [--predicate-type T] [--subject-name NAME] [--log-other-payload]
                         [--message-signature]
@@ -15,7 +16,8 @@ What is written, following cosign's specs/BUNDLE_SPEC.md and `cosign sign` (v3):
   (a subject "name" only with --subject-name; cosign writes none);
 - the DSSE envelope: payloadType application/vnd.in-toto+json, one ECDSA-P256/SHA-256 (DER)
   signature over PAE = "DSSEv1 <len> <type> <len> <payload>", by the cosign key in KEYDIR or by
-  a fresh key with a Fulcio-style certificate for EMAIL from ISSUER (PKIDIR from sigstore_pki.py);
+  a fresh key with a Fulcio-style certificate for EMAIL from ISSUER (PKIDIR from sigstore_pki.py),
+  or with a day-long certificate of PKIDIR's ordinary PKI for EMAIL and/or HOSTNAME;
 - the bundle v0.3: verificationMaterial.publicKey.hint (base64 of SHA-256 of the key's
   SubjectPublicKeyInfo) or .certificate.rawBytes; with --rekor a tlog entry of kind dsse 0.0.1
   whose body logs the payload's SHA-256 and the signature with its verifier (base64 of the key's or
@@ -52,6 +54,7 @@ def main():
     ap.add_argument("digest")
     ap.add_argument("--key", nargs=2, metavar=("KEYDIR", "PASSPHRASE"))
     ap.add_argument("--fulcio", nargs=3, metavar=("PKIDIR", "EMAIL", "ISSUER"))
+    ap.add_argument("--pki", nargs=3, metavar=("PKIDIR", "EMAIL", "HOSTNAME"))
     ap.add_argument("--rekor")
     ap.add_argument("--logged-after", type=int, default=60)
     ap.add_argument("--signed-digest")
@@ -60,7 +63,7 @@ def main():
     ap.add_argument("--log-other-payload", action="store_true")
     ap.add_argument("--message-signature", action="store_true")
     a = ap.parse_args()
-    assert bool(a.key) != bool(a.fulcio), "exactly one of --key and --fulcio"
+    assert [bool(a.key), bool(a.fulcio), bool(a.pki)].count(True) == 1, "exactly one of --key, --fulcio, --pki"
 
     signed = a.signed_digest or a.digest
     subject = {"digest": {"sha256": signed.split(":", 1)[1]}, "annotations": {}}
@@ -78,8 +81,10 @@ def main():
         signer_pem = kitlib.public_pem(key.public_key())
         material["publicKey"] = {"hint": b64(hashlib.sha256(kitlib.spki_der(key.public_key())).digest())}
     else:
-        pkidir, email, issuer = a.fulcio
-        key, signer_pem, _chain = kitlib.fulcio_leaf(pkidir, email, issuer, NOT_BEFORE)
+        if a.fulcio:
+            key, signer_pem, _chain = kitlib.fulcio_leaf(a.fulcio[0], a.fulcio[1], a.fulcio[2], NOT_BEFORE)
+        else:
+            key, signer_pem, _chain = kitlib.pki_leaf(*a.pki)
         from cryptography import x509
         from cryptography.hazmat.primitives import serialization
 

@@ -139,28 +139,43 @@ def make_rekor(outdir: str, name: str = "rekor"):
 def fulcio_leaf(pkidir: str, email: str, issuer: str, not_before: int, prefix: str = "fulcio"):
     """A Fulcio-style leaf for a fresh P-256 key, valid 10 minutes from NOT_BEFORE (seconds since
     the epoch). Returns (private key, leaf PEM, chain PEM = intermediate then root)."""
+    return leaf(pkidir, prefix, not_before, 600, email=email, issuer=issuer)
+
+
+def pki_leaf(pkidir: str, email: str, hostname: str, prefix: str = "pki"):
+    """A leaf of an ordinary PKI for a fresh P-256 key, valid from a minute ago for a day (a `pki`
+    requirement checks certificates at the current time), with EMAIL and/or HOSTNAME (empty: none)
+    as SAN. Returns (private key, leaf PEM, chain PEM)."""
+    import time
+
+    return leaf(pkidir, prefix, int(time.time()) - 60, 86400, email=email or None, hostname=hostname or None)
+
+
+def leaf(pkidir, prefix, not_before, seconds, email=None, issuer=None, hostname=None):
     inter = x509.load_pem_x509_certificate(open(os.path.join(pkidir, f"{prefix}-intermediate.pem"), "rb").read())
     inter_key = load_pem_key(os.path.join(pkidir, f"{prefix}-intermediate.key"))
     root_pem = open(os.path.join(pkidir, f"{prefix}-root.pem"), "rb").read()
     key = ec.generate_private_key(ec.SECP256R1())
     start = datetime.datetime.fromtimestamp(not_before, tz=datetime.timezone.utc)
-    utf8 = issuer.encode()
-    assert len(utf8) < 128
-    cert = (
+    names = ([x509.RFC822Name(email)] if email else []) + ([x509.DNSName(hostname)] if hostname else [])
+    b = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([]))
         .issuer_name(inter.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(start)
-        .not_valid_after(start + datetime.timedelta(minutes=10))
-        .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(email)]), critical=True)
+        .not_valid_after(start + datetime.timedelta(seconds=seconds))
+        .add_extension(x509.SubjectAlternativeName(names), critical=True)
         .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
-        .add_extension(x509.UnrecognizedExtension(OID_ISSUER_V1, utf8), critical=False)
-        .add_extension(x509.UnrecognizedExtension(OID_ISSUER_V2, bytes([0x0C, len(utf8)]) + utf8), critical=False)
-        .sign(inter_key, hashes.SHA256())
     )
+    if issuer:
+        utf8 = issuer.encode()
+        assert len(utf8) < 128
+        b = b.add_extension(x509.UnrecognizedExtension(OID_ISSUER_V1, utf8), critical=False)
+        b = b.add_extension(x509.UnrecognizedExtension(OID_ISSUER_V2, bytes([0x0C, len(utf8)]) + utf8), critical=False)
+    cert = b.sign(inter_key, hashes.SHA256())
     chain = inter.public_bytes(serialization.Encoding.PEM) + root_pem
     return key, cert.public_bytes(serialization.Encoding.PEM), chain
 

@@ -4,7 +4,8 @@ or cosign (v2, `.sig` tags) would (Debian's skopeo 1.9.3 has sigstore *signing* 
 "Debian-local change: sigstore disabled").
 
 Usage: sigstore_attach.py ADDR REPO MANIFEST_DIGEST IDENTITY [--signed-digest D]
-                          (--key KEYDIR PASSPHRASE | --fulcio PKIDIR EMAIL ISSUER)
+                          (--key KEYDIR PASSPHRASE | --fulcio PKIDIR EMAIL ISSUER |
+                           --pki PKIDIR EMAIL HOSTNAME)
                           [--rekor DIR] [--logged-after SECONDS]
 
 The payload is containers-signature(5)'s sigstore form
@@ -15,7 +16,8 @@ The payload is containers-signature(5)'s sigstore form
 signed with ECDSA-P256/SHA-256 (DER, base64 in the layer annotation
 dev.cosignproject.cosign/signature), either by the cosign-format key in KEYDIR (tests/kit/cosign_key.py)
 or by a fresh key whose Fulcio-style certificate for EMAIL from ISSUER is issued by PKIDIR's
-intermediate (tests/kit/sigstore_pki.py); then the certificate goes into
+intermediate (tests/kit/sigstore_pki.py), or by a fresh key with a day-long certificate of PKIDIR's
+ordinary PKI ("pki-" files) for EMAIL and/or HOSTNAME (empty: left out); then the certificate goes into
 dev.sigstore.cosign/certificate and intermediate + root into dev.sigstore.cosign/chain. With
 --rekor, the signature is "logged" in DIR's log: a hashedrekord v0.0.1 entry (payload hash,
 signature, key or certificate PEM) and its SET in dev.sigstore.cosign/bundle, integrated at the
@@ -45,10 +47,11 @@ def main():
     ap.add_argument("--signed-digest")
     ap.add_argument("--key", nargs=2, metavar=("KEYDIR", "PASSPHRASE"))
     ap.add_argument("--fulcio", nargs=3, metavar=("PKIDIR", "EMAIL", "ISSUER"))
+    ap.add_argument("--pki", nargs=3, metavar=("PKIDIR", "EMAIL", "HOSTNAME"))
     ap.add_argument("--rekor")
     ap.add_argument("--logged-after", type=int, default=60)
     a = ap.parse_args()
-    assert bool(a.key) != bool(a.fulcio), "exactly one of --key and --fulcio"
+    assert [bool(a.key), bool(a.fulcio), bool(a.pki)].count(True) == 1, "exactly one of --key, --fulcio, --pki"
 
     payload = json.dumps(
         {
@@ -66,8 +69,10 @@ def main():
         key = kitlib.cosign_private_key(*a.key)
         signer_pem = kitlib.public_pem(key.public_key())
     else:
-        pkidir, email, issuer = a.fulcio
-        key, signer_pem, chain = kitlib.fulcio_leaf(pkidir, email, issuer, NOT_BEFORE)
+        if a.fulcio:
+            key, signer_pem, chain = kitlib.fulcio_leaf(a.fulcio[0], a.fulcio[1], a.fulcio[2], NOT_BEFORE)
+        else:
+            key, signer_pem, chain = kitlib.pki_leaf(*a.pki)
         annotations["dev.sigstore.cosign/certificate"] = signer_pem.decode()
         annotations["dev.sigstore.cosign/chain"] = chain.decode()
     sig = kitlib.ecdsa_sign(key, payload)

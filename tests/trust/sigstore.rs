@@ -30,6 +30,8 @@ pub const REPOS: &[&str] = &[
     "bundle/other",
     "bundle/attest",
     "bundle/loggedother",
+    "sigstore/pki",
+    "bundle/pki",
 ];
 
 /// Keys S1 (trusted) and S2, the throwaway sigstore, and what the rows need to know.
@@ -46,6 +48,7 @@ pub struct Sigstore {
 
 const EMAIL: &str = "dev@example.com";
 const ISSUER: &str = "https://oidc.example.com";
+const HOSTNAME: &str = "signer.example.com";
 
 impl Sigstore {
     /// Makes the keys and the CA, copies hello into each of [`REPOS`] with `push` (`REPO:v1`) and
@@ -59,6 +62,7 @@ impl Sigstore {
         let s1 = KitSigner::Key(dir.join("cosign1"), "pass-one".into());
         let s2 = KitSigner::Key(dir.join("cosign2"), "pass-two".into());
         let fulcio = KitSigner::Fulcio { pki: pki.clone(), email: EMAIL.into(), issuer: ISSUER.into() };
+        let plain = KitSigner::Pki { pki: pki.clone(), email: EMAIL.into(), hostname: HOSTNAME.into() };
         let (other_s, rekor_s) = (other, rekor.as_str());
         let sig_id = |repo: &str| format!("{addr}/{repo}:v1");
         // (repository, signer, .sig identity or None for a bundle, extra kit arguments)
@@ -84,6 +88,8 @@ impl Sigstore {
             ("bundle/other", &s1, None, vec!["--signed-digest", other_s]),
             ("bundle/attest", &s1, None, vec!["--predicate-type", "https://slsa.dev/provenance/v1"]),
             ("bundle/loggedother", &s1, None, vec!["--rekor", rekor_s, "--log-other-payload"]),
+            ("sigstore/pki", &plain, Some(sig_id("sigstore/pki")), vec![]),
+            ("bundle/pki", &plain, None, vec![]),
         ];
         assert_eq!(kit.iter().map(|k| k.0).collect::<Vec<_>>(), REPOS);
         std::thread::scope(|s| {
@@ -246,6 +252,43 @@ pub fn rows(m: &mut Matrix, ss: &Sigstore) {
         rej(host, &[other_log]),
     );
 
+    // pki: an ordinary CA, certificates checked now, by e-mail and/or host name.
+    let pki_req = |roots: &str, intermediates: Option<&str>, names: Value| {
+        let mut p = json!({"caRootsPath": pem(roots)});
+        if let Some(i) = intermediates {
+            p["caIntermediatesPath"] = json!(pem(i));
+        }
+        p.as_object_mut().unwrap().extend(names.as_object().unwrap().clone());
+        ss(json!({ "pki": p }))
+    };
+    let p = scoped(addr, vec![pki_req("pki-root.pem", None, json!({"subjectEmail": email}))]);
+    m.only_table(
+        "sigstoreSigned pki",
+        &p,
+        "sigstore/pki:v1",
+        acc_req(host, vec![json!({"type": "sigstoreSigned", "identity": sig_id("sigstore/pki"), "signer": format!("certificate for {email} (pki)")})]),
+        acc(host),
+    );
+    let no_cert = "no dev.sigstore.cosign/certificate annotation";
+    m.only_table("sigstoreSigned pki", &p, "sigstore/a:v1", rej(host, &[no_cert]), rej(host, &[no_cert]));
+    // A Fulcio certificate, checked now, has long expired (and is of another CA).
+    let expired = "pki: the signing certificate is not valid at the current time";
+    m.only_table("sigstoreSigned pki", &p, "sigstore/fulcio:v1", rej(host, &[expired]), rej(host, &[expired]));
+    let p =
+        scoped(addr, vec![pki_req("pki-root.pem", None, json!({"subjectEmail": email, "subjectHostname": HOSTNAME}))]);
+    m.only_table("sigstoreSigned pki, e-mail and host", &p, "sigstore/pki:v1", acc(host), acc(host));
+    let p = scoped(addr, vec![pki_req("pki-root.pem", None, json!({"subjectHostname": "other.example.com"}))]);
+    let not_host = format!("pki: required hostname \"other.example.com\" not found (got [\"{HOSTNAME}\"])");
+    m.only_table(
+        "sigstoreSigned pki, other host",
+        &p,
+        "sigstore/pki:v1",
+        rej(host, &[&not_host]),
+        rej(host, &[&not_host]),
+    );
+    let p = scoped(addr, vec![pki_req("other-root.pem", None, json!({"subjectEmail": email}))]);
+    m.only_table("sigstoreSigned pki, other roots", &p, "sigstore/pki:v1", rej(host, &[not_ca]), rej(host, &[not_ca]));
+
     // --- cosign v3 bundles (OCI 1.1 referrers; Debian's registry has no referrers API, so the
     // tag schema). Accepted only under a scope naming the repository.
     let repo_scope = |repo: &str| format!("{addr}/{repo}");
@@ -258,6 +301,7 @@ pub fn rows(m: &mut Matrix, ss: &Sigstore) {
         repo_scope("bundle/attest"): [ss(s1_key.clone())],
         repo_scope("bundle/loggedother"): [with_rekor(ss(s1_key.clone()), "rekor.pub")],
         repo_scope("sigstore/a"): [with_rekor(ss(s1_key.clone()), "rekor.pub")],
+        repo_scope("bundle/pki"): [pki_req("pki-root.pem", Some("pki-intermediate.pem"), json!({"subjectEmail": email}))],
     }}});
     let sc = |repo: &str| format!("docker:{addr}/{repo}");
     let proves = |repo: &str| format!("{addr}/{repo}@{h}");
@@ -316,6 +360,23 @@ pub fn rows(m: &mut Matrix, ss: &Sigstore) {
         "bundle/loggedother:v1",
         rej(&sc("bundle/loggedother"), &[logged_other]),
         rej(&sc("bundle/loggedother"), &[logged_other]),
+    );
+    m.only_table(
+        "bundles",
+        &p,
+        "bundle/pki:v1",
+        acc_req(&sc("bundle/pki"), vec![json!({"type": "sigstoreSigned", "identity": proves("bundle/pki"), "signer": format!("certificate for {email} (pki)")})]),
+        acc(&sc("bundle/pki")),
+    );
+    // A bundle carries no intermediates: without the policy's, the chain stops short.
+    let p2 = json!({"default": [reject()], "transports": {"docker": {
+        repo_scope("bundle/pki"): [pki_req("pki-root.pem", None, json!({"subjectEmail": email}))]}}});
+    m.only_table(
+        "bundle, pki without intermediates",
+        &p2,
+        "bundle/pki:v1",
+        rej(&sc("bundle/pki"), &[not_ca]),
+        rej(&sc("bundle/pki"), &[not_ca]),
     );
     // A .sig attachment without a SET does not pass a Rekor requirement, bundles or not.
     m.only_table("bundles", &p, "sigstore/a:v1", rej(&sc("sigstore/a"), &[no_set]), rej(&sc("sigstore/a"), &[no_set]));

@@ -1,5 +1,8 @@
-//! Fulcio certificates: the chain to the policy's CA at the Rekor SET's integrated time, code
-//! signing, the OIDC issuer extension and the SAN e-mail.
+//! Signing certificates, checked as containers/image checks them:
+//! - `fulcio`: the chain to the policy's CA at the Rekor SET's integrated time, code signing, the
+//!   OIDC issuer extension and the SAN e-mail ([`verify_fulcio`], [`fulcio_key`]);
+//! - `pki`: the chain to the policy's roots (through the policy's intermediates and the
+//!   signature's chain) **now**, code signing, the SAN e-mail and/or DNS host name ([`pki_key`]).
 
 use std::collections::BTreeMap;
 
@@ -49,12 +52,36 @@ fn ext_key_usage(c: &Certificate) -> Result<Option<Vec<String>>, String> {
     Ok(Some(eku.0.iter().map(|o| o.to_string()).collect()))
 }
 
-fn check_cert(c: &Certificate, at: i64, leaf: bool) -> Result<(), String> {
+/// The time certificates are checked at: the Rekor entry's (Fulcio) or the current one (PKI).
+#[derive(Clone, Copy)]
+enum At {
+    Logged(i64),
+    Now(i64),
+}
+
+impl At {
+    fn secs(self) -> i64 {
+        match self {
+            At::Logged(t) | At::Now(t) => t,
+        }
+    }
+}
+
+impl std::fmt::Display for At {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            At::Logged(t) => write!(f, "the logged time {t}"),
+            At::Now(t) => write!(f, "the current time {t}"),
+        }
+    }
+}
+
+fn check_cert(c: &Certificate, at: At, leaf: bool) -> Result<(), String> {
     let v = &c.tbs_certificate.validity;
     let nb = v.not_before.to_unix_duration().as_secs() as i64;
     let na = v.not_after.to_unix_duration().as_secs() as i64;
-    if at < nb || at > na {
-        return Err(format!("{} is not valid at the logged time {at} (valid {nb}..{na})", subject(c)));
+    if at.secs() < nb || at.secs() > na {
+        return Err(format!("{} is not valid at {at} (valid {nb}..{na})", subject(c)));
     }
     let mut seen = std::collections::BTreeSet::new();
     for e in extensions(c) {
@@ -99,7 +126,7 @@ fn chain_to_root(
     cert: &Certificate,
     intermediates: &[Certificate],
     roots: &[Certificate],
-    at: i64,
+    at: At,
     depth: usize,
 ) -> Result<(), String> {
     if depth > 8 {
@@ -249,8 +276,8 @@ pub(crate) fn fulcio_key(
     if oidc_issuer.is_empty() || subject_email.is_empty() {
         return Err(f("oidcIssuer and subjectEmail are both required".into()));
     }
-    check_cert(leaf, at, true).map_err(f)?;
-    chain_to_root(leaf, intermediates, &roots, at, 0).map_err(f)?;
+    check_cert(leaf, At::Logged(at), true).map_err(f)?;
+    chain_to_root(leaf, intermediates, &roots, At::Logged(at), 0).map_err(f)?;
 
     let issuer = fulcio_issuer(leaf).map_err(f)?;
     if issuer != oidc_issuer {
@@ -262,4 +289,99 @@ pub(crate) fn fulcio_key(
     }
     let key = cert_key(leaf).map_err(|e| f(format!("certificate key: {e}")))?;
     Ok(Key { label: "certificate".into(), ..key })
+}
+
+/// What a `pki` requirement asks of a certificate.
+pub struct PkiTrust<'a> {
+    /// `caRootsPath`/`caRootsData`: PEM bundles, every certificate a trust anchor.
+    pub roots: &'a [Vec<u8>],
+    /// `caIntermediatesPath`/`caIntermediatesData`: PEM bundles.
+    pub intermediates: &'a [Vec<u8>],
+    pub subject_email: Option<&'a str>,
+    pub subject_hostname: Option<&'a str>,
+}
+
+/// The key of `leaf` when it chains to a root of `trust` through its intermediates or
+/// `chain` (the signature's own, already without its last entry), every certificate valid at
+/// `now` and for code signing, with the required SAN e-mail and/or DNS host name.
+pub(crate) fn pki_key(
+    leaf: &Certificate,
+    chain: &[Certificate],
+    trust: &PkiTrust,
+    now: i64,
+) -> Result<Key, CosignError> {
+    let p = |m: String| CosignError::Pki(m);
+    let certs = |bundles: &[Vec<u8>], what: &str| -> Result<Vec<Certificate>, CosignError> {
+        let mut out = Vec::new();
+        for b in bundles {
+            out.extend(pem_certificates(b).map_err(|e| p(format!("{what}: {e}")))?.into_iter().map(|(_, c)| c));
+        }
+        Ok(out)
+    };
+    let roots = certs(trust.roots, "CA roots")?;
+    if roots.is_empty() {
+        return Err(p("no CA root certificates given".into()));
+    }
+    let mut intermediates = certs(trust.intermediates, "CA intermediates")?;
+    intermediates.extend(chain.iter().cloned());
+    if trust.subject_email.is_none() && trust.subject_hostname.is_none() {
+        return Err(p("subjectEmail or subjectHostname is required".into()));
+    }
+    check_cert(leaf, At::Now(now), true).map_err(&p)?;
+    chain_to_root(leaf, &intermediates, &roots, At::Now(now), 0).map_err(&p)?;
+    if let Some(email) = trust.subject_email {
+        let emails = san_emails(leaf).map_err(&p)?;
+        if !emails.iter().any(|e| e == email) {
+            return Err(p(format!("required email {email:?} not found (got {emails:?})")));
+        }
+    }
+    if let Some(host) = trust.subject_hostname {
+        let names = san_dns_names(leaf).map_err(&p)?;
+        if !names.iter().any(|n| hostname_matches(n, host)) {
+            return Err(p(format!("required hostname {host:?} not found (got {names:?})")));
+        }
+    }
+    let key = cert_key(leaf).map_err(|e| p(format!("certificate key: {e}")))?;
+    Ok(Key { label: "certificate".into(), ..key })
+}
+
+fn san_dns_names(c: &Certificate) -> Result<Vec<String>, String> {
+    let Some(e) = extension(c, OID_SAN) else { return Ok(Vec::new()) };
+    let san = x509_cert::ext::pkix::SubjectAltName::from_der(e.extn_value.as_bytes())
+        .map_err(|e| format!("bad subjectAltName: {e}"))?;
+    Ok(san
+        .0
+        .iter()
+        .filter_map(|n| match n {
+            x509_cert::ext::pkix::name::GeneralName::DnsName(s) => Some(s.as_str().to_string()),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Go's `VerifyHostname` for DNS names: case-insensitive, a trailing dot ignored, and a SAN
+/// `*.example.com` matching exactly one leftmost label.
+fn hostname_matches(san: &str, host: &str) -> bool {
+    let (san, host) = (san.trim_end_matches('.').to_ascii_lowercase(), host.trim_end_matches('.').to_ascii_lowercase());
+    if san.is_empty() || host.is_empty() {
+        return false;
+    }
+    match san.strip_prefix("*.") {
+        Some(suffix) => host.split_once('.').is_some_and(|(label, rest)| !label.is_empty() && rest == suffix),
+        None => san == host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hostnames() {
+        use super::hostname_matches as m;
+        assert!(m("registry.example.com", "Registry.Example.com."));
+        assert!(m("*.example.com", "a.example.com"));
+        assert!(!m("*.example.com", "a.b.example.com"));
+        assert!(!m("*.example.com", "example.com"));
+        assert!(!m("example.com", "a.example.com"));
+        assert!(!m("", ""));
+    }
 }
