@@ -35,7 +35,7 @@ use x509_cert::Certificate;
 mod certificates;
 mod rekor;
 
-pub use certificates::{PkiTrust, verify_fulcio};
+pub use certificates::{PkiTrust, verify_fulcio, verify_pki};
 pub use rekor::verify_rekor_set;
 pub(crate) use rekor::{SetPayload, verify_set};
 
@@ -416,34 +416,6 @@ pub(crate) fn verify_message_with_pki(
     let key = certificates::pki_key(&leaf, chain, trust, now())?;
     let used = verify_payload(msg, sig, &[&key])?;
     Ok(Signer { used, logged_der: cert_der.to_vec() })
-}
-
-/// A `.sig` attachment under a `pki` requirement: the certificate and chain annotations (the
-/// chain's last entry, the root, ignored) checked now, then the signature with the certificate's
-/// key. No Rekor (the policy cannot ask for it with `pki`).
-pub fn verify_pki(
-    payload: &[u8],
-    annotations: &BTreeMap<String, String>,
-    trust: &PkiTrust,
-) -> Result<KeyUsed, CosignError> {
-    let p = CosignError::Pki;
-    let cert_pem = annotations.get(CERTIFICATE_ANNOTATION).ok_or(CosignError::MissingCertificate)?;
-    let mut leaves = pem_certificates(cert_pem.as_bytes()).map_err(|e| p(format!("certificate annotation: {e}")))?;
-    if leaves.len() != 1 {
-        return Err(p(format!("certificate annotation holds {} certificates, not one", leaves.len())));
-    }
-    let (leaf_der, _) = leaves.remove(0);
-    let mut chain: Vec<Certificate> = match annotations.get(CHAIN_ANNOTATION) {
-        Some(c) if !c.is_empty() => pem_certificates(c.as_bytes())
-            .map_err(|e| p(format!("chain annotation: {e}")))?
-            .into_iter()
-            .map(|(_, c)| c)
-            .collect(),
-        _ => Vec::new(),
-    };
-    chain.pop();
-    let sig = signature_bytes(annotations)?;
-    Ok(verify_message_with_pki(payload, &sig, &leaf_der, &chain, trust)?.used)
 }
 
 fn now() -> i64 {

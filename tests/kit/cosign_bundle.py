@@ -35,10 +35,13 @@ import argparse
 import hashlib
 import json
 
-import kitlib
-from kitlib import b64
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
-NOT_BEFORE = 1767225600  # 2026-01-01T00:00:00Z
+import kitlib
+from kitlib import NOT_BEFORE, b64
+
+
 BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 EMPTY = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
 
@@ -52,18 +55,13 @@ def main():
     ap.add_argument("addr")
     ap.add_argument("repo")
     ap.add_argument("digest")
-    ap.add_argument("--key", nargs=2, metavar=("KEYDIR", "PASSPHRASE"))
-    ap.add_argument("--fulcio", nargs=3, metavar=("PKIDIR", "EMAIL", "ISSUER"))
-    ap.add_argument("--pki", nargs=3, metavar=("PKIDIR", "EMAIL", "HOSTNAME"))
-    ap.add_argument("--rekor")
-    ap.add_argument("--logged-after", type=int, default=60)
+    kitlib.add_signer_args(ap)
     ap.add_argument("--signed-digest")
     ap.add_argument("--predicate-type", default="https://sigstore.dev/cosign/sign/v1")
     ap.add_argument("--subject-name")
     ap.add_argument("--log-other-payload", action="store_true")
     ap.add_argument("--message-signature", action="store_true")
     a = ap.parse_args()
-    assert [bool(a.key), bool(a.fulcio), bool(a.pki)].count(True) == 1, "exactly one of --key, --fulcio, --pki"
 
     signed = a.signed_digest or a.digest
     subject = {"digest": {"sha256": signed.split(":", 1)[1]}, "annotations": {}}
@@ -76,18 +74,10 @@ def main():
     payload_type = "application/vnd.in-toto+json"
 
     material = {}
-    if a.key:
-        key = kitlib.cosign_private_key(*a.key)
-        signer_pem = kitlib.public_pem(key.public_key())
+    key, signer_pem, chain = kitlib.signer(a)
+    if chain is None:
         material["publicKey"] = {"hint": b64(hashlib.sha256(kitlib.spki_der(key.public_key())).digest())}
     else:
-        if a.fulcio:
-            key, signer_pem, _chain = kitlib.fulcio_leaf(a.fulcio[0], a.fulcio[1], a.fulcio[2], NOT_BEFORE)
-        else:
-            key, signer_pem, _chain = kitlib.pki_leaf(*a.pki)
-        from cryptography import x509
-        from cryptography.hazmat.primitives import serialization
-
         der = x509.load_pem_x509_certificate(signer_pem).public_bytes(serialization.Encoding.DER)
         material["certificate"] = {"rawBytes": b64(der)}
 

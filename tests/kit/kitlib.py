@@ -190,6 +190,32 @@ def rekor_set(rekor_dir: str, body: dict, integrated_time: int, log_index: int =
     return body_bytes, log_id, ecdsa_sign(key, canonical(payload)), payload
 
 
+# --- who signs (the scripts' shared options)
+
+NOT_BEFORE = 1767225600  # 2026-01-01T00:00:00Z: Fulcio certificates are checked at the logged time.
+
+
+def add_signer_args(ap):
+    """--key KEYDIR PASSPHRASE | --fulcio PKIDIR EMAIL ISSUER | --pki PKIDIR EMAIL HOSTNAME, and
+    --rekor DIR, --logged-after SECONDS (default 60)."""
+    ap.add_argument("--key", nargs=2, metavar=("KEYDIR", "PASSPHRASE"))
+    ap.add_argument("--fulcio", nargs=3, metavar=("PKIDIR", "EMAIL", "ISSUER"))
+    ap.add_argument("--pki", nargs=3, metavar=("PKIDIR", "EMAIL", "HOSTNAME"))
+    ap.add_argument("--rekor")
+    ap.add_argument("--logged-after", type=int, default=60)
+
+
+def signer(a):
+    """(private key, signer PEM, chain PEM or None) for the parsed signer options."""
+    assert [bool(a.key), bool(a.fulcio), bool(a.pki)].count(True) == 1, "exactly one of --key, --fulcio, --pki"
+    if a.key:
+        key = cosign_private_key(*a.key)
+        return key, public_pem(key.public_key()), None
+    if a.fulcio:
+        return fulcio_leaf(a.fulcio[0], a.fulcio[1], a.fulcio[2], NOT_BEFORE)
+    return pki_leaf(*a.pki)
+
+
 # --- a plain-HTTP registry
 
 

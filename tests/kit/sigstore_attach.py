@@ -30,12 +30,9 @@ manifest tagged sha256-<hex>.sig in REPO, where use-sigstore-attachments readers
 import argparse
 import hashlib
 import json
-import time
 
 import kitlib
-from kitlib import b64
-
-NOT_BEFORE = 1767225600  # 2026-01-01T00:00:00Z: certificates are checked at the logged time.
+from kitlib import NOT_BEFORE, b64
 
 
 def main():
@@ -45,13 +42,8 @@ def main():
     ap.add_argument("digest")
     ap.add_argument("identity")
     ap.add_argument("--signed-digest")
-    ap.add_argument("--key", nargs=2, metavar=("KEYDIR", "PASSPHRASE"))
-    ap.add_argument("--fulcio", nargs=3, metavar=("PKIDIR", "EMAIL", "ISSUER"))
-    ap.add_argument("--pki", nargs=3, metavar=("PKIDIR", "EMAIL", "HOSTNAME"))
-    ap.add_argument("--rekor")
-    ap.add_argument("--logged-after", type=int, default=60)
+    kitlib.add_signer_args(ap)
     a = ap.parse_args()
-    assert [bool(a.key), bool(a.fulcio), bool(a.pki)].count(True) == 1, "exactly one of --key, --fulcio, --pki"
 
     payload = json.dumps(
         {
@@ -65,14 +57,8 @@ def main():
         separators=(",", ":"),
     ).encode()
     annotations = {}
-    if a.key:
-        key = kitlib.cosign_private_key(*a.key)
-        signer_pem = kitlib.public_pem(key.public_key())
-    else:
-        if a.fulcio:
-            key, signer_pem, chain = kitlib.fulcio_leaf(a.fulcio[0], a.fulcio[1], a.fulcio[2], NOT_BEFORE)
-        else:
-            key, signer_pem, chain = kitlib.pki_leaf(*a.pki)
+    key, signer_pem, chain = kitlib.signer(a)
+    if chain is not None:
         annotations["dev.sigstore.cosign/certificate"] = signer_pem.decode()
         annotations["dev.sigstore.cosign/chain"] = chain.decode()
     sig = kitlib.ecdsa_sign(key, payload)

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
+use x509_cert::ext::pkix::name::GeneralName;
 // ---------------------------------------------------------------------------------------------
 // Fulcio
 
@@ -187,18 +188,50 @@ fn fulcio_issuer(c: &Certificate) -> Result<String, String> {
     }
 }
 
-fn san_emails(c: &Certificate) -> Result<Vec<String>, String> {
+/// The SAN names `pick` takes (e-mail addresses, DNS names).
+fn san(c: &Certificate, pick: fn(&GeneralName) -> Option<String>) -> Result<Vec<String>, String> {
     let Some(e) = extension(c, OID_SAN) else { return Ok(Vec::new()) };
     let san = x509_cert::ext::pkix::SubjectAltName::from_der(e.extn_value.as_bytes())
         .map_err(|e| format!("bad subjectAltName: {e}"))?;
-    Ok(san
-        .0
-        .iter()
-        .filter_map(|n| match n {
-            x509_cert::ext::pkix::name::GeneralName::Rfc822Name(s) => Some(s.as_str().to_string()),
-            _ => None,
-        })
-        .collect())
+    Ok(san.0.iter().filter_map(pick).collect())
+}
+
+fn san_emails(c: &Certificate) -> Result<Vec<String>, String> {
+    san(c, |n| match n {
+        GeneralName::Rfc822Name(s) => Some(s.as_str().to_string()),
+        _ => None,
+    })
+}
+
+fn san_dns_names(c: &Certificate) -> Result<Vec<String>, String> {
+    san(c, |n| match n {
+        GeneralName::DnsName(s) => Some(s.as_str().to_string()),
+        _ => None,
+    })
+}
+
+/// The certificate and chain annotations of a `.sig` signature: the leaf's DER and certificate,
+/// and the chain without its last entry (the root: only the policy's roots are trusted for that).
+fn annotated_certificate(
+    annotations: &BTreeMap<String, String>,
+    err: fn(String) -> CosignError,
+) -> Result<(Vec<u8>, Certificate, Vec<Certificate>), CosignError> {
+    let cert_pem = annotations.get(CERTIFICATE_ANNOTATION).ok_or(CosignError::MissingCertificate)?;
+    let mut leaves = pem_certificates(cert_pem.as_bytes()).map_err(|e| err(format!("certificate annotation: {e}")))?;
+    if leaves.len() != 1 {
+        return Err(err(format!("certificate annotation holds {} certificates, not one", leaves.len())));
+    }
+    let (leaf_der, leaf) = leaves.remove(0);
+    let mut chain: Vec<Certificate> = match annotations.get(CHAIN_ANNOTATION) {
+        Some(c) if !c.is_empty() => pem_certificates(c.as_bytes())
+            .map_err(|e| err(format!("chain annotation: {e}")))?
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect(),
+        _ => Vec::new(),
+    };
+    chain.pop();
+    Ok((leaf_der, leaf, chain))
 }
 
 /// `fulcio` + `rekorPublicKey*`: the SET (checked as in [`verify_rekor_set`]) must log this
@@ -219,26 +252,14 @@ pub fn verify_fulcio(
     if !annotations.contains_key(BUNDLE_ANNOTATION) {
         return Err(CosignError::MissingBundle);
     }
-    let cert_pem = annotations.get(CERTIFICATE_ANNOTATION).ok_or(CosignError::MissingCertificate)?;
-    let entry = verify_rekor_set(payload, annotations, rekor_keys)?;
-
-    let mut leaves = pem_certificates(cert_pem.as_bytes()).map_err(|e| f(format!("certificate annotation: {e}")))?;
-    if leaves.len() != 1 {
-        return Err(f(format!("certificate annotation holds {} certificates, not one", leaves.len())));
+    if !annotations.contains_key(CERTIFICATE_ANNOTATION) {
+        return Err(CosignError::MissingCertificate);
     }
-    let (leaf_der, leaf) = leaves.remove(0);
+    let entry = verify_rekor_set(payload, annotations, rekor_keys)?;
+    let (leaf_der, leaf, intermediates) = annotated_certificate(annotations, f)?;
     if leaf_der != entry.signer_der {
         return Err(CosignError::Rekor("the logged certificate is not the signature's certificate".into()));
     }
-    let mut intermediates: Vec<Certificate> = match annotations.get(CHAIN_ANNOTATION) {
-        Some(chain) if !chain.is_empty() => pem_certificates(chain.as_bytes())
-            .map_err(|e| f(format!("chain annotation: {e}")))?
-            .into_iter()
-            .map(|(_, c)| c)
-            .collect(),
-        _ => Vec::new(),
-    };
-    intermediates.pop(); // The last one is the root: only `ca` is trusted for that.
 
     let key = fulcio_key(&leaf, &intermediates, ca, oidc_issuer, subject_email, entry.integrated_time)?;
     let sig = signature_bytes(annotations)?;
@@ -345,20 +366,6 @@ pub(crate) fn pki_key(
     Ok(Key { label: "certificate".into(), ..key })
 }
 
-fn san_dns_names(c: &Certificate) -> Result<Vec<String>, String> {
-    let Some(e) = extension(c, OID_SAN) else { return Ok(Vec::new()) };
-    let san = x509_cert::ext::pkix::SubjectAltName::from_der(e.extn_value.as_bytes())
-        .map_err(|e| format!("bad subjectAltName: {e}"))?;
-    Ok(san
-        .0
-        .iter()
-        .filter_map(|n| match n {
-            x509_cert::ext::pkix::name::GeneralName::DnsName(s) => Some(s.as_str().to_string()),
-            _ => None,
-        })
-        .collect())
-}
-
 /// Go's `VerifyHostname` for DNS names: case-insensitive, a trailing dot ignored, and a SAN
 /// `*.example.com` matching exactly one leftmost label.
 fn hostname_matches(san: &str, host: &str) -> bool {
@@ -370,6 +377,19 @@ fn hostname_matches(san: &str, host: &str) -> bool {
         Some(suffix) => host.split_once('.').is_some_and(|(label, rest)| !label.is_empty() && rest == suffix),
         None => san == host,
     }
+}
+
+/// A `.sig` attachment under a `pki` requirement: the certificate and chain annotations checked
+/// now, then the signature with the certificate's key. No Rekor (the policy cannot ask for it
+/// with `pki`).
+pub fn verify_pki(
+    payload: &[u8],
+    annotations: &BTreeMap<String, String>,
+    trust: &PkiTrust,
+) -> Result<KeyUsed, CosignError> {
+    let (leaf_der, _, chain) = annotated_certificate(annotations, CosignError::Pki)?;
+    let sig = signature_bytes(annotations)?;
+    Ok(verify_message_with_pki(payload, &sig, &leaf_der, &chain, trust)?.used)
 }
 
 #[cfg(test)]
