@@ -24,6 +24,7 @@ pub mod error;
 pub mod fault;
 pub mod fetch;
 pub mod fsutil;
+pub mod health;
 pub mod host;
 pub mod images;
 pub mod imgref;

@@ -218,6 +218,8 @@ fn record(name: &str, manifest: &str) -> Record {
         conversions: Vec::new(),
         kept_host_files: Default::default(),
         verified: None,
+        health_flags: Default::default(),
+        health: None,
         created: 0,
     }
 }

@@ -116,6 +116,7 @@ impl World {
             no_rollback,
             grace: Duration::from_millis(300),
             extract: Default::default(),
+            health: Default::default(),
         }
     }
 

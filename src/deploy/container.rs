@@ -196,6 +196,11 @@ impl Slot {
         self.dir.join(CONFIG)
     }
 
+    /// The deployment's health check, read by the runner (absent: no check).
+    pub fn health(&self) -> PathBuf {
+        self.dir.join(crate::health::FILE)
+    }
+
     pub fn rootfs(&self) -> PathBuf {
         self.dir.join(ROOTFS)
     }

@@ -250,6 +250,8 @@ mod tests {
             conversions: Vec::new(),
             kept_host_files: Default::default(),
             verified: None,
+            health_flags: Default::default(),
+            health: None,
             created: 0,
         }
     }

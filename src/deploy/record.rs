@@ -58,6 +58,12 @@ pub struct Record {
     /// `--insecure-policy`, or by a hoist that did not verify). A rollback re-uses it as it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified: Option<crate::trust::Verified>,
+    /// The `--health-*` flags given to install/update (kept for later updates).
+    #[serde(default, skip_serializing_if = "crate::health::HealthFlags::is_empty")]
+    pub health_flags: crate::health::HealthFlags,
+    /// The health check this deployment runs (also in its `health.json`); none: no check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::health::HealthCheck>,
     /// Unix time of the deployment.
     pub created: u64,
 }

@@ -40,6 +40,8 @@ pub struct InstallOptions {
     pub now: bool,
     /// Limits (and device decision) for layers the checkout has to extract.
     pub extract: ExtractOptions,
+    /// `--health-*` flags.
+    pub health: crate::health::HealthFlags,
 }
 
 #[derive(Debug, Serialize)]
@@ -95,6 +97,7 @@ pub async fn install(
         runtime: runtime.as_deref(),
         seccomp: &opts.seccomp,
         extract: opts.extract,
+        health: &opts.health,
     };
     let mut rec = match prepare_slot(store, img, &spec, progress) {
         Ok(r) => r,

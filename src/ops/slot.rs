@@ -20,6 +20,7 @@ use crate::deploy::seccomp::Seccomp;
 use crate::deploy::values::{self, Inputs, Target, Values};
 use crate::deploy::{bundle, unit};
 use crate::fsutil::{self, IoContext};
+use crate::health::{self, HealthFlags};
 use crate::images;
 use crate::layers::ExtractOptions;
 use crate::progress::Progress;
@@ -38,6 +39,8 @@ struct ExportsManifest {
     installed_files_template: Vec<String>,
     #[serde(default)]
     no_container_service: bool,
+    #[serde(default)]
+    health_check: Option<health::ManifestCheck>,
 }
 
 /// Capability names by number (linux/capability.h), for `$ALL_PROCESS_CAPABILITIES`.
@@ -168,12 +171,14 @@ pub struct SlotSpec<'a> {
     pub seccomp: &'a Seccomp,
     /// Limits and device decision for layers the checkout has to extract.
     pub extract: ExtractOptions,
+    /// The `--health-*` flags, with what earlier deployments kept.
+    pub health: &'a HealthFlags,
 }
 
 /// Prepares deployment `slot` of container `name` from `img`, completely, and returns its
 /// record. `stored` is the record of the deployment being updated (values and UUID carry over).
 pub fn prepare_slot(store: &Store, img: &StoredImage, spec: &SlotSpec<'_>, progress: &Progress) -> Result<Record> {
-    let SlotSpec { container, slot, sets, stored, runtime, seccomp, extract } = *spec;
+    let SlotSpec { container, slot, sets, stored, runtime, seccomp, extract, health: health_flags } = *spec;
     let name = container.name();
     let dest = container.slot(slot);
     let tmp = container.staging(slot);
@@ -238,6 +243,14 @@ pub fn prepare_slot(store: &Store, img: &StoredImage, spec: &SlotSpec<'_>, progr
                 .map_err(|source| OpsError::Bundle { name: name.to_string(), source: Box::new(source) })?;
         let config = rendered.json;
         fsutil::write_atomic(&staged.config(), config.as_bytes(), 0o600)?;
+        let docker_check = store.config_value(&image_manifest).map_err(images::ImagesError::from)?;
+        let check =
+            health::decide(health_flags, manifest.health_check.as_ref(), docker_check["config"].get("Healthcheck"))
+                .map_err(|e| fail(e.to_string()))?;
+        if let Some(hc) = &check {
+            let data = serde_json::to_vec_pretty(hc).map_err(|e| fail(e.to_string()))?;
+            fsutil::write_atomic(&staged.health(), &data, 0o600)?;
+        }
 
         if !manifest.no_container_service {
             let unit_text = unit::render(export(&rootfs, "service.template")?.as_deref(), &values, runtime.is_none())
@@ -273,6 +286,8 @@ pub fn prepare_slot(store: &Store, img: &StoredImage, spec: &SlotSpec<'_>, progr
             has_service: !manifest.no_container_service,
             conversions: rendered.notes,
             verified: img.verified.clone(),
+            health_flags: health_flags.clone(),
+            health: check,
             created: now(),
         };
         staged.save_record(&rec)?;

@@ -38,6 +38,8 @@ pub struct UpdateOptions {
     pub grace: Duration,
     /// Limits (and device decision) for layers the checkout has to extract.
     pub extract: ExtractOptions,
+    /// `--health-*` flags given now (on top of the kept ones).
+    pub health: crate::health::HealthFlags,
 }
 
 /// Which verb switched.
@@ -179,8 +181,13 @@ pub async fn update(
     let cur = cur_slot.n;
     let mut sets = rec.sets.clone();
     sets.extend(opts.sets.clone());
+    let health = opts.health.over(&rec.health_flags);
     let from = rec.manifest.clone();
-    if img.manifest == rec.manifest && sets == rec.sets && img.name.to_string() == rec.image {
+    if img.manifest == rec.manifest
+        && sets == rec.sets
+        && img.name.to_string() == rec.image
+        && health == rec.health_flags
+    {
         return Ok(Switched {
             name: name.into(),
             action: Action::Update,
@@ -211,6 +218,7 @@ pub async fn update(
         runtime: rec.runtime.as_deref(),
         seccomp: &rec.seccomp,
         extract: opts.extract,
+        health: &health,
     };
     prepare_slot(store, img, &spec, progress)?;
     fault("update:prepared");

@@ -9,7 +9,8 @@
 //!    `process.terminal` (a service has no console);
 //! 3. build the container (its init waits for `start`), then block every asynchronous signal;
 //! 4. start it and tell systemd `READY=1` (`Type=notify`: the unit is active once the
-//!    container's process runs);
+//!    container's process runs) — or, with a health check in the bundle's `health.json`, once
+//!    the first check passes ([`health`]);
 //! 5. forward every signal to the container's init, reap children until the init exits;
 //! 6. delete the container (kills stragglers, removes its cgroup and state);
 //! 7. exit with the container's exit code, or die of the same signal it died of, so systemd
@@ -18,6 +19,8 @@
 //! The container inherits the runner's stdout/stderr: the unit's journal stream.
 
 pub mod cgroup;
+pub mod exec;
+mod health;
 pub mod notify;
 
 use std::fs;
@@ -79,6 +82,11 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, RunnerError> {
     fsutil::ensure_dir(&containers, 0o700).map_err(io)?;
     clean_stale(name, &containers.join(name));
 
+    let check = crate::health::HealthCheck::load(&opts.bundle).map_err(|e| RunnerError::Spec {
+        name: name.to_string(),
+        bundle: opts.bundle.clone(),
+        reason: e.to_string(),
+    })?;
     let (runtime_bundle, place) = prepare_bundle(opts)?;
     let lc = |step| move |source| RunnerError::Container { name: name.to_string(), step, source: Box::new(source) };
     let mut container = ContainerBuilder::new(name.to_string(), SyscallType::default())
@@ -108,6 +116,10 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, RunnerError> {
             bundle: opts.bundle.clone(),
             reason: "container has no init process".into(),
         })?;
+        if let Some(hc) = &check {
+            let seccomp = exec::seccomp_of(&runtime_bundle.join("config.json"));
+            return health::supervise(name, init, &mask, hc, &opts.state_root, seccomp).map_err(sys("wait"));
+        }
         if let Err(e) = notify::notify(&format!("READY=1\nSTATUS=container {name} running (pid {init})")) {
             log(name, &format!("cannot notify systemd: {e}"));
         }

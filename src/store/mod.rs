@@ -184,6 +184,15 @@ impl Store {
             .map_err(|e| StoreError::Corrupt { path: self.blob_path(&d), reason: format!("image config: {e}") })
     }
 
+    /// An image's config as plain JSON (for what `ImageConfiguration` does not model, such as
+    /// Docker's `Healthcheck`).
+    pub fn config_value(&self, manifest: &ImageManifest) -> Result<serde_json::Value> {
+        let d: Digest = parse_digest(manifest.config().digest().as_ref(), &self.layout.store())?;
+        let data = self.read_blob(&d)?;
+        serde_json::from_slice(&data)
+            .map_err(|e| StoreError::Corrupt { path: self.blob_path(&d), reason: format!("image config: {e}") })
+    }
+
     /// The diff_ids of an image (its config's `rootfs.diff_ids`), checked one to one against its
     /// layers: the keys of its layers in the shared layer area.
     pub fn diff_ids(&self, manifest: &ImageManifest) -> Result<Vec<Digest>> {

@@ -1,0 +1,176 @@
+//! Tier 3: health checks run by the runner under a real, throwaway systemd (the testbed):
+//! READY only after the first passing check, a start that never becomes healthy fails, a slow
+//! start survives `TimeoutStartSec` through EXTEND_TIMEOUT_USEC, a container that turns
+//! unhealthy is stopped (or only reported), a check that hangs is killed with its process tree,
+//! and no unit or timer besides the service exists. Then the same from an image: the Docker
+//! `Healthcheck` of an image config and `--health-cmd`, through `hoist install`.
+
+mod common;
+
+use common::testbed::Testbed;
+use common::*;
+use serde_json::{Value, json};
+
+/// A runner unit `name` running `script` (busybox, read-only root, /dev a tmpfs) with `check`
+/// as its health.json and `extra` lines in its [Service] section.
+fn unit_with_check(tb: &Testbed, name: &str, script: &str, check: Value, extra: &str) {
+    tb.unit(name, script);
+    let mut hc = json!({"test": ["/bin/sh", "-c", "test -e /dev/ok"], "intervalMs": 300, "timeoutMs": 2000,
+        "startPeriodMs": 0, "startIntervalMs": 200, "retries": 2, "onFailure": "kill", "origin": "test"});
+    hc.as_object_mut().unwrap().extend(check.as_object().unwrap().clone());
+    tb.ok(&format!(
+        "cat > /var/lib/hoist/bundles/{name}/health.json <<'EOH'\n{hc}\nEOH\n\
+         mkdir -p /etc/systemd/system/{name}.service.d\n\
+         printf '[Service]\\n{extra}\\n' > /etc/systemd/system/{name}.service.d/test.conf\n\
+         systemctl daemon-reload"
+    ));
+}
+
+fn state(tb: &Testbed, name: &str) -> Value {
+    serde_json::from_str(&tb.ok(&format!("cat /run/hoist/health/{name}.json"))).unwrap()
+}
+
+#[test]
+fn readiness_and_failure_actions() {
+    if !common::privileged("health::readiness_and_failure_actions") {
+        return;
+    }
+    let tb = Testbed::up("unified");
+
+    // Healthy after about a second: the start job waits for it.
+    // (Failures inside the 5 s start period do not count.)
+    unit_with_check(
+        &tb,
+        "late",
+        "sleep 1; echo now ok; touch /dev/ok; exec sleep 1000",
+        json!({"startPeriodMs": 5000}),
+        "",
+    );
+    tb.ok("systemctl start late");
+    assert_eq!(tb.prop("late", "ActiveState"), "active");
+    assert_eq!(tb.prop("late", "StatusText"), "healthy");
+    let j = tb.journal("late");
+    let (ok_at, ready_at) = (j.find("now ok").unwrap(), j.find("health check passed: healthy").unwrap());
+    assert!(ok_at < ready_at, "READY came after the container became healthy:\n{j}");
+    let st = state(&tb, "late");
+    assert_eq!(
+        (st["status"].as_str(), st["failingStreak"].as_u64(), st["lastExit"].as_i64()),
+        (Some("healthy"), Some(0), Some(0))
+    );
+    assert_eq!(st["command"], "test -e /dev/ok");
+    // Nothing but the service: no timers, no transient units.
+    let units = tb
+        .ok("systemctl list-units --all --no-legend --plain --type=service,timer,scope,socket,path | awk '{print $1}' | grep -E 'late|hoist|health' || true");
+    assert_eq!(units.trim(), "late.service");
+
+    // Never healthy: the start fails, with the check's output in the journal.
+    unit_with_check(
+        &tb,
+        "never",
+        "exec sleep 1000",
+        json!({"test": ["/bin/sh", "-c", "echo not yet >&2; exit 3"]}),
+        "",
+    );
+    let o = tb.sh("systemctl start never");
+    assert!(!o.status.success(), "the start job fails");
+    assert_eq!(tb.prop("never", "ActiveState"), "failed");
+    assert_eq!(tb.prop("never", "ExecMainStatus"), "1");
+    let j = tb.journal("never");
+    assert!(j.contains("health check failed (exit 3): not yet"), "{j}");
+    assert!(j.contains("never became healthy (2 failures after the start period): stopping: not yet"), "{j}");
+    tb.ok("test ! -e /run/hoist/health/never.json && test ! -e /run/hoist/containers/never");
+
+    // A start slower than TimeoutStartSec=2s, inside its 8 s start period: EXTEND_TIMEOUT_USEC.
+    unit_with_check(
+        &tb,
+        "slow",
+        "sleep 4; touch /dev/ok; exec sleep 1000",
+        json!({"startPeriodMs": 8000, "startIntervalMs": 500, "timeoutMs": 1000}),
+        "TimeoutStartSec=2s",
+    );
+    tb.ok("systemctl start slow");
+    assert_eq!(tb.prop("slow", "ActiveState"), "active");
+    assert_eq!(tb.prop("slow", "StatusText"), "healthy");
+
+    // Healthy, then not: kill stops the container and the runner exits 1 (Restart= decides).
+    unit_with_check(
+        &tb,
+        "turns",
+        "trap 'exit 0' TERM; touch /dev/ok; sleep 2; rm /dev/ok; echo broken now; while :; do sleep 1 & wait; done",
+        json!({}),
+        "",
+    );
+    tb.ok("systemctl start turns");
+    wait_for("the unhealthy unit to fail", 20, || (tb.prop("turns", "ActiveState") == "failed").then_some(()));
+    assert_eq!(tb.prop("turns", "ExecMainStatus"), "1");
+    assert!(tb.journal("turns").contains("unhealthy (2 failures): stopping the container"));
+
+    // … or, with onFailure none, is only reported.
+    unit_with_check(
+        &tb,
+        "report",
+        "touch /dev/ok; sleep 2; rm /dev/ok; exec sleep 1000",
+        json!({"onFailure": "none"}),
+        "",
+    );
+    tb.ok("systemctl start report");
+    wait_for("the status to say unhealthy", 20, || {
+        tb.prop("report", "StatusText").starts_with("unhealthy (2 failures)").then_some(())
+    });
+    assert_eq!(tb.prop("report", "ActiveState"), "active");
+    assert_eq!(state(&tb, "report")["status"], "unhealthy");
+
+    // A check that hangs is killed at its timeout with everything it started.
+    unit_with_check(
+        &tb,
+        "hang",
+        "exec sleep 1000",
+        json!({"test": ["/bin/sh", "-c", "sleep 301 & sleep 302"], "timeoutMs": 500, "retries": 1}),
+        "",
+    );
+    assert!(!tb.sh("systemctl start hang").status.success());
+    assert!(tb.journal("hang").contains("health check failed (no exit status): timed out after 500ms"));
+    wait_for("the check's processes to be gone", 10, || {
+        tb.sh("pgrep -f 'sleep 30[12]'").stdout.is_empty().then_some(())
+    });
+}
+
+#[test]
+fn checks_from_the_image_and_from_flags() {
+    if !common::privileged("health::checks_from_the_image_and_from_flags") {
+        return;
+    }
+    let tb = Testbed::up("unified");
+    let img = fixture("hello/image-health.json", "hello-health");
+    tb.ok(&format!("hoist -q pull oci-archive:{}", img.display()));
+    // The image config's Healthcheck (CMD-SHELL, 1 s interval, 2 retries).
+    tb.ok("hoist -q install --now --name hc hello-health");
+    assert_eq!(tb.prop("hc", "StatusText"), "healthy");
+    let rec: Value = serde_json::from_str(&tb.ok("cat /var/lib/hoist/containers/hc/current/health.json")).unwrap();
+    assert_eq!(rec["test"], json!(["/bin/sh", "-c", "busybox nc 127.0.0.1 8081 </dev/null | grep -q Hi"]));
+    assert_eq!(
+        (rec["intervalMs"].as_u64(), rec["retries"].as_u64(), rec["origin"].as_str()),
+        (Some(1000), Some(2), Some("image config"))
+    );
+    // --health-cmd wins, is kept by an update, and --no-healthcheck turns it off.
+    tb.ok("hoist -q install --now --name flagged --set PORT=8082 --health-cmd 'test -e /etc/hello-version' --health-interval 2s hello-health");
+    let hc: Value = serde_json::from_str(&tb.ok("cat /var/lib/hoist/containers/flagged/current/health.json")).unwrap();
+    assert_eq!((hc["origin"].as_str(), hc["intervalMs"].as_u64()), (Some("--health-cmd"), Some(2000)));
+    assert_eq!(tb.prop("flagged", "StatusText"), "healthy");
+    tb.ok("hoist -q update --no-pull --health-retries 5 flagged");
+    let hc: Value = serde_json::from_str(&tb.ok("cat /var/lib/hoist/containers/flagged/current/health.json")).unwrap();
+    assert_eq!(
+        (hc["origin"].as_str(), hc["intervalMs"].as_u64(), hc["retries"].as_u64()),
+        (Some("--health-cmd"), Some(2000), Some(5))
+    );
+    tb.ok("hoist -q update --no-pull --no-healthcheck flagged");
+    tb.ok("test ! -e /var/lib/hoist/containers/flagged/current/health.json");
+    assert!(tb.prop("flagged", "StatusText").starts_with("container flagged running"));
+    // A bad flag is a usage error naming it, before anything is done.
+    let o = tb.sh("hoist install --name bad --health-interval soon hello-health");
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr).trim(),
+        "hoist: health check from --health-interval: \"soon\" is not a duration (like 30s, 1m30s, 500ms)"
+    );
+}
