@@ -143,6 +143,15 @@ fn checks_from_the_image_and_from_flags() {
     let tb = Testbed::up("unified");
     let img = fixture("hello/image-health.json", "hello-health");
     tb.ok(&format!("hoist -q pull oci-archive:{}", img.display()));
+    // `images info` shows the check the image brings.
+    assert!(tb.ok("hoist images info hello-health").contains(
+        "Health:   busybox nc 127.0.0.1 8081 </dev/null | grep -q Hi (every 1s, timeout 30s, start period 5s, 2 retries, on failure kill; from image config)\n"
+    ));
+    let info: Value = serde_json::from_str(&tb.ok("hoist --json images info hello-health")).unwrap();
+    assert_eq!(
+        (info["health_check"]["intervalMs"].as_u64(), info["health_check"]["origin"].as_str()),
+        (Some(1000), Some("image config"))
+    );
     // The image config's Healthcheck (CMD-SHELL, 1 s interval, 2 retries).
     tb.ok("hoist -q install --now --name hc hello-health");
     assert_eq!(tb.prop("hc", "StatusText"), "healthy");

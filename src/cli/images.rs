@@ -157,6 +157,19 @@ fn info(ctx: &Ctx, image: &str, registry: &RegistryArgs) -> Result<()> {
     if let Some(c) = &i.created {
         println!("Created:  {c}");
     }
+    match &i.health_check {
+        Some(h) => println!(
+            "Health:   {} (every {:?}, timeout {:?}, start period {:?}, {} retries, on failure {}; from {})",
+            h.command(),
+            h.interval(),
+            h.timeout(),
+            h.start_period(),
+            h.retries,
+            h.on_failure,
+            h.origin
+        ),
+        None => println!("Health:   no check"),
+    }
     println!("Labels:{}", if i.labels.is_empty() { " none" } else { "" });
     for (k, v) in &i.labels {
         println!("  {k}={v}");

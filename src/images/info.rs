@@ -48,6 +48,9 @@ pub struct ImageInfo {
     /// Template files present under `/exports`.
     pub templates: Vec<String>,
     pub variables: Variables,
+    /// The health check the image brings (its `/exports/manifest.json` `healthCheck`, else its
+    /// config's Docker `Healthcheck`); null: none.
+    pub health_check: Option<crate::health::HealthCheck>,
 }
 
 /// Largest `/exports` file hoist reads (templates, manifest.json, templated host files).
@@ -143,9 +146,16 @@ pub fn info(store: &Store, query: &str, extract: &ExtractOptions) -> Result<Imag
         }
     }
     let mut defaults = BTreeMap::new();
+    let mut manifest_check = None;
     if let Some(text) = read("exports/manifest.json")? {
         let m: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| bad(format!("/exports/manifest.json: {e}")))?;
+        if let Some(hc) = m.get("healthCheck") {
+            manifest_check = Some(
+                serde_json::from_value::<crate::health::ManifestCheck>(hc.clone())
+                    .map_err(|e| bad(format!("/exports/manifest.json healthCheck: {e}")))?,
+            );
+        }
         if let Some(obj) = m.get("defaultValues").and_then(|v| v.as_object()) {
             for (k, v) in obj {
                 let v = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
@@ -170,6 +180,13 @@ pub fn info(store: &Store, query: &str, extract: &ExtractOptions) -> Result<Imag
     }
     let builtin = |v: &str| FORCED_VARIABLES.contains(&v) || OVERRIDABLE_VARIABLES.contains(&v);
     let required = used.iter().filter(|v| !defaults.contains_key(*v) && !builtin(v)).cloned().collect();
+    let raw = store.config_value(&manifest)?;
+    let health_check = crate::health::decide(
+        &crate::health::HealthFlags::default(),
+        manifest_check.as_ref(),
+        raw["config"].get("Healthcheck"),
+    )
+    .map_err(|e| bad(e.to_string()))?;
     Ok(ImageInfo {
         name: img.name.to_string(),
         digest: img.manifest,
@@ -185,5 +202,6 @@ pub fn info(store: &Store, query: &str, extract: &ExtractOptions) -> Result<Imag
             used: used.into_iter().collect(),
             json_text: json_text.into_iter().collect(),
         },
+        health_check,
     })
 }
