@@ -161,6 +161,19 @@ fn checks_from_the_image_and_from_flags() {
         (rec["intervalMs"].as_u64(), rec["retries"].as_u64(), rec["origin"].as_str()),
         (Some(1000), Some(2), Some("image config"))
     );
+    // status and list show it.
+    let st: Value = serde_json::from_str(&tb.ok("hoist --json status hc")).unwrap();
+    assert_eq!((st["health"].as_str(), st["health_state"]["status"].as_str()), (Some("healthy"), Some("healthy")));
+    assert_eq!(
+        (st["health_state"]["lastExit"].as_i64(), st["health_check"]["origin"].as_str()),
+        (Some(0), Some("image config"))
+    );
+    assert!(
+        tb.ok("hoist status hc")
+            .contains("  health:      healthy (check `busybox nc 127.0.0.1 8081 </dev/null | grep -q Hi`, every 1s)\n")
+    );
+    let list = tb.ok("hoist list");
+    assert!(list.lines().any(|l| l.starts_with("hc ") && l.contains(" running (healthy) ")), "{list}");
     // --health-cmd wins, is kept by an update, and --no-healthcheck turns it off.
     tb.ok("hoist -q install --now --name flagged --set PORT=8082 --health-cmd 'test -e /etc/hello-version' --health-interval 2s hello-health");
     let hc: Value = serde_json::from_str(&tb.ok("cat /var/lib/hoist/containers/flagged/current/health.json")).unwrap();
@@ -182,4 +195,48 @@ fn checks_from_the_image_and_from_flags() {
         String::from_utf8_lossy(&o.stderr).trim(),
         "hoist: health check from --health-interval: \"soon\" is not a duration (like 30s, 1m30s, 500ms)"
     );
+}
+
+/// `hoist update` judges a deployment with a check by its health: a new deployment that never
+/// becomes healthy is rolled back (the old one keeps serving), with the check's output quoted;
+/// one that turns unhealthy within the grace period (`onFailure: none`, so it keeps running)
+/// is rolled back too.
+#[test]
+fn updates_are_judged_by_health() {
+    if !common::privileged("health::updates_are_judged_by_health") {
+        return;
+    }
+    let tb = Testbed::up("unified");
+    let img = fixture("hello/image-health.json", "hello-health");
+    tb.ok(&format!("hoist -q pull oci-archive:{}", img.display()));
+    tb.ok("hoist -q install --now --name up hello-health");
+    assert_eq!(tb.hello_says("hello to answer"), "Hi world (v1)");
+    let st: Value = serde_json::from_str(&tb.ok("hoist --json status up")).unwrap();
+    assert_eq!(st["deployment"], 0);
+
+    let o = tb.sh("hoist update --no-pull --health-cmd 'echo no db >&2; exit 1' --health-retries 1 up");
+    assert_eq!(o.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.starts_with("hoist: up: update to "), "{e}");
+    assert!(e.contains("; rolled back to "), "{e}");
+    assert!(
+        e.contains("hoist-runner[up]: never became healthy (1 failures after the start period): stopping: no db"),
+        "{e}"
+    );
+    let st: Value = serde_json::from_str(&tb.ok("hoist --json status up")).unwrap();
+    assert_eq!((st["deployment"].as_u64(), st["health"].as_str()), (Some(0), Some("healthy")));
+    assert_eq!(st["health_check"]["origin"], "image config", "the failed update's flags are not kept");
+    assert_eq!(tb.hello_says("the old deployment to answer again"), "Hi world (v1)");
+
+    // Healthy at first, unhealthy within the grace period.
+    let o = tb.sh("hoist update --no-pull --grace 8 --health-cmd 'test ! -e /tmp/second && touch /tmp/second' \
+         --health-interval 300ms --health-retries 2 --health-on-failure none up");
+    assert_eq!(o.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("the health check `test ! -e /tmp/second && touch /tmp/second` failed 2 time(s) in a row within the grace period"),
+        "{e}"
+    );
+    let st: Value = serde_json::from_str(&tb.ok("hoist --json status up")).unwrap();
+    assert_eq!((st["deployment"].as_u64(), st["health"].as_str()), (Some(0), Some("healthy")));
 }

@@ -46,7 +46,10 @@ pub fn list(ctx: &Ctx, args: ListArgs) -> Result<()> {
                 r.image.clone(),
                 digest,
                 r.deployment.map(|d| d.to_string()).unwrap_or_else(|| "-".into()),
-                r.state.to_string(),
+                match &r.health {
+                    Some(h) => format!("{} ({h})", r.state),
+                    None => r.state.to_string(),
+                },
                 r.runtime.clone(),
             ]
         })
@@ -92,6 +95,24 @@ pub fn status(ctx: &Ctx, args: StatusArgs) -> Result<()> {
         }
         if u.n_restarts > 0 {
             println!("  restarts:    {}", u.n_restarts);
+        }
+    }
+    match (&st.health_check, &st.health_state) {
+        (None, _) => {}
+        (Some(c), None) => println!("  health:      check `{}` (not running)", c.command()),
+        (Some(c), Some(h)) => {
+            println!("  health:      {} (check `{}`, every {:?})", h.status, c.command(), c.interval());
+            if h.failing_streak > 0 {
+                println!("  failing:     {} in a row", h.failing_streak);
+            }
+            if let Some(t) = h.last_check {
+                let exit = h.last_exit.map(|c| format!("exit {c}")).unwrap_or_else(|| "no exit status".into());
+                let first = h.last_output.lines().next().unwrap_or("");
+                println!(
+                    "  last check:  {t} (unix time), {exit}{}",
+                    if first.is_empty() { String::new() } else { format!(": {first}") }
+                );
+            }
         }
     }
     for f in &st.host_files {

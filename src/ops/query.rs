@@ -19,6 +19,8 @@ pub struct ContainerSummary {
     /// Current deployment slot (0 or 1).
     pub deployment: Option<u8>,
     pub state: State,
+    /// With a health check, while running: `starting`, `healthy` or `unhealthy`.
+    pub health: Option<String>,
     pub runtime: String,
 }
 
@@ -34,6 +36,10 @@ pub struct ContainerStatus {
     pub deployments: Vec<(u8, String)>,
     pub host_files: Vec<String>,
     pub values: std::collections::BTreeMap<String, String>,
+    /// The current deployment's check (null: none).
+    pub health_check: Option<crate::health::HealthCheck>,
+    /// What the runner last found (null: no check, or not running).
+    pub health_state: Option<crate::runner::HealthState>,
 }
 
 /// The state hoist reports for a container (`--json`: `running`, `inactive`, `failed`,
@@ -86,7 +92,13 @@ pub fn names(layout: &Layout) -> Vec<String> {
     container::installed(layout)
 }
 
-fn summary(name: &str, rec: Option<&Record>, slot: Option<u8>, unit: Option<&UnitStatus>) -> ContainerSummary {
+fn summary(
+    layout: &Layout,
+    name: &str,
+    rec: Option<&Record>,
+    slot: Option<u8>,
+    unit: Option<&UnitStatus>,
+) -> ContainerSummary {
     let state = match (rec, unit) {
         (Some(r), _) if !r.has_service => State::NoService,
         (_, Some(u)) => State::of(u),
@@ -97,6 +109,12 @@ fn summary(name: &str, rec: Option<&Record>, slot: Option<u8>, unit: Option<&Uni
         image: rec.map(|r| r.image.clone()).unwrap_or_else(|| "?".into()),
         digest: rec.map(|r| r.manifest.clone()),
         deployment: slot,
+        health: match state {
+            State::Running | State::Activating => {
+                crate::runner::health_state(layout.run_root(), name).map(|h| h.status)
+            }
+            _ => None,
+        },
         state,
         runtime: rec.and_then(|r| r.runtime.clone()).unwrap_or_else(|| "hoist".into()),
     }
@@ -117,7 +135,7 @@ pub async fn list(layout: &Layout, sd: Option<&Systemd>) -> Vec<ContainerSummary
             Some(sd) => sd.status(&c.unit_name()).await.ok(),
             None => None,
         };
-        out.push(summary(c.name(), rec.as_ref(), slot, unit.as_ref()));
+        out.push(summary(layout, c.name(), rec.as_ref(), slot, unit.as_ref()));
     }
     out
 }
@@ -133,7 +151,11 @@ pub async fn status(layout: &Layout, sd: &Systemd, name: &str) -> Result<Contain
         }
     }
     Ok(ContainerStatus {
-        summary: summary(name, rec.as_ref(), slot, unit.as_ref()),
+        summary: summary(layout, name, rec.as_ref(), slot, unit.as_ref()),
+        health_check: rec.as_ref().and_then(|r| r.health.clone()),
+        health_state: crate::runner::health_state(layout.run_root(), name).filter(|_| {
+            unit.as_ref().is_some_and(|u| State::of(u) != State::Inactive && State::of(u) != State::Failed)
+        }),
         source: rec.as_ref().and_then(|r| r.source.clone()),
         verified: rec.as_ref().and_then(|r| r.verified.clone()),
         unit,

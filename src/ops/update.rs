@@ -137,8 +137,15 @@ pub(super) async fn switch(sd: &Systemd, host: &Host, c: &Container, from: &Reco
     Ok(Switch { to, kept })
 }
 
-/// Restarts and judges: job result, then the grace period.
-async fn restart_and_check(sd: &Systemd, unit: &str, grace: Duration) -> std::result::Result<(), String> {
+/// Restarts and judges: job result (with a health check, systemd's start job ends only when the
+/// first check passed, or fails when it never does), then the grace period, in which a health
+/// check (`health`: the runtime state root and container name) must not report `unhealthy`.
+async fn restart_and_check(
+    sd: &Systemd,
+    unit: &str,
+    grace: Duration,
+    health: Option<(&std::path::Path, &str)>,
+) -> std::result::Result<(), String> {
     sd.restart(unit).await.map_err(|e| e.to_string())?;
     let before = sd.status(unit).await.map_err(|e| e.to_string())?;
     let deadline = tokio::time::Instant::now() + grace;
@@ -148,6 +155,15 @@ async fn restart_and_check(sd: &Systemd, unit: &str, grace: Duration) -> std::re
             return Err(format!(
                 "the service is {} ({}, exit status {}) after the restart",
                 st.active_state, st.result, st.exec_main_status
+            ));
+        }
+        if let Some((root, name)) = health
+            && let Some(h) = crate::runner::health_state(root, name).filter(|h| h.status == "unhealthy")
+        {
+            let first = h.last_output.lines().next().unwrap_or("").to_string();
+            return Err(format!(
+                "the health check `{}` failed {} time(s) in a row within the grace period: {first}",
+                h.command, h.failing_streak
             ));
         }
         if st.n_restarts > before.n_restarts || st.main_pid != before.main_pid {
@@ -247,7 +263,8 @@ pub async fn update(
     // Switched; not committed until judged healthy.
     txn::begin(&c, &Txn { op: Op::Judge, from: Some(cur), to: Some(other), was_running })?;
     fault("update:switched");
-    if let Err(reason) = restart_and_check(sd, &unit, opts.grace).await {
+    let health = new.health.as_ref().map(|_| (store.layout().run_root(), name));
+    if let Err(reason) = restart_and_check(sd, &unit, opts.grace, health).await {
         fault("update:judged");
         out.journal = host.journal_tail(&unit, 10);
         out.reason = Some(reason);

@@ -31,7 +31,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use oci_spec::runtime::LinuxSeccomp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Outcome, exec, log, notify};
 use crate::health::{HealthCheck, OnFailure};
@@ -49,15 +49,26 @@ pub fn state_file(state_root: &Path, name: &str) -> PathBuf {
     state_root.join("health").join(format!("{name}.json"))
 }
 
-#[derive(Serialize)]
+/// A running container's health, as the runner last wrote it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct State<'a> {
-    status: &'a str,
-    failing_streak: u32,
-    last_check: Option<u64>,
-    last_exit: Option<i32>,
-    last_output: &'a str,
-    command: String,
+pub struct HealthState {
+    /// `starting`, `healthy` or `unhealthy`.
+    pub status: String,
+    pub failing_streak: u32,
+    /// Unix seconds of the last check.
+    pub last_check: Option<u64>,
+    pub last_exit: Option<i32>,
+    pub last_output: String,
+    pub command: String,
+}
+
+/// The health state of running container `name` (None: no check, or not running).
+pub fn read_state(state_root: &Path, name: &str) -> Option<HealthState> {
+    if crate::deploy::name::validate(name).is_err() {
+        return None;
+    }
+    serde_json::from_slice(&std::fs::read(state_file(state_root, name)).ok()?).ok()
 }
 
 struct Running {
@@ -323,13 +334,16 @@ impl Monitor<'_> {
                     }
                 }
             }
-            let status = if self.ready || self.streak > 0 {
-                format!("unhealthy ({} failures): {first_line}", self.streak)
+            // Unhealthy only at `retries` failures in a row, as Docker counts.
+            let (state, status) = if self.streak >= self.hc.retries {
+                ("unhealthy", format!("unhealthy ({} failures): {first_line}", self.streak))
+            } else if self.ready {
+                ("healthy", format!("healthy ({} of {} failures): {first_line}", self.streak, self.hc.retries))
             } else {
-                format!("starting: health check failed: {first_line}")
+                ("starting", format!("starting: health check failed: {first_line}"))
             };
             self.send(&format!("STATUS={status}"));
-            self.write_state(if self.ready || self.streak > 0 { "unhealthy" } else { "starting" });
+            self.write_state(state);
         }
         let wait = if self.ready { self.hc.interval() } else { self.hc.start_interval() };
         self.next = now + wait;
@@ -361,12 +375,12 @@ impl Monitor<'_> {
     }
 
     fn write_state(&self, status: &str) {
-        let state = State {
-            status,
+        let state = HealthState {
+            status: status.to_string(),
             failing_streak: self.streak,
             last_check: self.last_check,
             last_exit: self.last_exit,
-            last_output: &self.last_output,
+            last_output: self.last_output.clone(),
             command: self.hc.command(),
         };
         let path = state_file(self.state_root, self.name);

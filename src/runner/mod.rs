@@ -21,6 +21,7 @@
 pub mod cgroup;
 pub mod exec;
 mod health;
+pub use health::{HealthState, read_state as health_state};
 pub mod notify;
 
 use std::fs;
