@@ -239,4 +239,28 @@ fn updates_are_judged_by_health() {
     );
     let st: Value = serde_json::from_str(&tb.ok("hoist --json status up")).unwrap();
     assert_eq!((st["deployment"].as_u64(), st["health"].as_str()), (Some(0), Some("healthy")));
+
+    // kill -9 of hoist while it judges a healthy new deployment: the next command repairs it
+    // like any crash before the verdict, back to deployment 0, serving and healthy.
+    tb.ok("setsid -f sh -c 'exec hoist -q update --no-pull --grace 120 --health-interval 400ms up >/dev/null 2>&1'");
+    wait_for("the update to be judging deployment 1", 30, || {
+        let judging = tb.sh("test \"$(readlink /var/lib/hoist/containers/up/current)\" = 1 && test -e /var/lib/hoist/containers/up/txn && grep -q '\"healthy\"' /run/hoist/health/up.json");
+        judging.status.success().then_some(())
+    });
+    // (`[h]`: the pattern must not match this shell's own command line.)
+    tb.ok("pkill -9 -f '[h]oist -q update'");
+    wait_for("the killed hoist to be gone", 10, || {
+        tb.sh("pgrep -f '[h]oist -q update'").stdout.is_empty().then_some(())
+    });
+    tb.ok("hoist -q list >/dev/null"); // repairs
+    tb.ok("test ! -e /var/lib/hoist/containers/up/txn");
+    assert_eq!(tb.ok("readlink /var/lib/hoist/containers/up/current").trim(), "0");
+    let st: Value = serde_json::from_str(&tb.ok("hoist --json status up")).unwrap();
+    assert_eq!((st["deployment"].as_u64(), st["state"].as_str()), (Some(0), Some("running")));
+    assert_eq!(st["health_check"]["intervalMs"], 1000, "deployment 0's own check");
+    wait_for("deployment 0 to be healthy again", 20, || {
+        let st: Value = serde_json::from_str(&tb.ok("hoist --json status up")).unwrap();
+        (st["health"] == "healthy").then_some(())
+    });
+    assert_eq!(tb.hello_says("deployment 0 to answer after the repair"), "Hi world (v1)");
 }
