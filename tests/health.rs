@@ -188,6 +188,20 @@ fn checks_from_the_image_and_from_flags() {
     tb.ok("hoist -q update --no-pull --no-healthcheck flagged");
     tb.ok("test ! -e /var/lib/hoist/containers/flagged/current/health.json");
     assert!(tb.prop("flagged", "StatusText").starts_with("container flagged running"));
+    // A Docker-format image (skopeo's docker-archive: Docker schema 2 manifest, Docker config)
+    // brings its Healthcheck the same way.
+    let dir = tempfile::tempdir_in(repo().join("target")).unwrap();
+    let docker = dir.path().join("hello-docker.tar");
+    let o = std::process::Command::new("skopeo")
+        .args(["copy", "--quiet", &format!("oci-archive:{}", img.display())])
+        .arg(format!("docker-archive:{}:hello-docker:1", docker.display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    tb.ok(&format!("hoist -q install --now --name dock --set PORT=8083 docker-archive:{}", docker.display()));
+    let hc: Value = serde_json::from_str(&tb.ok("cat /var/lib/hoist/containers/dock/current/health.json")).unwrap();
+    assert_eq!((hc["origin"].as_str(), hc["intervalMs"].as_u64()), (Some("image config"), Some(1000)));
+    assert_eq!(tb.prop("dock", "StatusText"), "healthy");
     // A bad flag is a usage error naming it, before anything is done.
     let o = tb.sh("hoist install --name bad --health-interval soon hello-health");
     assert_eq!(o.status.code(), Some(2));
