@@ -294,14 +294,20 @@ fn smaps(pid: u32) -> (f64, f64, f64) {
     (kb("Rss:") / 1024.0, kb("Pss:") / 1024.0, (kb("Private_Clean:") + kb("Private_Dirty:")) / 1024.0)
 }
 
-/// 6. Memory of the process kept beside each running container (two containers of each kind).
+/// 6. Memory of the process kept beside each running container (two containers of each kind),
+///    and of hoist's runner running a health check every second.
 pub fn memory(env: &Env, images: &Images, reg: &Registry) -> Vec<Figure> {
     let b = bundle(env, images, "bb-sleep", &["/bin/sleep", "1000"]);
+    let hc = bundle(env, images, "bb-sleep-hc", &["/bin/sleep", "1000"]);
+    let check = serde_json::json!({"test": ["/bin/true"], "intervalMs": 1000, "timeoutMs": 5000, "startPeriodMs": 0,
+        "startIntervalMs": 1000, "retries": 3, "onFailure": "none", "origin": "bench"});
+    fs::write(hc.join("health.json"), check.to_string()).unwrap();
     let state = env.work.join("state");
     let mut children: Vec<(String, Child)> = Vec::new();
-    for rt in ["hoist", "runc", "crun"] {
+    for rt in ["hoist", "hoist-hc", "runc", "crun"] {
         for n in 0..2 {
-            let mut c = run_bundle(env, rt, &b, &state.join(rt), &format!("bb-sleep-{n}"));
+            let (runtime, bundle) = if rt == "hoist-hc" { ("hoist", &hc) } else { (rt, &b) };
+            let mut c = run_bundle(env, runtime, bundle, &state.join(rt), &format!("bb-sleep-{n}"));
             let child = c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
             children.push((rt.to_string(), child));
         }
@@ -326,16 +332,22 @@ pub fn memory(env: &Env, images: &Images, reg: &Registry) -> Vec<Figure> {
             env.podman(&pod).args(["inspect", "-f", "{{.State.ConmonPid}}", &format!("sleep{n}")]).output().unwrap();
         conmons.push(String::from_utf8_lossy(&out.stdout).trim().parse::<u32>().unwrap());
     }
-    std::thread::sleep(Duration::from_millis(1500));
-    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); 4];
-    let names: Vec<String> =
-        vec!["hoist runner".into(), "runc run".into(), "crun run".into(), "conmon (podman)".into()];
+    // Long enough for a few health checks.
+    std::thread::sleep(Duration::from_millis(3500));
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); 5];
+    let names: Vec<String> = vec![
+        "hoist runner".into(),
+        "hoist runner, 1 s health check".into(),
+        "runc run".into(),
+        "crun run".into(),
+        "conmon (podman)".into(),
+    ];
     for (rt, child) in &children {
-        let i = ["hoist", "runc", "crun"].iter().position(|r| r == rt).unwrap();
+        let i = ["hoist", "hoist-hc", "runc", "crun"].iter().position(|r| r == rt).unwrap();
         samples[i].push(smaps(child.id()).2);
     }
     for pid in &conmons {
-        samples[3].push(smaps(*pid).2);
+        samples[4].push(smaps(*pid).2);
     }
     let rss: Vec<(f64, f64)> = children.iter().map(|(_, c)| smaps(c.id())).map(|(r, p, _)| (r, p)).collect();
     let conmon_rss: Vec<(f64, f64)> = conmons.iter().map(|p| smaps(*p)).map(|(r, p, _)| (r, p)).collect();
@@ -353,7 +365,7 @@ pub fn memory(env: &Env, images: &Images, reg: &Registry) -> Vec<Figure> {
     must(rm);
     let mut figs = figures("6. memory per running container (USS, private MB)", "MB", names.clone(), samples);
     for (i, f) in figs.iter_mut().enumerate() {
-        let (r, p) = if i < 3 { rss[i * 2] } else { conmon_rss[0] };
+        let (r, p) = if i < 4 { rss[i * 2] } else { conmon_rss[0] };
         f.note = Some(format!("RSS {r:.1} MB, PSS {p:.1} MB"));
     }
     figs
