@@ -105,6 +105,22 @@ fn readiness_and_failure_actions() {
     assert_eq!(tb.prop("turns", "ExecMainStatus"), "1");
     assert!(tb.journal("turns").contains("unhealthy (2 failures): stopping the container"));
 
+    // stop: exit 78, which hoist's units list in RestartPreventExitStatus=: down, not restarted.
+    unit_with_check(
+        &tb,
+        "stops",
+        "trap 'exit 0' TERM; touch /dev/ok; sleep 2; rm /dev/ok; while :; do sleep 1 & wait; done",
+        json!({"onFailure": "stop"}),
+        "Restart=on-failure\\nRestartSec=100ms\\nRestartPreventExitStatus=78",
+    );
+    tb.ok("systemctl start stops");
+    wait_for("the unit to stop for good", 20, || (tb.prop("stops", "ActiveState") == "failed").then_some(()));
+    assert_eq!(
+        (tb.prop("stops", "ExecMainStatus"), tb.prop("stops", "NRestarts")),
+        ("78".to_string(), "0".to_string())
+    );
+    assert!(tb.journal("stops").contains("unhealthy (2 failures): stopping the unit"));
+
     // … or, with onFailure none, is only reported.
     unit_with_check(
         &tb,

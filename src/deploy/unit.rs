@@ -38,6 +38,9 @@ pub fn render(template: Option<&str>, values: &Values, own_runner: bool) -> Resu
         u.set_default("Service", "KillMode", "mixed");
         // The runner places the container in a sub-cgroup of the unit.
         u.set_default("Service", "Delegate", "yes");
+        // A health check's `onFailure: stop` ends the runner with this status: the unit stays
+        // down (`failed`) whatever its Restart= says.
+        u.set_default("Service", "RestartPreventExitStatus", "78");
     }
     if let Some(name) = values.get("NAME") {
         u.set_default("Service", "SyslogIdentifier", name);
@@ -124,6 +127,7 @@ Type=notify
 NotifyAccess=main
 KillMode=mixed
 Delegate=yes
+RestartPreventExitStatus=78
 SyslogIdentifier=etcd
 DevicePolicy=closed
 DeviceAllow=/dev/char/1:3 rwm
