@@ -63,6 +63,14 @@ fn readiness_and_failure_actions() {
         .ok("systemctl list-units --all --no-legend --plain --type=service,timer,scope,socket,path | awk '{print $1}' | grep -E 'late|hoist|health' || true");
     assert_eq!(units.trim(), "late.service");
 
+    // WatchdogSec=2s: each passing check pings WATCHDOG=1, so the unit lives past 2 s.
+    unit_with_check(&tb, "dog", "touch /dev/ok; exec sleep 1000", json!({}), "WatchdogSec=2s");
+    tb.ok("systemctl start dog");
+    let started = state(&tb, "dog")["lastCheck"].as_u64().unwrap();
+    wait_for("checks for 5 s", 20, || (state(&tb, "dog")["lastCheck"].as_u64().unwrap() >= started + 5).then_some(()));
+    assert_eq!((tb.prop("dog", "ActiveState"), tb.prop("dog", "NRestarts")), ("active".to_string(), "0".to_string()));
+    tb.ok("systemctl kill -s KILL dog");
+
     // Never healthy: the start fails, with the check's output in the journal.
     unit_with_check(
         &tb,
