@@ -2,7 +2,7 @@
 """A read-only front for Debian's docker-registry (distribution 2.8) that answers the OCI 1.1
 referrers API, which that registry lacks, so that a client's native-API path can be tested.
 
-Usage: referrers_proxy.py UPSTREAM_ADDR LOGFILE
+Usage: referrers_proxy.py UPSTREAM_ADDR LOGFILE [405]
 
 Listens on 127.0.0.1 (a free port, printed on stdout once listening) and
 - answers GET /v2/NAME/referrers/DIGEST with the image index the upstream keeps at the referrers
@@ -11,6 +11,8 @@ Listens on 127.0.0.1 (a free port, printed on stdout once listening) and
 - hides that tag: GET/HEAD /v2/NAME/manifests/sha256-HEX answers 404, so a client that finds the
   bundles went through the API;
 - forwards every other GET/HEAD to the upstream unchanged.
+With `405`, it plays a registry that refuses the API with 405 Method Not Allowed (not the 404
+the specification asks for) and serves the tag schema's tag as the upstream has it.
 Each request is logged to LOGFILE as "METHOD PATH STATUS".
 """
 
@@ -23,6 +25,7 @@ import urllib.parse
 import urllib.request
 
 UPSTREAM, LOG = sys.argv[1], sys.argv[2]
+REFUSE = len(sys.argv) > 3 and sys.argv[3] == "405"
 INDEX = "application/vnd.oci.image.index.v1+json"
 REFERRERS = re.compile(r"^/v2/(.+)/referrers/(sha256:[0-9a-f]{64})$")
 TAG_SCHEMA = re.compile(r"^/v2/(.+)/manifests/sha256-[0-9a-f]{64}$")
@@ -54,6 +57,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         url = urllib.parse.urlsplit(self.path)
         m = REFERRERS.match(url.path)
+        if m and REFUSE:
+            return self.reply(405, b'{"errors":[{"code":"UNSUPPORTED"}]}', [("Content-Type", "application/json")])
         if m:
             name, digest = m.groups()
             tag = digest.replace(":", "-")
@@ -65,7 +70,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 index["manifests"] = [d for d in index["manifests"] if d.get("artifactType") in wanted]
                 headers.append(("OCI-Filters-Applied", "artifactType"))
             return self.reply(200, json.dumps(index).encode(), headers)
-        if TAG_SCHEMA.match(url.path):
+        if TAG_SCHEMA.match(url.path) and not REFUSE:
             return self.reply(404, b'{"errors":[{"code":"MANIFEST_UNKNOWN"}]}', [("Content-Type", "application/json")])
         fwd = {k: v for k, v in self.headers.items() if k.lower() in ("accept", "authorization", "range")}
         status, body, headers = self.upstream(self.path, fwd)

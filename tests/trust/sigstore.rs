@@ -425,19 +425,7 @@ fn bundles_through_the_referrers_api() {
     signing::cosign_bundle(&reg.addr, "api/app", &h, &KitSigner::Key(d.join("s1"), "one".into()), &[]);
 
     let log = d.join("proxy.log");
-    let mut proxy = Killed(
-        Command::new("python3")
-            .arg(signing::kit("referrers_proxy.py"))
-            .arg(&reg.addr)
-            .arg(&log)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut port = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(proxy.0.stdout.take().unwrap()), &mut port).unwrap();
-    let addr = format!("127.0.0.1:{}", port.trim());
+    let (_proxy, addr) = front(&reg.addr, &log, &[]);
     let rd = signing::registries_d(&d.join("registries.d"), &addr, &d.join("lookaside"));
     let policy = |key: &Path| {
         let p = d.join(format!("policy-{}.json", key.parent().unwrap().file_name().unwrap().to_string_lossy()));
@@ -499,4 +487,55 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Starts tests/kit/referrers_proxy.py in front of `upstream` (`extra`: its mode); returns it
+/// (killed on drop) and its address.
+fn front(upstream: &str, log: &Path, extra: &[&str]) -> (Killed, String) {
+    let mut proxy = Killed(
+        Command::new("python3")
+            .arg(signing::kit("referrers_proxy.py"))
+            .arg(upstream)
+            .arg(log)
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut port = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(proxy.0.stdout.take().unwrap()), &mut port).unwrap();
+    (proxy, format!("127.0.0.1:{}", port.trim()))
+}
+
+/// A registry that refuses the referrers API with 405 instead of 404: the tag schema is read
+/// anyway, and the bundle verifies.
+#[test]
+fn bundles_when_the_referrers_api_says_405() {
+    let reg = Registry::start();
+    let h = reg.push(&archive(&hello()), "api/app:v1", false);
+    let dir = tempfile::tempdir_in(repo().join("target")).unwrap();
+    let d = dir.path();
+    let (s1_pub, s1_fpr) = signing::cosign_key(&d.join("s1"), "one");
+    signing::cosign_bundle(&reg.addr, "api/app", &h, &KitSigner::Key(d.join("s1"), "one".into()), &[]);
+    let log = d.join("proxy.log");
+    let (_proxy, addr) = front(&reg.addr, &log, &["405"]);
+    let rd = signing::registries_d(&d.join("registries.d"), &addr, &d.join("lookaside"));
+    let p = d.join("policy.json");
+    let req = json!({"type": "sigstoreSigned", "keyPath": s1_pub});
+    fs::write(
+        &p,
+        json!({"default": [reject()], "transports": {"docker": {format!("{addr}/api/app"): [req]}}}).to_string(),
+    )
+    .unwrap();
+    let r = Root::new();
+    let image = format!("docker://{addr}/api/app:v1");
+    let (ps, rds) = (p.display().to_string(), rd.display().to_string());
+    let o = r.run(&["--json", "pull", "--tls-verify=false", "--signature-policy", &ps, "--registries.d", &rds, &image]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["verified"]["requirements"][0]["key"], json!(s1_fpr));
+    let asked = fs::read_to_string(&log).unwrap();
+    assert!(asked.contains(&format!("GET /v2/api/app/referrers/{h} 405")), "{asked}");
+    assert!(asked.contains(&format!("/v2/api/app/manifests/{} 200", h.replace(':', "-"))), "{asked}");
 }

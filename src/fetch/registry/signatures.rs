@@ -11,8 +11,8 @@
 //!   attachment (payload blob, digest-checked, plus the layer's annotations).
 //! - cosign v3 bundles, also when `use-sigstore-attachments` is on: the OCI 1.1 referrers of the
 //!   manifest digest whose `artifactType` is a sigstore bundle, from the registry's referrers API
-//!   (`GET /v2/REPO/referrers/DIGEST`) or, where that answers 404 (Debian's docker-registry), from
-//!   the referrers tag schema (an image index tagged `sha256-<hex>`). Each referrer manifest must
+//!   (`GET /v2/REPO/referrers/DIGEST`) or, where that answers 404 (Debian's docker-registry) or
+//!   another refusal (400, 405), from the referrers tag schema (an image index tagged `sha256-<hex>`). Each referrer manifest must
 //!   name this digest as its `subject` and carry the bundle as one layer; at most
 //!   [`MAX_SIGNATURES`] referrers, each bundle at most [`MAX_SIGNATURE_BYTES`], digest-checked.
 
@@ -125,19 +125,44 @@ impl Puller<'_> {
     async fn bundles(&self, manifest: &Digest) -> Result<Vec<Signature>, TrustError> {
         let subject = Reference::with_digest(self.r.registry.clone(), self.r.repository.clone(), manifest.to_string());
         let what = format!("referrers of {}/{}@{manifest}", self.r.registry, self.r.repository);
-        let index = self.client.pull_referrers(&subject, None).await.map_err(|e| fetch_err(&what, e))?;
+        // (digest, artifactType) of every referrer.
+        let listed: Vec<(String, Option<String>)> = match self.client.pull_referrers(&subject, None).await {
+            Ok(index) => index.manifests.into_iter().map(|m| (m.digest, m.artifact_type)).collect(),
+            // The API answered something else than 404 (which oci-client already turned into the
+            // tag schema): a registry without it may say 400 or 405. The tag schema, by hand.
+            Err(api) => {
+                let tag = Reference::with_tag(
+                    self.r.registry.clone(),
+                    self.r.repository.clone(),
+                    manifest.to_string().replace(':', "-"),
+                );
+                match self.manifest(&tag).await {
+                    Ok((bytes, _)) => {
+                        let index: oci_spec::image::ImageIndex =
+                            serde_json::from_slice(&bytes).map_err(|e| fetch_err(&what, format!("tag schema: {e}")))?;
+                        index
+                            .manifests()
+                            .iter()
+                            .map(|m| (m.digest().to_string(), m.artifact_type().as_ref().map(|t| t.to_string())))
+                            .collect()
+                    }
+                    Err(RegistryError::NotFound { .. }) => Vec::new(),
+                    Err(_) => return Err(fetch_err(&what, api)),
+                }
+            }
+        };
         let mut out = Vec::new();
-        let referrers: Vec<_> =
-            index.manifests.iter().filter(|m| m.artifact_type.as_deref().is_some_and(bundle::is_bundle_type)).collect();
+        let referrers: Vec<&String> =
+            listed.iter().filter(|(_, t)| t.as_deref().is_some_and(bundle::is_bundle_type)).map(|(d, _)| d).collect();
         if referrers.len() > MAX_SIGNATURES {
             return Err(fetch_err(&what, format!("more than {MAX_SIGNATURES} signature bundles")));
         }
-        for entry in referrers {
-            let r = subject.clone_with_digest(entry.digest.clone());
+        for digest in referrers {
+            let r = subject.clone_with_digest(digest.clone());
             let (bytes, _) = self.manifest(&r).await.map_err(|e| fetch_err(&what, e))?;
-            let doc: ImageManifest = serde_json::from_slice(&bytes)
-                .map_err(|e| fetch_err(&what, format!("referrer {}: {e}", entry.digest)))?;
-            let origin = format!("{}/{} referrer {}", self.r.registry, self.r.repository, short(&entry.digest));
+            let doc: ImageManifest =
+                serde_json::from_slice(&bytes).map_err(|e| fetch_err(&what, format!("referrer {digest}: {e}")))?;
+            let origin = format!("{}/{} referrer {}", self.r.registry, self.r.repository, short(digest));
             // A referrer of another manifest listed here is not this image's signature.
             if doc.subject().as_ref().map(|d| d.digest().to_string()) != Some(manifest.to_string()) {
                 return Err(fetch_err(&origin, format!("its subject is not {manifest}")));
