@@ -320,11 +320,13 @@ impl Source {
     pub fn local_name(&self) -> Result<Option<ImageName>, RefError> {
         let (path, reference) = match self {
             Source::Registry(r) => {
-                // Pulled by digest alone: stored as TAG `sha256-<hex>` (a valid tag naming the content).
-                let tag = r
-                    .tag
-                    .clone()
-                    .unwrap_or_else(|| format!("sha256-{}", r.digest.as_ref().expect("tag or digest").hex()));
+                // Pulled by digest (`REPO@sha256:…`, or `REPO:TAG@sha256:…` where the digest pins and
+                // the tag is only shown): stored as TAG `sha256-<hex>`, a valid tag naming the
+                // content, so a pinned pull never moves the name a tag's followers use.
+                let tag = match &r.digest {
+                    Some(d) => format!("sha256-{}", d.hex()),
+                    None => r.tag.clone().expect("tag or digest"),
+                };
                 return Ok(Some(ImageName { repository: format!("{}/{}", r.registry, r.repository), tag }));
             }
             Source::OciDir { path, reference } | Source::OciArchive { path, reference } => (path, reference.as_deref()),

@@ -35,6 +35,7 @@ pub mod mount;
 pub mod oci_build;
 pub mod ops;
 pub mod progress;
+pub mod registries;
 pub mod rooted;
 pub mod runner;
 pub mod store;

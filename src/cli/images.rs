@@ -154,6 +154,12 @@ fn info(ctx: &Ctx, image: &str, registry: &RegistryArgs) -> Result<()> {
         Some(v) => println!("Verified: {}", v.summary()),
         None => println!("Verified: no (pulled with --insecure-policy or before hoist verified signatures)"),
     }
+    if let Some(f) = &i.fetched_from {
+        println!("Fetched:  {f}");
+    }
+    if let Some(t) = i.remembered_tls {
+        println!("TLS:      {t}");
+    }
     if let Some(c) = &i.created {
         println!("Created:  {c}");
     }

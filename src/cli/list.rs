@@ -41,9 +41,16 @@ pub fn list(ctx: &Ctx, args: ListArgs) -> Result<()> {
                 Some(d) => d.short().to_string(),
                 None => "?".into(),
             };
+            // A registry container shows the reference it follows (its tag stream), a pinned one
+            // its tag and "pinned"; the digest column says where that resolved.
+            let image = match &r.follows {
+                Some(f) if r.pinned => format!("{} (pinned)", f.split('@').next().unwrap_or(f)),
+                Some(f) => f.clone(),
+                None => r.image.clone(),
+            };
             vec![
                 r.name.clone(),
-                r.image.clone(),
+                image,
                 digest,
                 r.deployment.map(|d| d.to_string()).unwrap_or_else(|| "-".into()),
                 match &r.health {
@@ -74,6 +81,18 @@ pub fn status(ctx: &Ctx, args: StatusArgs) -> Result<()> {
     println!("  image:       {} ({digest})", s.image);
     if let Some(src) = &st.source {
         println!("  source:      {src}");
+    }
+    if let Some(f) = &s.follows {
+        match f.split_once('@') {
+            Some((_, d)) if s.pinned => println!("  follows:     nothing: pinned to {d} (update never moves it)"),
+            _ => println!("  follows:     {f} (update moves to what the tag names then)"),
+        }
+    }
+    if let Some(from) = &st.fetched_from {
+        println!("  fetched:     {from}");
+    }
+    if let Some(t) = &st.remembered_tls {
+        println!("  tls:         {t}");
     }
     match &st.verified {
         Some(v) => println!("  verified:    {}", v.summary()),

@@ -3,7 +3,7 @@ use serde::Serialize;
 
 use super::{Ctx, output};
 use crate::error::Result;
-use crate::fetch::{self, Platform, PullOptions, RegistryOptions, resolve};
+use crate::fetch::{Platform, PullOptions, RegistryOptions, resolve};
 use crate::layers::{ExtractOptions, Limits};
 
 #[derive(Debug, Args)]
@@ -33,6 +33,18 @@ pub struct RegistryArgs {
     /// docker's usual files)
     #[arg(long, value_name = "FILE")]
     pub authfile: Option<std::path::PathBuf>,
+    /// containers-registries.conf(5) to read instead of /etc/containers/registries.conf (also
+    /// $CONTAINERS_REGISTRIES_CONF): mirrors, relocations, insecure and blocked registries, short names
+    #[arg(long, value_name = "FILE")]
+    pub registries_conf: Option<std::path::PathBuf>,
+    /// Read registries.conf drop-ins (*.conf) from DIR only, instead of
+    /// /etc/containers/registries.conf.d (and ~/.config/containers/registries.conf.d)
+    #[arg(long, value_name = "DIR")]
+    pub registries_conf_dir: Option<std::path::PathBuf>,
+    /// TLS files (*.crt authorities) for every registry, instead of
+    /// /etc/containers/certs.d/HOST[:PORT] and /etc/docker/certs.d/HOST[:PORT]
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub trust: TrustArgs,
 }
@@ -76,7 +88,16 @@ impl RegistryArgs {
     pub fn options(&self) -> PullOptions {
         PullOptions {
             extract: ExtractOptions { limits: Limits::from_env(), allow_devices: false },
-            registry: RegistryOptions { tls_verify: self.tls_verify, authfile: self.authfile.clone(), platform: None },
+            registry: RegistryOptions {
+                tls_verify: self.tls_verify,
+                authfile: self.authfile.clone(),
+                platform: None,
+                conf: crate::registries::Options {
+                    file: self.registries_conf.clone(),
+                    dir: self.registries_conf_dir.clone(),
+                },
+                cert_dir: self.cert_dir.clone(),
+            },
             trust: self.trust.options(),
         }
     }
@@ -97,13 +118,12 @@ struct PullJson<'a> {
 
 pub fn run(ctx: &Ctx, args: PullArgs) -> Result<()> {
     let (store, _lock) = ctx.store_locked()?;
-    let source = resolve::source_of(&store, &args.image)?;
     // Trees a killed prune renamed out of their live names (never trusted, just deleted).
     crate::images::remove_trash(store.layout())?;
     let mut opts = args.registry.options();
     opts.extract.allow_devices = args.allow_devices;
     opts.registry.platform = args.platform;
-    let r = fetch::pull(&store, &source, &opts, &ctx.progress())?;
+    let (source, r) = resolve::pull_arg(&store, &args.image, &opts, &ctx.progress())?;
     for w in &r.warnings {
         ctx.warn(w);
     }

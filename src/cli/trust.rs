@@ -50,8 +50,8 @@ struct ShowJson<'a> {
 pub fn run(ctx: &Ctx, args: TrustArgs) -> Result<()> {
     let TrustCmd::Show { image, registry } = args.command;
     let store = ctx.store()?;
-    let source = resolve::source_of(&store, &image)?;
     let opts = registry.options();
+    let source = resolve::source_of(&store, &image, &opts)?;
     let Some(checker) = opts.trust.checker()? else {
         return Err(Error::Usage("trust show: --insecure-policy leaves nothing to show".into()));
     };

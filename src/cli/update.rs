@@ -58,6 +58,11 @@ fn report(ctx: &Ctx, results: &[Switched]) -> Result<()> {
                 ctx.say(&format!("{}: kept {f}: it was modified (still tracked; `hoist uninstall` names it)", r.name));
             }
             match r.result {
+                SwitchResult::Unchanged if let Some(reference) = &r.pinned => ctx.say(&format!(
+                    "{}: pinned to {} by its reference {reference}; not moved (--rebase IMAGE:TAG follows a tag)",
+                    r.name,
+                    r.from.short()
+                )),
                 SwitchResult::Unchanged => ctx.say(&format!("{}: already up to date ({})", r.name, r.from.short())),
                 SwitchResult::Done => {
                     let verb = if r.action == Action::Rollback { "rolled back" } else { "updated" };
@@ -106,13 +111,16 @@ pub fn update(ctx: &Ctx, args: UpdateArgs) -> Result<()> {
         let (_, rec) = Container::open(&ctx.layout, name).and_then(|c| c.current_record()).map_err(OpsError::from)?;
         let deployed = Deployed { image: &rec.image, source: rec.source.as_deref() };
         let img = resolve::update_target(&store, deployed, args.rebase.as_deref(), args.no_pull, &pull, &progress)?;
-        targets.push((name, img));
+        let pinned = if args.rebase.is_none() { resolve::pinned(deployed.source) } else { None };
+        targets.push((name, img, pinned));
     }
     let results = systemd::block_on(async {
         let sd = Systemd::connect().await?;
         let mut out = Vec::new();
-        for (name, img) in &targets {
-            out.push(update::update(&store, &sd, &ctx.host, name, img, &opts, &progress).await?);
+        for (name, img, pinned) in &targets {
+            let mut r = update::update(&store, &sd, &ctx.host, name, img, &opts, &progress).await?;
+            r.pinned = pinned.clone();
+            out.push(r);
         }
         Ok::<_, Error>(out)
     })?;

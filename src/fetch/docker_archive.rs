@@ -198,5 +198,6 @@ pub(crate) fn import(
         name,
         transport: Transport::Verified,
         verified: None,
+        fetched_from: None,
     })
 }

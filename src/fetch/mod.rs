@@ -45,6 +45,10 @@ pub enum FetchError {
     Ref(#[from] RefError),
     #[error(transparent)]
     Trust(Box<crate::trust::TrustError>),
+    #[error(transparent)]
+    Registries(#[from] crate::registries::ConfError),
+    #[error(transparent)]
+    Certs(#[from] crate::registries::certs::CertsError),
 }
 
 impl From<crate::trust::TrustError> for FetchError {
@@ -97,6 +101,10 @@ pub struct RegistryOptions {
     /// Platform to pick from a multi-platform image (default: this machine's). Also applies to
     /// indexes in OCI layouts.
     pub platform: Option<Platform>,
+    /// Which registries.conf files to read.
+    pub conf: crate::registries::Options,
+    /// `--cert-dir`: TLS files for every registry instead of certs.d.
+    pub cert_dir: Option<std::path::PathBuf>,
 }
 
 /// What a pull did.
@@ -134,8 +142,8 @@ fn pull_inner(store: &Store, source: &Source, opts: &PullOptions, progress: &Pro
     let checker = opts.trust.checker()?;
     let fetched = match source {
         Source::Registry(r) => {
-            let conn = connection(store, &source.to_string(), opts);
-            registry::import(store, r, &conn, platform, checker.as_ref(), progress)?
+            let routes = routes(store, r, opts)?;
+            registry::import(store, r, &routes, platform, checker.as_ref(), progress)?
         }
         Source::OciDir { .. } | Source::OciArchive { .. } | Source::DockerArchive { .. } => {
             // A local source carries no signatures: only a policy that needs none lets it in,
@@ -174,17 +182,36 @@ fn pull_inner(store: &Store, source: &Source, opts: &PullOptions, progress: &Pro
     finish(store, &name, &source.to_string(), fetched, opts, progress)
 }
 
-/// How to reach the registry of `source`: the given TLS choice, or the one remembered for it.
-fn connection(store: &Store, source: &str, opts: &PullOptions) -> registry::Connection {
-    let remembered = store.source_transport(source);
-    let tls_verify = opts.registry.tls_verify.unwrap_or(remembered == Transport::Verified);
-    registry::Connection {
-        tls_verify,
-        // Straight to plain HTTP when that is what worked last time (no TLS attempt).
-        prefer_http: !tls_verify && remembered == Transport::PlainHttp,
-        authfile: opts.registry.authfile.clone(),
-        max_blob: opts.extract.limits.max_layer_bytes,
+/// Where to fetch `r` from (registries.conf: mirrors, then the primary) and how to reach each:
+/// TLS is skipped for an endpoint registries.conf calls insecure, with `--tls-verify=false`, or
+/// — for the primary — when this reference was pulled with `--tls-verify=false` before (and no
+/// `--tls-verify` says otherwise now); certs.d authorities are added per host.
+fn routes(store: &Store, r: &crate::imgref::RegistryRef, opts: &PullOptions) -> Result<Vec<registry::Route>> {
+    let conf = crate::registries::Registries::load(&opts.registry.conf)?;
+    let plan = conf.plan(r)?;
+    let remembered = store.source_transport(&Source::Registry(r.clone()).to_string());
+    let mut out = Vec::new();
+    for endpoint in plan.endpoints {
+        let flag = match opts.registry.tls_verify {
+            Some(v) => !v,
+            None => !endpoint.mirror && remembered != Transport::Verified,
+        };
+        let insecure = endpoint.insecure || flag;
+        let tls = crate::registries::certs::for_host(&endpoint.reference.registry, opts.registry.cert_dir.as_deref())?;
+        let conn = registry::Connection {
+            tls_verify: !insecure,
+            // Straight to plain HTTP when that is what worked last time (no TLS attempt).
+            prefer_http: insecure && !endpoint.mirror && remembered == Transport::PlainHttp,
+            authfile: opts.registry.authfile.clone(),
+            max_blob: opts.extract.limits.max_layer_bytes,
+            roots: tls.roots.into_iter().map(|(_, pem)| pem).collect(),
+            credential_helpers: conf.credential_helpers.as_ref().map(|h| (h.value.clone(), h.file.clone())),
+            // registries.conf is the documented way: it wins over the remembered choice.
+            remember: flag && !endpoint.insecure && !endpoint.mirror,
+        };
+        out.push((endpoint, conn));
     }
+    Ok(out)
 }
 
 /// The policy scope of a source: its docker reference, or the path of a local one.
@@ -224,10 +251,7 @@ pub fn trust_report(
 ) -> Result<registry::TrustReport, PullError> {
     let reference = source.to_string();
     let report = match source {
-        Source::Registry(r) => {
-            let conn = connection(store, &reference, opts);
-            registry::trust_report(store, r, &conn, c)
-        }
+        Source::Registry(r) => routes(store, r, opts).and_then(|routes| registry::trust_report(store, r, &routes, c)),
         _ => Ok(registry::TrustReport {
             manifest: None,
             lookup: None,
@@ -261,7 +285,7 @@ impl Fetched {
     /// A manifest (and everything it names) now in the store.
     pub(crate) fn stored(manifest: Digest, doc: &ImageManifest, blobs_fetched: usize, transport: Transport) -> Self {
         let media_type = doc.media_type().clone().unwrap_or(MediaType::ImageManifest);
-        Fetched { manifest, media_type, blobs_fetched, name: None, transport, verified: None }
+        Fetched { manifest, media_type, blobs_fetched, name: None, transport, verified: None, fetched_from: None }
     }
 }
 
@@ -278,6 +302,8 @@ pub(crate) struct Fetched {
     pub transport: Transport,
     /// What the policy accepted.
     pub verified: Option<crate::trust::Verified>,
+    /// Where a registry image's bytes came from (`io.hoist.fetched-from`).
+    pub fetched_from: Option<String>,
 }
 
 fn finish(
@@ -295,9 +321,11 @@ fn finish(
     let ref_changed = previous
         .as_ref()
         .is_none_or(|p| p.manifest != f.manifest || p.source.as_deref() != Some(source) || p.transport != f.transport);
-    // A new decision of the policy about the same image is recorded too (not a change of the name).
-    if ref_changed || previous.as_ref().is_some_and(|p| p.verified != f.verified) {
-        store.set_ref(name, &f.manifest, f.media_type, source, f.transport, f.verified.as_ref())?;
+    // A new decision of the policy about the same image, or another endpoint, is recorded too
+    // (not a change of the name).
+    if ref_changed || previous.as_ref().is_some_and(|p| p.verified != f.verified || p.fetched_from != f.fetched_from) {
+        let from = f.fetched_from.as_deref();
+        store.set_ref(name, &f.manifest, f.media_type, source, f.transport, f.verified.as_ref(), from)?;
     }
     let mut warnings = Vec::new();
     for diff_id in store.diff_ids(&manifest)? {

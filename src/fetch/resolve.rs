@@ -4,6 +4,9 @@
 //! Rules (the caller holds the state lock, so a pull and the use of its result cannot be
 //! interleaved with another command):
 //! - a stored name or digest prefix (`etcd`, `etcd:3.5.0`, `3f2a9c`) is looked up, never pulled;
+//! - a short name that is not stored (`etcd`, `coreos/etcd:v3.4`) is resolved by registries.conf
+//!   ([`crate::registries::shortnames`]: an alias, or the search registries in order, asking on a
+//!   terminal when the mode says so) and pulled;
 //! - a local source (`oci:DIR`, `oci-archive:FILE`, `docker-archive:FILE`) is always read
 //!   again (cheap when nothing changed: no blob is copied twice), so the file's current content
 //!   is what gets installed;
@@ -17,6 +20,8 @@ use std::path::PathBuf;
 use super::{PullError, PullOptions, pull};
 use crate::imgref::{ImageArg, RefError, Source};
 use crate::progress::Progress;
+use crate::registries::Registries;
+use crate::registries::shortnames::{self, ShortNameError};
 use crate::store::{Store, StoreError, StoredImage};
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +39,13 @@ pub enum ResolveError {
     /// `--no-pull` with a registry reference whose name came from elsewhere (a usage error).
     #[error("image {image}: not pulled from {reference}; run without --no-pull")]
     NotPulledFrom { image: String, reference: String },
+    #[error(transparent)]
+    ShortName(#[from] ShortNameError),
+    #[error(transparent)]
+    Registries(#[from] crate::registries::ConfError),
+    /// Every search registry was tried.
+    #[error("{name}: no search registry has it: {tried}")]
+    NoCandidate { name: String, tried: String },
 }
 
 pub type Result<T, E = ResolveError> = std::result::Result<T, E>;
@@ -43,12 +55,84 @@ fn cwd() -> PathBuf {
 }
 
 /// The source an IMAGE argument names: a source reference itself (relative paths made
-/// absolute), or where a stored image was pulled from.
-pub fn source_of(store: &Store, image: &str) -> Result<Source> {
+/// absolute), where a stored image was pulled from, or what a short name resolves to (the first
+/// candidate when several are tried in order: see [`pull_arg`] to try them all).
+pub fn source_of(store: &Store, image: &str, opts: &PullOptions) -> Result<Source> {
     match ImageArg::parse(image)? {
         ImageArg::Source(s) => Ok(s.absolutize(&cwd())),
-        ImageArg::Stored(q) => recorded_source(&store.resolve(&q)?),
+        ImageArg::Stored(q) => match store.resolve(&q) {
+            Err(StoreError::NotFound { .. }) if let Some(c) = short_name(&q, opts)? => {
+                Ok(Source::Registry(c.candidates[0].clone()))
+            }
+            other => recorded_source(&other?),
+        },
     }
+}
+
+/// A short name that is not stored, resolved (None: not a short name).
+fn short_name(q: &str, opts: &PullOptions) -> Result<Option<shortnames::Choice>> {
+    let conf = Registries::load(&opts.registry.conf)?;
+    match conf.short_name(q)? {
+        None => Ok(None),
+        Some(res) => Ok(Some(shortnames::choose(q, res)?)),
+    }
+}
+
+/// Pulls the first candidate of a short name that has the image (reporting each miss), and
+/// records a prompted choice as an alias.
+fn pull_short(
+    store: &Store,
+    q: &str,
+    choice: shortnames::Choice,
+    opts: &PullOptions,
+    progress: &Progress,
+) -> Result<(Source, super::PullResult)> {
+    let several = choice.candidates.len() > 1;
+    let mut tried = Vec::new();
+    for c in &choice.candidates {
+        let src = Source::Registry(c.clone());
+        progress.line(&format!("Resolved short name {q:?} to {c}"));
+        match pull(store, &src, opts, progress) {
+            Ok(r) => {
+                if choice.record {
+                    let file = shortnames::record_alias(q, c)?;
+                    progress.line(&format!("Recorded the alias in {}", file.display()));
+                }
+                return Ok((src, r));
+            }
+            Err(e) if several && is_miss(&e.cause) => {
+                progress.line(&format!("{c}: {}", e.cause));
+                tried.push(format!("{c}: {}", e.cause));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ResolveError::NoCandidate { name: q.to_string(), tried: tried.join("; ") })
+}
+
+/// A failure that means "not at this registry" (try the next search registry).
+fn is_miss(e: &super::FetchError) -> bool {
+    use super::registry::RegistryError as R;
+    matches!(e, super::FetchError::Registry(r) if matches!(**r, R::NotFound { .. } | R::Unauthorized { .. } | R::Unreachable { .. } | R::Sources { .. }))
+}
+
+/// What `hoist pull IMAGE` pulls: the source it names (a stored name: its recorded source; a
+/// short name: its candidates in order), pulled.
+pub fn pull_arg(
+    store: &Store,
+    image: &str,
+    opts: &PullOptions,
+    progress: &Progress,
+) -> Result<(Source, super::PullResult)> {
+    if let ImageArg::Stored(q) = ImageArg::parse(image)?
+        && matches!(store.resolve(&q), Err(StoreError::NotFound { .. }))
+        && let Some(choice) = short_name(&q, opts)?
+    {
+        return pull_short(store, &q, choice, opts, progress);
+    }
+    let src = source_of(store, image, opts)?;
+    let r = pull(store, &src, opts, progress)?;
+    Ok((src, r))
 }
 
 fn recorded_source(img: &StoredImage) -> Result<Source> {
@@ -83,7 +167,21 @@ fn pull_stored(store: &Store, source: &Source, opts: &PullOptions, progress: &Pr
 /// The stored image an IMAGE argument means, pulled first by the rules in the module doc.
 pub fn stored(store: &Store, image: &str, opts: &PullOptions, progress: &Progress) -> Result<StoredImage> {
     match ImageArg::parse(image)? {
-        ImageArg::Stored(q) => Ok(store.resolve(&q)?),
+        ImageArg::Stored(q) => match store.resolve(&q) {
+            Err(StoreError::NotFound { .. }) if let Some(choice) = short_name(&q, opts)? => {
+                // Already pulled from the one candidate (an alias): not pulled again.
+                if let [c] = choice.candidates.as_slice() {
+                    let src = Source::Registry(c.clone());
+                    let query = query_of(&src.to_string())?;
+                    if stored_from(store, &query, &src) {
+                        return Ok(store.resolve(&query)?);
+                    }
+                }
+                let (_, r) = pull_short(store, &q, choice, opts, progress)?;
+                Ok(store.resolve(&r.name.to_string())?)
+            }
+            other => Ok(other?),
+        },
         ImageArg::Source(src) => {
             let src = src.absolutize(&cwd());
             let query = query_of(image)?;
@@ -140,4 +238,13 @@ pub fn update_target(
         }
     }
     Ok(store.resolve(&fallback)?)
+}
+
+/// The recorded source when it pins a digest (`docker://REPO:TAG@sha256:…`): an update re-reads
+/// the same content, so it never moves.
+pub fn pinned(source: Option<&str>) -> Option<String> {
+    match ImageArg::parse(source?).ok()? {
+        ImageArg::Source(Source::Registry(r)) if r.digest.is_some() => Some(r.to_string()),
+        _ => None,
+    }
 }

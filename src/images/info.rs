@@ -41,6 +41,10 @@ pub struct ImageInfo {
     pub source: Option<String>,
     /// What the signature policy accepted at the pull (null: not verified).
     pub verified: Option<crate::trust::Verified>,
+    /// Where a registry image's bytes came from (`http://HOST/REPO (mirror)`).
+    pub fetched_from: Option<String>,
+    /// A remembered `--tls-verify=false` and what it means (null: none).
+    pub remembered_tls: Option<&'static str>,
     pub created: Option<String>,
     pub labels: BTreeMap<String, String>,
     /// Whether the image has `/exports` (otherwise hoist generates the bundle and unit).
@@ -192,6 +196,8 @@ pub fn info(store: &Store, query: &str, extract: &ExtractOptions) -> Result<Imag
         digest: img.manifest,
         source: img.source,
         verified: img.verified,
+        fetched_from: img.fetched_from,
+        remembered_tls: img.transport.remembered(),
         created: config.created().clone(),
         labels,
         exports,

@@ -22,6 +22,11 @@ pub struct ContainerSummary {
     /// With a health check, while running: `starting`, `healthy` or `unhealthy`.
     pub health: Option<String>,
     pub runtime: String,
+    /// The registry reference the container follows, as it was given (`HOST/REPO:TAG`, or
+    /// `HOST/REPO:TAG@sha256:…` when pinned); null for local sources.
+    pub follows: Option<String>,
+    /// The reference carries a digest: updates never move the container.
+    pub pinned: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -40,6 +45,10 @@ pub struct ContainerStatus {
     pub health_check: Option<crate::health::HealthCheck>,
     /// What the runner last found (null: no check, or not running).
     pub health_state: Option<crate::runner::HealthState>,
+    /// Where the current image's bytes came from (registry images still stored under their name).
+    pub fetched_from: Option<String>,
+    /// A remembered `--tls-verify=false` for its reference (null: none).
+    pub remembered_tls: Option<&'static str>,
 }
 
 /// The state hoist reports for a container (`--json`: `running`, `inactive`, `failed`,
@@ -117,6 +126,8 @@ fn summary(
         },
         state,
         runtime: rec.and_then(|r| r.runtime.clone()).unwrap_or_else(|| "hoist".into()),
+        follows: rec.and_then(|r| r.source.as_deref()).and_then(|s| s.strip_prefix("docker://")).map(str::to_string),
+        pinned: crate::fetch::resolve::pinned(rec.and_then(|r| r.source.as_deref())).is_some(),
     }
 }
 
@@ -150,7 +161,14 @@ pub async fn status(layout: &Layout, sd: &Systemd, name: &str) -> Result<Contain
             deployments.push((s.n, r.image.clone()));
         }
     }
+    // The stored name, when it still points at the deployed image, says how it was fetched.
+    let stored = rec.as_ref().and_then(|r| {
+        let store = crate::store::Store::open(layout).ok()?;
+        store.resolve(&r.image).ok().filter(|i| i.manifest == r.manifest)
+    });
     Ok(ContainerStatus {
+        fetched_from: stored.as_ref().and_then(|i| i.fetched_from.clone()),
+        remembered_tls: stored.as_ref().and_then(|i| i.transport.remembered()),
         summary: summary(layout, name, rec.as_ref(), slot, unit.as_ref()),
         health_check: rec.as_ref().and_then(|r| r.health.clone()),
         health_state: crate::runner::health_state(layout.run_root(), name).filter(|_| {

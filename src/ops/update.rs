@@ -89,6 +89,10 @@ pub struct Switched {
     pub kept_host_files: Vec<String>,
     /// What was converted in the new deployment's config from an older runtime-spec.
     pub conversions: Vec<String>,
+    /// The container follows a reference with a digest (`REPO:TAG@sha256:…`): an update never
+    /// moves it (set by the caller, which knows the reference).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<String>,
 }
 
 /// What a switch did.
@@ -216,6 +220,7 @@ pub async fn update(
             journal: vec![],
             kept_host_files: vec![],
             conversions: vec![],
+            pinned: None,
         });
     }
     let other = 1 - cur;
@@ -255,6 +260,7 @@ pub async fn update(
         journal: vec![],
         kept_host_files: kept,
         conversions: new.conversions.clone(),
+        pinned: None,
     };
     if !was_running || !new.has_service {
         txn::end(&c)?;
@@ -316,5 +322,6 @@ pub async fn rollback(store: &Store, sd: &Systemd, host: &Host, name: &str) -> R
         journal: vec![],
         kept_host_files: kept,
         conversions: vec![],
+        pinned: None,
     })
 }

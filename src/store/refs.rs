@@ -20,6 +20,9 @@ pub const ANNOTATION_TRANSPORT: &str = "io.hoist.transport";
 /// What the signature policy accepted when the image was pulled ([`crate::trust::Verified`] as
 /// JSON); absent for images pulled with `--insecure-policy` (or before hoist verified).
 pub const ANNOTATION_VERIFIED: &str = "io.hoist.verified";
+/// Where a registry image's bytes came from (`https://HOST/REPO`, `http://MIRROR/REPO (mirror)`):
+/// shown by `images info` and `status`, never used to decide anything.
+pub const ANNOTATION_FETCHED_FROM: &str = "io.hoist.fetched-from";
 
 /// How an image was reached (remembered per source).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -39,6 +42,19 @@ impl Transport {
             Transport::Verified => None,
             Transport::Insecure => Some("https-insecure"),
             Transport::PlainHttp => Some("http"),
+        }
+    }
+
+    /// What a remembered `--tls-verify=false` means for later pulls (None: nothing remembered).
+    pub fn remembered(self) -> Option<&'static str> {
+        match self {
+            Transport::Verified => None,
+            Transport::Insecure => Some(
+                "certificates not verified: --tls-verify=false is remembered for this reference (the documented way is insecure = true in registries.conf, which then wins)",
+            ),
+            Transport::PlainHttp => Some(
+                "plain HTTP: --tls-verify=false is remembered for this reference (the documented way is insecure = true in registries.conf, which then wins)",
+            ),
         }
     }
 
@@ -64,6 +80,8 @@ pub struct StoredImage {
     pub transport: Transport,
     /// What the signature policy accepted at the pull.
     pub verified: Option<crate::trust::Verified>,
+    /// Where the bytes came from (registry images).
+    pub fetched_from: Option<String>,
 }
 
 impl Store {
@@ -101,6 +119,7 @@ impl Store {
                 pulled: ann.get(ANNOTATION_PULLED).and_then(|p| p.parse().ok()),
                 transport: ann.get(ANNOTATION_TRANSPORT).map(|t| Transport::parse(t)).unwrap_or_default(),
                 verified: ann.get(ANNOTATION_VERIFIED).and_then(|v| serde_json::from_str(v).ok()),
+                fetched_from: ann.get(ANNOTATION_FETCHED_FROM).cloned(),
             });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -108,6 +127,7 @@ impl Store {
     }
 
     /// Points `name` at a manifest already in the store (replacing what it pointed at).
+    #[allow(clippy::too_many_arguments)]
     pub fn set_ref(
         &self,
         name: &ImageName,
@@ -116,6 +136,7 @@ impl Store {
         source: &str,
         transport: Transport,
         verified: Option<&crate::trust::Verified>,
+        fetched_from: Option<&str>,
     ) -> Result<()> {
         let size = self.read_blob(manifest)?.len() as u64;
         let pulled = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
@@ -134,6 +155,9 @@ impl Store {
         }
         if let Some(v) = verified {
             annotations.insert(ANNOTATION_VERIFIED.to_string(), serde_json::to_string(v).expect("serializes"));
+        }
+        if let Some(f) = fetched_from {
+            annotations.insert(ANNOTATION_FETCHED_FROM.to_string(), f.to_string());
         }
         desc.set_annotations(Some(annotations));
         let mut index = self.read_index()?;

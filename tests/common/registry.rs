@@ -34,11 +34,17 @@ impl Registry {
     /// Starts an anonymous registry inside a testbed (its own network namespace): hoist and
     /// skopeo run there too.
     pub fn start_in(tb: &super::testbed::Testbed) -> Self {
-        Self::start_at(None, Some(tb.dir.clone()))
+        Self::start_at(None, Some(tb.dir.clone()), "")
     }
 
     fn start_with(creds: Option<(String, String)>) -> Self {
-        Self::start_at(creds, None)
+        Self::start_at(creds, None, "")
+    }
+
+    /// Starts a pull-through cache of `upstream` (distribution's `proxy:` mode), as fleets put one
+    /// in front of a registry; used as a registries.conf mirror.
+    pub fn proxy_of(upstream: &Registry) -> Self {
+        Self::start_at(None, None, &format!("proxy: {{remoteurl: 'http://{}'}}\n", upstream.addr))
     }
 
     /// A command run where the registry is reachable.
@@ -53,7 +59,7 @@ impl Registry {
         }
     }
 
-    fn start_at(creds: Option<(String, String)>, testbed: Option<PathBuf>) -> Self {
+    fn start_at(creds: Option<(String, String)>, testbed: Option<PathBuf>, extra: &str) -> Self {
         for tool in ["docker-registry", "skopeo"] {
             assert!(have(tool), "{tool} is needed for the registry tests (make test installs it)");
         }
@@ -69,11 +75,11 @@ impl Registry {
         }
         let config = format!(
             "version: 0.1\n\
-             log: {{level: info, accesslog: {{disabled: true}}}}\n\
+             log: {{level: info, accesslog: {{disabled: false}}}}\n\
              storage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\n  \
              maintenance: {{uploadpurging: {{enabled: false}}}}\n\
              http: {{addr: '127.0.0.1:0', secret: hoist-test-not-secret}}\n\
-             health: {{storagedriver: {{enabled: false}}}}\n{auth}",
+             health: {{storagedriver: {{enabled: false}}}}\n{auth}{extra}",
             dir.path().join("data").display()
         );
         fs::write(dir.path().join("config.yml"), config).unwrap();
@@ -144,6 +150,22 @@ impl Registry {
     pub fn blob_file(&self, digest: &str) -> PathBuf {
         let hex = digest.strip_prefix("sha256:").unwrap();
         self.dir.path().join("data/docker/registry/v2/blobs/sha256").join(&hex[..2]).join(hex).join("data")
+    }
+
+    /// The access log (Apache combined format, one line per request: `"GET /v2/… HTTP/1.1" 200`).
+    pub fn access_log(&self) -> String {
+        let mut s = String::new();
+        let _ = fs::File::open(self.dir.path().join("stdout.log")).map(|mut f| f.read_to_string(&mut s));
+        if self.testbed.is_some() {
+            s = self.log();
+        }
+        s.lines().filter(|l| l.contains("\"GET ") || l.contains("\"HEAD ")).map(|l| format!("{l}\n")).collect()
+    }
+
+    /// How many requests `method path` the access log shows.
+    pub fn requests(&self, method: &str, path: &str) -> usize {
+        let needle = format!("\"{method} {path} ");
+        self.access_log().lines().filter(|l| l.contains(&needle)).count()
     }
 
     pub fn log(&self) -> String {

@@ -11,27 +11,60 @@
 //! path; the most specific key that covers the image wins, and `docker.io` also matches
 //! `index.docker.io` and `registry-1.docker.io`. Entries may also spell out `username`/`password`.
 //!
+//! Credential helpers (docker's protocol): `"credHelpers": {"HOST": "NAME"}` in a file makes
+//! `docker-credential-NAME get` the source for that registry host, and `"credsStore": "NAME"` for
+//! every registry the file's `credHelpers` do not name (an `auths` entry of the same file is the
+//! fallback when the store has nothing). The helper gets the host on stdin and answers
+//! `{"ServerURL": …, "Username": …, "Secret": …}` on stdout; "credentials not found" means none.
+//! registries.conf `credential-helpers = ["containers-auth.json", "NAME", …]` orders the sources
+//! when set: `containers-auth.json` is the auth files above, any other NAME a helper asked directly.
+//! A helper that is missing, fails, hangs past [`HELPER_TIMEOUT`] or answers garbage is an error
+//! naming the helper and the file that named it.
+//!
 //! Credentials are never printed: [`Credentials`]'s `Debug` hides the password and errors name
-//! only the file and the key.
+//! only the file, the key and the helper.
 
 use std::fmt;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 
 pub const ENV_AUTH_FILE: &str = "REGISTRY_AUTH_FILE";
+/// The auth files, as a registries.conf `credential-helpers` entry.
+pub const AUTH_FILES: &str = "containers-auth.json";
+/// How long a credential helper may take.
+pub const HELPER_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
     pub username: String,
     pub password: String,
-    /// The file they came from (for messages).
+    /// The file they came from, or that named the helper (for messages).
     pub file: PathBuf,
+    /// The credential helper that answered (`docker-credential-NAME`).
+    pub helper: Option<String>,
 }
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Credentials {{ username: {:?}, password: <hidden>, file: {:?} }}", self.username, self.file)
+        write!(
+            f,
+            "Credentials {{ username: {:?}, password: <hidden>, file: {:?}, helper: {:?} }}",
+            self.username, self.file, self.helper
+        )
+    }
+}
+
+impl Credentials {
+    /// Where they came from, for messages.
+    pub fn origin(&self) -> String {
+        match &self.helper {
+            Some(h) => format!("credential helper {h} (named by {})", self.file.display()),
+            None => self.file.display().to_string(),
+        }
     }
 }
 
@@ -41,6 +74,8 @@ pub enum AuthError {
     Read { path: PathBuf, cause: std::io::Error },
     #[error("credentials file {}: {reason}", path.display())]
     Malformed { path: PathBuf, reason: String },
+    #[error("credential helper {helper} (named by {}): {reason}", named_by.display())]
+    Helper { helper: String, named_by: PathBuf, reason: String },
 }
 
 /// Where credentials are looked for, in order.
@@ -69,8 +104,32 @@ pub fn search_path(authfile: Option<&Path>) -> Vec<PathBuf> {
     out
 }
 
-/// Credentials for `registry/repository`, from the first file on the search path that has some.
-pub fn lookup(registry: &str, repository: &str, authfile: Option<&Path>) -> Result<Option<Credentials>, AuthError> {
+/// Credentials for `registry/repository`: from the sources registries.conf's
+/// `credential-helpers` lists (`helpers`, with the file that set it), else from the auth files.
+pub fn lookup(
+    registry: &str,
+    repository: &str,
+    authfile: Option<&Path>,
+    helpers: Option<(&[String], &Path)>,
+) -> Result<Option<Credentials>, AuthError> {
+    let Some((helpers, conf)) = helpers else {
+        return lookup_files(registry, repository, authfile);
+    };
+    for h in helpers {
+        let found = if h == AUTH_FILES {
+            lookup_files(registry, repository, authfile)?
+        } else {
+            run_helper(h, registry, conf)?
+        };
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
+}
+
+/// Credentials from the first auth file on the search path that has some.
+fn lookup_files(registry: &str, repository: &str, authfile: Option<&Path>) -> Result<Option<Credentials>, AuthError> {
     for path in search_path(authfile) {
         let data = match std::fs::read(&path) {
             Ok(d) => d,
@@ -106,6 +165,26 @@ fn normalize_key(key: &str) -> String {
 fn from_file(path: &Path, data: &[u8], registry: &str, repository: &str) -> Result<Option<Credentials>, AuthError> {
     let malformed = |reason: String| AuthError::Malformed { path: path.to_path_buf(), reason };
     let doc: serde_json::Value = serde_json::from_slice(data).map_err(|e| malformed(format!("not JSON: {e}")))?;
+    let name = |v: &serde_json::Value, what: &str| -> Result<String, AuthError> {
+        match v.as_str() {
+            Some(n) if !n.is_empty() && !n.contains('/') => Ok(n.to_string()),
+            _ => Err(malformed(format!("{what} is not a helper name"))),
+        }
+    };
+    // credHelpers: the helper named for this host is the only source for it.
+    if let Some(helpers) = doc.get("credHelpers") {
+        let helpers = helpers.as_object().ok_or_else(|| malformed("\"credHelpers\" is not an object".into()))?;
+        let host = canonical_host(registry);
+        if let Some((key, v)) = helpers.iter().find(|(k, _)| normalize_key(k) == host) {
+            return run_helper(&name(v, &format!("credHelpers[{key:?}]"))?, registry, path);
+        }
+    }
+    // credsStore: the store first, this file's own entry as the fallback.
+    if let Some(store) = doc.get("credsStore").filter(|v| !v.as_str().is_some_and(str::is_empty))
+        && let Some(c) = run_helper(&name(store, "credsStore")?, registry, path)?
+    {
+        return Ok(Some(c));
+    }
     let Some(auths) = doc.get("auths") else {
         return Ok(None);
     };
@@ -135,7 +214,100 @@ fn from_file(path: &Path, data: &[u8], registry: &str, repository: &str) -> Resu
     } else {
         return Ok(None);
     };
-    Ok(Some(Credentials { username, password, file: path.to_path_buf() }))
+    Ok(Some(Credentials { username, password, file: path.to_path_buf(), helper: None }))
+}
+
+/// The server address a helper is asked about: docker's for Docker Hub, the host otherwise.
+fn server_url(registry: &str) -> String {
+    match canonical_host(registry) {
+        "docker.io" => "https://index.docker.io/v1/".to_string(),
+        h => h.to_string(),
+    }
+}
+
+/// `docker-credential-NAME get` for `registry` (None: the helper has no credentials for it).
+fn run_helper(name: &str, registry: &str, named_by: &Path) -> Result<Option<Credentials>, AuthError> {
+    let helper = format!("docker-credential-{name}");
+    let fail = |reason: String| AuthError::Helper { helper: helper.clone(), named_by: named_by.to_path_buf(), reason };
+    let mut child = Command::new(&helper)
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => fail("not found in $PATH".into()),
+            _ => fail(format!("cannot run it: {e}")),
+        })?;
+    let url = server_url(registry);
+    // A helper that exits without reading its input is not an error in itself.
+    let _ = child.stdin.take().expect("piped").write_all(url.as_bytes());
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let out = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = stdout.by_ref().take(1 << 20).read_to_end(&mut b);
+        b
+    });
+    let err = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = stderr.by_ref().take(1 << 16).read_to_end(&mut b);
+        b
+    });
+    let deadline = Instant::now() + HELPER_TIMEOUT;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(fail(format!("no answer within {} s", HELPER_TIMEOUT.as_secs())));
+            }
+            Err(e) => return Err(fail(format!("cannot wait for it: {e}"))),
+        }
+    };
+    let out = out.join().unwrap_or_default();
+    let err = err.join().unwrap_or_default();
+    // Helpers print their error message on stdout (docker's protocol) or stderr.
+    let message =
+        |b: &[u8]| String::from_utf8_lossy(b).lines().next().unwrap_or("").trim().chars().take(200).collect::<String>();
+    if !status.success() {
+        let msg = [message(&out), message(&err)].into_iter().find(|m| !m.is_empty()).unwrap_or_default();
+        if msg.to_ascii_lowercase().contains("credentials not found") {
+            return Ok(None);
+        }
+        let code = status.code().map(|c| format!("status {c}")).unwrap_or_else(|| "a signal".into());
+        return Err(fail(format!(
+            "exited with {code}{}",
+            if msg.is_empty() { String::new() } else { format!(": {msg}") }
+        )));
+    }
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        #[serde(rename = "Username", default)]
+        username: String,
+        #[serde(rename = "Secret", default)]
+        secret: String,
+    }
+    // The answer holds the secret: its parse error never quotes it.
+    let a: Answer = serde_json::from_slice(&out).map_err(|e| {
+        fail(format!("its answer is not the JSON the protocol wants (line {}, column {})", e.line(), e.column()))
+    })?;
+    if a.username == "<token>" {
+        return Err(fail(format!(
+            "it holds an identity token for {url}; identity tokens are not supported, log in with a password"
+        )));
+    }
+    if a.secret.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Credentials {
+        username: a.username,
+        password: a.secret,
+        file: named_by.to_path_buf(),
+        helper: Some(helper),
+    }))
 }
 
 #[cfg(test)]
@@ -187,7 +359,7 @@ mod tests {
             assert!(e.starts_with("credentials file /x/auth.json: "), "{e}");
             assert!(!e.contains("secret"), "{e}");
         }
-        let c = Credentials { username: "u".into(), password: "hunter2".into(), file: "/f".into() };
+        let c = Credentials { username: "u".into(), password: "hunter2".into(), file: "/f".into(), helper: None };
         assert!(!format!("{c:?}").contains("hunter2"));
     }
 
@@ -196,10 +368,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let f = d.path().join("a.json");
         assert_eq!(search_path(Some(&f)), vec![f.clone()]);
-        assert!(matches!(lookup("r.io", "x", Some(&f)), Err(AuthError::Read { .. })));
+        assert!(matches!(lookup("r.io", "x", Some(&f), None), Err(AuthError::Read { .. })));
         std::fs::write(&f, serde_json::to_vec(&serde_json::json!({"auths": {"r.io": {"auth": b64("u:p")}}})).unwrap())
             .unwrap();
-        let c = lookup("r.io", "x", Some(&f)).unwrap().unwrap();
+        let c = lookup("r.io", "x", Some(&f), None).unwrap().unwrap();
         assert_eq!((c.username.as_str(), c.password.as_str(), c.file.as_path()), ("u", "p", f.as_path()));
     }
 }

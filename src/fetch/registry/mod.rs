@@ -14,8 +14,15 @@
 //! 3. the manifest is written last. Extraction and diff_id checks are shared with every other
 //!    source ([`super::finish`]).
 //!
-//! Credentials come from auth files ([`auth`]); TLS is verified unless `--tls-verify=false`, which
-//! tries HTTPS without certificate checks and falls back to plain HTTP.
+//! Where to fetch from is decided before (crate::registries: mirrors first, then the primary): each
+//! endpoint is tried in turn until one serves the top-level manifest; a mirror that cannot be reached,
+//! lacks the image or refuses it is reported on the progress output and the next one is tried. From
+//! then on everything (signature attachments, blobs) comes from that endpoint, while the signature
+//! policy is evaluated against the logical reference — the name the user asked for.
+//!
+//! Credentials come from auth files ([`auth`]) for the host actually contacted; TLS is verified
+//! (with the host's certs.d authorities added) unless the endpoint is insecure, which tries HTTPS
+//! without certificate checks and falls back to plain HTTP.
 
 pub mod auth;
 mod signatures;
@@ -38,6 +45,7 @@ use crate::digest::Digest;
 use crate::fsutil::human_size;
 use crate::imgref::RegistryRef;
 use crate::progress::{Progress, Task};
+use crate::registries::Endpoint;
 use crate::store::{BlobWriter, Store, StoreError, Transport};
 use crate::trust::{self, Checker, ImageScope, Subject, TrustError, Verified};
 
@@ -55,7 +63,7 @@ const ACCEPT: &[&str] = &[
     oci_client::manifest::IMAGE_MANIFEST_LIST_MEDIA_TYPE,
 ];
 
-/// How to talk to a registry.
+/// How to talk to one endpoint.
 #[derive(Debug, Clone)]
 pub struct Connection {
     pub tls_verify: bool,
@@ -64,7 +72,17 @@ pub struct Connection {
     pub authfile: Option<PathBuf>,
     /// Largest layer blob accepted.
     pub max_blob: u64,
+    /// Extra certificate authorities for this host (certs.d), PEM.
+    pub roots: Vec<Vec<u8>>,
+    /// registries.conf `credential-helpers` and the file that set it.
+    pub credential_helpers: Option<(Vec<String>, PathBuf)>,
+    /// The insecurity is the user's `--tls-verify=false` (given now or remembered), to be
+    /// remembered for this reference; false when registries.conf says `insecure = true`.
+    pub remember: bool,
 }
+
+/// An endpoint and how to reach it.
+pub type Route = (Endpoint, Connection);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -89,6 +107,9 @@ pub enum RegistryError {
     UnsupportedLayer { digest: String, reason: String },
     #[error(transparent)]
     Auth(#[from] auth::AuthError),
+    /// The primary failed after every mirror did.
+    #[error("{primary} (mirrors tried first: {mirrors})")]
+    Sources { primary: Box<RegistryError>, mirrors: String },
 }
 
 /// The runtime of one pull (pulls happen before any command's async part: see fetch::resolve).
@@ -111,30 +132,71 @@ pub struct TrustReport {
     pub decision: Result<Verified, trust::Refusal>,
 }
 
-/// Fetches `r`'s manifest digest and signatures and evaluates the policy; stores nothing.
-pub(crate) fn trust_report(store: &Store, r: &RegistryRef, conn: &Connection, c: &Checker) -> Result<TrustReport> {
+/// Fetches `logical`'s manifest digest and signatures and evaluates the policy; stores nothing.
+pub(crate) fn trust_report(store: &Store, logical: &RegistryRef, routes: &[Route], c: &Checker) -> Result<TrustReport> {
     let rt = runtime()?;
-    rt.block_on(Puller::new(store, r, conn, &Progress::silent())?.trust_report(c))
+    let progress = Progress::silent();
+    let (puller, _, digest) = rt.block_on(first_manifest(store, logical, routes, &progress))?;
+    rt.block_on(puller.trust_report(c, digest))
 }
 
-/// Pulls `r` into the store. `platform` overrides this machine's.
+/// Pulls `logical` into the store from the first of `routes` that serves it. `platform`
+/// overrides this machine's.
 pub(crate) fn import(
     store: &Store,
-    r: &RegistryRef,
-    conn: &Connection,
+    logical: &RegistryRef,
+    routes: &[Route],
     platform: Option<&Platform>,
     checker: Option<&Checker>,
     progress: &Progress,
 ) -> Result<Fetched> {
     // Pulls happen before any command's async part (see fetch::resolve), never inside it.
     let rt = runtime()?;
-    let mut puller = Puller::new(store, r, conn, progress)?;
+    let (mut puller, bytes, digest) = rt.block_on(first_manifest(store, logical, routes, progress))?;
     puller.checker = checker;
-    rt.block_on(puller.pull(platform.cloned().unwrap_or_else(Platform::host)))
+    rt.block_on(puller.pull(bytes, digest, platform.cloned().unwrap_or_else(Platform::host)))
+}
+
+/// The first endpoint that serves the top-level manifest, with its bytes and digest. A mirror's
+/// failure is reported and the next endpoint tried; the primary's (the last) is the error, with
+/// the mirrors' failures appended.
+async fn first_manifest<'a>(
+    store: &'a Store,
+    logical: &'a RegistryRef,
+    routes: &'a [Route],
+    progress: &'a Progress,
+) -> Result<(Puller<'a>, Vec<u8>, String)> {
+    let mut skipped: Vec<String> = Vec::new();
+    for (endpoint, conn) in routes {
+        let mut puller = Puller::new(store, logical, endpoint, conn, progress)?;
+        match puller.top_manifest().await {
+            Ok((bytes, digest)) => {
+                if endpoint.mirror {
+                    progress.line(&format!("Using mirror {}", puller.image()));
+                } else if !skipped.is_empty() {
+                    progress.line(&format!("Using the primary {} (no mirror served it)", puller.image()));
+                }
+                return Ok((puller, bytes, digest));
+            }
+            Err(e) if endpoint.mirror => {
+                progress.line(&format!("mirror {}: {e}; trying the next source", puller.image()));
+                skipped.push(format!("mirror {}: {e}", puller.image()));
+            }
+            Err(e) if skipped.is_empty() => return Err(e.into()),
+            Err(e) => {
+                return Err(RegistryError::Sources { primary: Box::new(e), mirrors: skipped.join("; ") }.into());
+            }
+        }
+    }
+    unreachable!("a plan always ends with the primary")
 }
 
 struct Puller<'a> {
     store: &'a Store,
+    /// The name asked for: the signature policy's scope and identity.
+    logical: &'a RegistryRef,
+    /// Where the bytes come from (a mirror, a relocated primary, or the logical reference itself).
+    endpoint: &'a Endpoint,
     r: &'a RegistryRef,
     conn: &'a Connection,
     progress: &'a Progress,
@@ -148,10 +210,16 @@ struct Puller<'a> {
     checker: Option<&'a Checker>,
 }
 
-fn client(https: bool, tls_verify: bool) -> Client {
+fn client(https: bool, tls_verify: bool, conn: &Connection) -> Client {
+    use oci_client::client::{Certificate, CertificateEncoding};
     Client::new(ClientConfig {
         protocol: if https { ClientProtocol::Https } else { ClientProtocol::Http },
         accept_invalid_certificates: !tls_verify,
+        extra_root_certificates: conn
+            .roots
+            .iter()
+            .map(|pem| Certificate { encoding: CertificateEncoding::Pem, data: pem.clone() })
+            .collect(),
         platform_resolver: None,
         connect_timeout: Some(Duration::from_secs(15)),
         read_timeout: Some(Duration::from_secs(60)),
@@ -161,26 +229,37 @@ fn client(https: bool, tls_verify: bool) -> Client {
 }
 
 impl<'a> Puller<'a> {
-    fn new(store: &'a Store, r: &'a RegistryRef, conn: &'a Connection, progress: &'a Progress) -> Result<Self> {
+    fn new(
+        store: &'a Store,
+        logical: &'a RegistryRef,
+        endpoint: &'a Endpoint,
+        conn: &'a Connection,
+        progress: &'a Progress,
+    ) -> Result<Self> {
+        let r = &endpoint.reference;
         let reference = match (&r.digest, &r.tag) {
             (Some(d), _) => Reference::with_digest(r.registry.clone(), r.repository.clone(), d.to_string()),
             (None, Some(t)) => Reference::with_tag(r.registry.clone(), r.repository.clone(), t.clone()),
             (None, None) => unreachable!("a registry reference has a tag or a digest"),
         };
-        let creds = auth::lookup(&r.registry, &r.repository, conn.authfile.as_deref()).map_err(RegistryError::from)?;
+        let helpers = conn.credential_helpers.as_ref().map(|(h, f)| (h.as_slice(), f.as_path()));
+        let creds =
+            auth::lookup(&r.registry, &r.repository, conn.authfile.as_deref(), helpers).map_err(RegistryError::from)?;
         let auth = match &creds {
             Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
             None => RegistryAuth::Anonymous,
         };
         Ok(Puller {
             store,
+            logical,
+            endpoint,
             r,
             conn,
             progress,
             reference,
             auth,
             creds,
-            client: client(!conn.prefer_http, conn.tls_verify),
+            client: client(!conn.prefer_http, conn.tls_verify, conn),
             http: conn.prefer_http,
             checker: None,
         })
@@ -191,13 +270,13 @@ impl<'a> Puller<'a> {
         match self.manifest(&self.reference.clone()).await {
             // Insecure: HTTPS without verification first, plain HTTP when the server speaks no TLS…
             Err(RegistryError::Tls { .. }) if !self.conn.tls_verify && !self.http => {
-                self.client = client(false, false);
+                self.client = client(false, false, self.conn);
                 self.http = true;
                 self.manifest(&self.reference.clone()).await
             }
             // …or HTTP first when that worked last time, HTTPS when it no longer does.
             Err(RegistryError::Unreachable { .. } | RegistryError::Protocol { .. }) if self.conn.prefer_http => {
-                self.client = client(true, false);
+                self.client = client(true, false, self.conn);
                 self.http = false;
                 self.manifest(&self.reference.clone()).await
             }
@@ -206,8 +285,7 @@ impl<'a> Puller<'a> {
     }
 
     /// What the policy would decide, and on which signatures; nothing is stored.
-    async fn trust_report(mut self, c: &Checker) -> Result<TrustReport> {
-        let (_, digest) = self.top_manifest().await?;
+    async fn trust_report(self, c: &Checker, digest: String) -> Result<TrustReport> {
         let manifest: Digest = digest.parse().map_err(|_| self.protocol("bad manifest digest".into()))?;
         let (lookup, signatures, decision) = self.decide(c, &manifest).await?;
         Ok(TrustReport {
@@ -218,8 +296,7 @@ impl<'a> Puller<'a> {
         })
     }
 
-    async fn pull(mut self, want: Platform) -> Result<Fetched> {
-        let (bytes, digest) = self.top_manifest().await?;
+    async fn pull(self, bytes: Vec<u8>, digest: String, want: Platform) -> Result<Fetched> {
         // The bytes match their digest (checked by `manifest`); the signatures come next, and
         // only then is the manifest parsed.
         let top_digest: Digest = digest.parse().map_err(|_| self.protocol("bad manifest digest".into()))?;
@@ -291,12 +368,14 @@ impl<'a> Puller<'a> {
             fetched += 1;
         }
         let transport = match (self.http, self.conn.tls_verify) {
+            _ if !self.conn.remember => Transport::Verified,
             (true, _) => Transport::PlainHttp,
             (false, false) => Transport::Insecure,
             (false, true) => Transport::Verified,
         };
         let mut f = Fetched::stored(manifest_digest, &manifest, fetched, transport);
         f.verified = verified;
+        f.fetched_from = Some(self.fetched_from());
         Ok(f)
     }
 
@@ -307,11 +386,12 @@ impl<'a> Puller<'a> {
         c: &Checker,
         manifest: &Digest,
     ) -> Result<(trust::sources::Lookup, Vec<trust::Signature>, Result<Verified, trust::Refusal>), TrustError> {
-        let scope = ImageScope::Docker(self.r.clone());
-        let lookup = c.sources()?.lookup(self.r);
+        // The policy speaks about the name asked for, whichever endpoint served it.
+        let scope = ImageScope::Docker(self.logical.clone());
+        let lookup = c.sources()?.lookup(self.logical);
         let signatures =
             if trust::wants_signatures(c, &scope) { self.signatures(manifest, &lookup).await? } else { Vec::new() };
-        let subject = Subject { scope: &scope, docker: Some(self.r), manifest: Some(manifest) };
+        let subject = Subject { scope: &scope, docker: Some(self.logical), manifest: Some(manifest) };
         let decision = trust::evaluate(c, &subject, &signatures);
         Ok((lookup, signatures, decision))
     }
@@ -379,6 +459,16 @@ impl<'a> Puller<'a> {
         format!("{}/{}", self.r.registry, self.r.repository)
     }
 
+    /// `https://HOST/REPO`, `https+insecure://…`, `http://…`, with ` (mirror)` for a mirror.
+    fn fetched_from(&self) -> String {
+        let scheme = match (self.http, self.conn.tls_verify) {
+            (true, _) => "http",
+            (false, false) => "https+insecure",
+            (false, true) => "https",
+        };
+        format!("{scheme}://{}{}", self.image(), if self.endpoint.mirror { " (mirror)" } else { "" })
+    }
+
     fn protocol(&self, cause: String) -> RegistryError {
         RegistryError::Protocol { registry: self.r.registry.clone(), cause }
     }
@@ -388,7 +478,7 @@ impl<'a> Puller<'a> {
         let denied = |detail: Option<String>| {
             let hint = match &self.creds {
                 Some(c) => {
-                    format!("the registry refused the credentials of {:?} from {}", c.username, c.file.display())
+                    format!("the registry refused the credentials of {:?} from {}", c.username, c.origin())
                 }
                 None => format!(
                     "no credentials for {registry} found (looked in {}); add some with `podman login` or point --authfile at an auth.json",

@@ -1,0 +1,409 @@
+//! Tier 2: where images come from, configured the way hosts configure podman and skopeo — real
+//! containers-registries.conf(5) files, Debian's docker-registry as upstream and as a pull-through
+//! cache (`proxy:` mode) used as a mirror, short names, credential helpers, a digest-pinned
+//! reference.
+//!
+//! Every hoist here gets `--registries-conf FILE --registries-conf-dir EMPTY`, so the host's own
+//! files (Debian's shortnames.conf) do not change what is tested.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::registry::{Registry, auth_file, closed_port};
+use common::{Root, hello, hello_v2};
+
+fn archive(p: &Path) -> String {
+    format!("oci-archive:{}", p.display())
+}
+
+/// A registries.conf and an empty drop-in directory.
+struct Conf {
+    dir: tempfile::TempDir,
+}
+
+impl Conf {
+    fn new(text: &str) -> Conf {
+        let dir = tempfile::Builder::new().prefix("hoist-regconf-").tempdir_in(common::repo().join("target")).unwrap();
+        fs::create_dir(dir.path().join("d")).unwrap();
+        fs::write(dir.path().join("registries.conf"), text).unwrap();
+        Conf { dir }
+    }
+
+    fn file(&self) -> PathBuf {
+        self.dir.path().join("registries.conf")
+    }
+
+    /// `hoist ARGS… --registries-conf FILE --registries-conf-dir D` (flags after the verb's args).
+    fn args<'a>(&'a self, args: &[&'a str]) -> Vec<String> {
+        let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        v.extend([
+            "--registries-conf".into(),
+            self.file().display().to_string(),
+            "--registries-conf-dir".into(),
+            self.dir.path().join("d").display().to_string(),
+        ]);
+        v
+    }
+}
+
+fn run(root: &Root, conf: &Conf, args: &[&str]) -> std::process::Output {
+    root.cmd().args(conf.args(args)).output().unwrap()
+}
+
+fn ok(root: &Root, conf: &Conf, args: &[&str]) -> (String, String) {
+    let o = run(root, conf, args);
+    let (out, err) = (String::from_utf8(o.stdout).unwrap(), String::from_utf8(o.stderr).unwrap());
+    assert!(o.status.success(), "hoist {args:?}: {err}\n{out}");
+    (out, err)
+}
+
+fn fails(root: &Root, conf: &Conf, args: &[&str]) -> String {
+    let o = run(root, conf, args);
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert_eq!(o.status.code(), Some(1), "hoist {args:?} should fail: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+fn json(root: &Root, conf: &Conf, args: &[&str]) -> serde_json::Value {
+    let mut a = vec!["--json"];
+    a.extend_from_slice(args);
+    serde_json::from_str(&ok(root, conf, &a).0).unwrap()
+}
+
+/// Blob digests (config and layers) of a manifest in a registry's storage.
+fn blobs_of(reg: &Registry, manifest: &str) -> Vec<String> {
+    let m: serde_json::Value = serde_json::from_slice(&fs::read(reg.blob_file(manifest)).unwrap()).unwrap();
+    let mut out = vec![m["config"]["digest"].as_str().unwrap().to_string()];
+    out.extend(m["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_string()));
+    out
+}
+
+/// A pull-through cache as a mirror: four separate state roots pull the same image through it and
+/// the upstream serves each blob once; the image keeps its upstream name.
+#[test]
+fn pull_through_cache_mirror_fetches_each_blob_once() {
+    let upstream = Registry::start();
+    let digest = upstream.push(&archive(&hello()), "app:1", false);
+    let cache = Registry::proxy_of(&upstream);
+    let conf = Conf::new(&format!(
+        "[[registry]]\nprefix = \"{u}\"\ninsecure = true\n\n[[registry.mirror]]\nlocation = \"{c}\"\ninsecure = true\n",
+        u = upstream.addr,
+        c = cache.addr
+    ));
+    let reference = upstream.reference("app:1");
+    let blobs = blobs_of(&upstream, &digest);
+    let upstream_gets = |b: &str| upstream.requests("GET", &format!("/v2/app/blobs/{b}"));
+    for i in 0..4 {
+        let root = Root::new();
+        let (_, err) = ok(&root, &conf, &["pull", &reference]);
+        assert!(err.contains(&format!("Using mirror {}/app", cache.addr)), "pull {i}: {err}");
+        let j = json(&root, &conf, &["images", "info", &reference]);
+        assert_eq!(j["name"], format!("{}/app:1", upstream.addr), "the logical name is kept");
+        assert_eq!(j["digest"], digest);
+        assert_eq!(j["fetched_from"], format!("http://{}/app (mirror)", cache.addr));
+        assert_eq!(j["remembered_tls"], serde_json::Value::Null, "registries.conf decides, nothing is remembered");
+        if i == 0 {
+            // distribution's cache answers a miss from upstream while it fetches the blob again
+            // to keep it: two GETs per blob upstream, once the cache holds it.
+            for b in &blobs {
+                common::wait_for(&format!("the cache to keep {b}"), 30, || cache.blob_file(b).exists().then_some(()));
+            }
+            for b in &blobs {
+                assert_eq!(upstream_gets(b), 2, "{b}: upstream log:\n{}", upstream.access_log());
+            }
+        }
+    }
+    // Three more hosts cost the upstream nothing: every blob came from the cache.
+    for b in &blobs {
+        assert_eq!(upstream_gets(b), 2, "{b}: upstream log:\n{}", upstream.access_log());
+        assert_eq!(
+            cache.requests("GET", &format!("/v2/app/blobs/{b}")),
+            4,
+            "{b}: every root fetched it from the cache"
+        );
+    }
+}
+
+/// A mirror that is down, a digest-only mirror with a tag, a lying mirror, a blocked registry,
+/// a relocated namespace.
+#[test]
+fn mirror_fallbacks_verification_block_and_location() {
+    let upstream = Registry::start();
+    let v1 = upstream.push(&archive(&hello()), "app:1", false);
+    let v2 = upstream.push(&archive(&hello_v2()), "app:2", false);
+    let other = Registry::start();
+    // The "mirror" holds v2 under v1's tag: only a tag pull could be fooled by it.
+    other.push(&archive(&hello_v2()), "app:1", false);
+    let down = closed_port();
+
+    // Mirror down: the primary serves, and the output says so.
+    let conf = Conf::new(&format!(
+        "[[registry]]\nprefix = \"{u}\"\ninsecure = true\n[[registry.mirror]]\nlocation = \"127.0.0.1:{down}\"\ninsecure = true\n",
+        u = upstream.addr
+    ));
+    let root = Root::new();
+    let (_, err) = ok(&root, &conf, &["pull", &upstream.reference("app:1")]);
+    assert!(err.contains(&format!("mirror 127.0.0.1:{down}/app: cannot reach registry 127.0.0.1:{down}")), "{err}");
+    assert!(err.contains(&format!("Using the primary {}/app (no mirror served it)", upstream.addr)), "{err}");
+    let j = json(&root, &conf, &["images", "info", &upstream.reference("app:1")]);
+    assert_eq!(
+        (j["digest"].as_str(), j["fetched_from"].as_str()),
+        (Some(v1.as_str()), Some(&*format!("http://{}/app", upstream.addr)))
+    );
+
+    // digest-only: a tag pull never asks the mirror; a digest pull does, and what the mirror
+    // sends is checked against the digest (the lying mirror has nothing under it: primary).
+    let conf = Conf::new(&format!(
+        "[[registry]]\nprefix = \"{u}\"\ninsecure = true\n[[registry.mirror]]\nlocation = \"{o}\"\ninsecure = true\npull-from-mirror = \"digest-only\"\n",
+        u = upstream.addr,
+        o = other.addr
+    ));
+    let root = Root::new();
+    let before = other.access_log().lines().count();
+    let j = json(&root, &conf, &["pull", &upstream.reference("app:1")]);
+    assert_eq!(j["digest"], v1, "the tag came from the primary, not the mirror's v2");
+    assert_eq!(
+        other.access_log().lines().count(),
+        before,
+        "the digest-only mirror was not asked:\n{}",
+        other.access_log()
+    );
+    let by_digest = format!("docker://{}/app@{v2}", upstream.addr);
+    let (_, err) = ok(&root, &conf, &["pull", &by_digest]);
+    assert!(err.contains(&format!("Using mirror {}/app", other.addr)), "{err}");
+    let by_v1 = format!("docker://{}/app@{v1}", upstream.addr);
+    let (_, err) = ok(&root, &conf, &["pull", &by_v1]);
+    assert!(err.contains(&format!("mirror {}/app: not found in the registry: manifest {v1}", other.addr)), "{err}");
+
+    // tag-only on an all-round mirror that lies about a tag: the tag pull takes its word (tags
+    // move), which is why signature policies exist; the test below shows the policy is keyed
+    // by the primary's name.
+    let conf = Conf::new(&format!(
+        "[[registry]]\nprefix = \"{u}\"\ninsecure = true\n[[registry.mirror]]\nlocation = \"{o}\"\ninsecure = true\npull-from-mirror = \"tag-only\"\n",
+        u = upstream.addr,
+        o = other.addr
+    ));
+    let root = Root::new();
+    assert_eq!(json(&root, &conf, &["pull", &upstream.reference("app:1")])["digest"], v2);
+    assert_eq!(json(&root, &conf, &["pull", &by_v1])["digest"], v1, "a digest pull skips a tag-only mirror");
+
+    // Blocked, with the rule named; nothing is contacted.
+    let conf = Conf::new(&format!("[[registry]]\nprefix = \"{}/app\"\nblocked = true\n", upstream.addr));
+    let root = Root::new();
+    let before = upstream.access_log().lines().count();
+    let err = fails(&root, &conf, &["pull", &upstream.reference("app:1")]);
+    assert_eq!(
+        err,
+        format!(
+            "hoist: docker://{u}/app:1: {u}/app:1: pulls from this registry are blocked by {f} ([[registry]] prefix = \"{u}/app\")\n",
+            u = upstream.addr,
+            f = conf.file().display()
+        )
+    );
+    assert_eq!(upstream.access_log().lines().count(), before);
+
+    // A relocated namespace: the logical name is kept, the bytes come from the location.
+    let conf = Conf::new(&format!(
+        "[[registry]]\nprefix = \"registry.example/team\"\nlocation = \"{}\"\ninsecure = true\n",
+        upstream.addr
+    ));
+    let root = Root::new();
+    let j = json(&root, &conf, &["pull", "docker://registry.example/team/app:2"]);
+    assert_eq!((j["name"].as_str(), j["digest"].as_str()), (Some("registry.example/team/app:2"), Some(v2.as_str())));
+    let info = json(&root, &conf, &["images", "info", "registry.example/team/app:2"]);
+    assert_eq!(info["fetched_from"], format!("http://{}/app", upstream.addr));
+
+    // A broken file stops every pull, naming the file, the line and the key.
+    let conf = Conf::new("[[registry]]\nprefix = \"x.io\"\nmirrors = []\n");
+    let err = fails(&root, &conf, &["pull", &upstream.reference("app:1")]);
+    assert!(err.contains(&format!("{}:3: unknown field `mirrors`", conf.file().display())), "{err}");
+}
+
+/// The signature policy is evaluated against the name asked for, not the mirror's: a policy that
+/// rejects the mirror's name but accepts the upstream's lets a mirrored pull through.
+#[test]
+fn policy_is_keyed_by_the_primary_name() {
+    let upstream = Registry::start();
+    let v1 = upstream.push(&archive(&hello()), "app:1", false);
+    let cache = Registry::proxy_of(&upstream);
+    let conf = Conf::new(&format!(
+        "[[registry]]\nprefix = \"{u}\"\ninsecure = true\n[[registry.mirror]]\nlocation = \"{c}\"\ninsecure = true\n",
+        u = upstream.addr,
+        c = cache.addr
+    ));
+    let policy = conf.dir.path().join("policy.json");
+    let write_policy = |accept: &str| {
+        let p = serde_json::json!({
+            "default": [{"type": "reject"}],
+            "transports": {"docker": {accept: [{"type": "insecureAcceptAnything"}]}}
+        });
+        fs::write(&policy, serde_json::to_vec(&p).unwrap()).unwrap();
+    };
+    let root = Root::new();
+    let reference = format!("docker://{}/app@{v1}", upstream.addr);
+    write_policy(&format!("{}/app", cache.addr));
+    let err = fails(&root, &conf, &["pull", "--signature-policy", policy.to_str().unwrap(), &reference]);
+    assert!(err.contains("rejected") || err.contains("reject"), "the mirror's name does not count: {err}");
+    write_policy(&format!("{}/app", upstream.addr));
+    let (_, err) = ok(&root, &conf, &["pull", "--signature-policy", policy.to_str().unwrap(), &reference]);
+    assert!(err.contains(&format!("Using mirror {}/app", cache.addr)), "{err}");
+}
+
+/// Short names: an alias, search registries tried in order, enforcing mode without a terminal.
+#[test]
+fn short_names_alias_search_and_enforcing() {
+    let reg = Registry::start();
+    let v1 = reg.push(&archive(&hello()), "team/app:1", false);
+    let down = closed_port();
+    let conf = Conf::new(&format!(
+        "unqualified-search-registries = [\"127.0.0.1:{down}\", \"{r}\"]\nshort-name-mode = \"permissive\"\n\
+         [[registry]]\nprefix = \"{r}\"\ninsecure = true\n[[registry]]\nprefix = \"127.0.0.1:{down}\"\ninsecure = true\n\
+         [aliases]\n\"app\" = \"{r}/team/app\"\n",
+        r = reg.addr
+    ));
+    let root = Root::new();
+    // The alias: no search, the stored name is the full one.
+    let (_, err) = ok(&root, &conf, &["pull", "app:1"]);
+    assert!(err.contains(&format!("Resolved short name \"app:1\" to {}/team/app:1", reg.addr)), "{err}");
+    let names = root.json(&["images"]);
+    assert_eq!(names[0]["name"], format!("{}/team/app:1", reg.addr), "{names}");
+    // Search in order (permissive, no terminal): the first registry is down, the second has it.
+    let (_, err) = ok(&root, &conf, &["pull", "team/app:1"]);
+    assert!(err.contains(&format!("Resolved short name \"team/app:1\" to 127.0.0.1:{down}/team/app:1")), "{err}");
+    assert!(err.contains(&format!("Resolved short name \"team/app:1\" to {}/team/app:1", reg.addr)), "{err}");
+    // install-style resolution of a stored short name is a store lookup, never a pull.
+    let j = json(&root, &conf, &["images", "info", &format!("{}/team/app:1", reg.addr)]);
+    assert_eq!(j["digest"], v1);
+
+    // Enforcing, two candidates, no terminal: a refusal that lists them.
+    let enforcing = Conf::new(&format!(
+        "unqualified-search-registries = [\"127.0.0.1:{down}\", \"{r}\"]\nshort-name-mode = \"enforcing\"\n",
+        r = reg.addr
+    ));
+    let err = fails(&Root::new(), &enforcing, &["pull", "team/app:1"]);
+    assert_eq!(
+        err,
+        format!(
+            "hoist: team/app:1: ambiguous short name and short-name-mode is enforcing, with no terminal to ask: use one of \
+             127.0.0.1:{down}/team/app:1, {r}/team/app:1, or add an [aliases] entry\n",
+            r = reg.addr
+        )
+    );
+    // No search registries at all: says where it looked.
+    let none = Conf::new("");
+    let err = fails(&Root::new(), &none, &["pull", "team/app:1"]);
+    assert_eq!(
+        err,
+        format!(
+            "hoist: image \"team/app:1\" not found in the store (see `hoist images`), and registries.conf has no alias and no \
+             unqualified-search-registries for it (read {})\n",
+            none.file().display()
+        )
+    );
+}
+
+/// `credHelpers`, `credsStore` and registries.conf `credential-helpers` run docker's helper
+/// protocol; errors name the helper and the file; the secret is never printed.
+#[test]
+fn credential_helpers() {
+    let reg = Registry::with_auth("helped", "s3cret-pw");
+    reg.push(&archive(&hello()), "app:1", false);
+    let conf = Conf::new(&format!("[[registry]]\nprefix = \"{}\"\ninsecure = true\n", reg.addr));
+    let bin = conf.dir.path().join("bin");
+    fs::create_dir(&bin).unwrap();
+    let asked = conf.dir.path().join("asked");
+    // The helper records what it was asked (stdin) and answers for that registry only.
+    let script = format!(
+        "#!/bin/sh\n[ \"$1\" = get ] || exit 2\nread -r host\necho \"$host\" >> {asked}\n\
+         if [ \"$host\" = \"{addr}\" ]; then printf '{{\"ServerURL\":\"%s\",\"Username\":\"helped\",\"Secret\":\"s3cret-pw\"}}' \"$host\"; \
+         else echo 'credentials not found in native keychain'; exit 1; fi\n",
+        asked = asked.display(),
+        addr = reg.addr
+    );
+    for name in ["docker-credential-hoisttest", "docker-credential-broken"] {
+        let p = bin.join(name);
+        let text = if name.ends_with("broken") {
+            "#!/bin/sh\necho 'keyring is locked' >&2\nexit 3\n".to_string()
+        } else {
+            script.clone()
+        };
+        fs::write(&p, text).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let reference = reg.reference("app:1");
+    let authdir = conf.dir.path().join("auth");
+    fs::create_dir(&authdir).unwrap();
+    let pull = |authjson: serde_json::Value, c: &Conf| {
+        let f = authdir.join("auth.json");
+        fs::write(&f, serde_json::to_vec(&authjson).unwrap()).unwrap();
+        let root = Root::new();
+        let o = root
+            .cmd()
+            .env("PATH", &path)
+            .args(c.args(&["pull", "--authfile", f.to_str().unwrap(), &reference]))
+            .output()
+            .unwrap();
+        let out = String::from_utf8(o.stderr).unwrap() + &String::from_utf8(o.stdout).unwrap();
+        assert!(!out.contains("s3cret-pw"), "the secret is never printed: {out}");
+        (o.status.code(), out, f)
+    };
+    // credHelpers for this host.
+    let (code, out, _) = pull(serde_json::json!({"credHelpers": {reg.addr.clone(): "hoisttest"}}), &conf);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(fs::read_to_string(&asked).unwrap(), format!("{}\n", reg.addr));
+    // credsStore, with the file's own (wrong) entry as a fallback that is not needed.
+    let wrong = auth_file(&conf.dir.path().join("w"), &reg.addr, "helped", "wrong");
+    let mut doc: serde_json::Value = serde_json::from_slice(&fs::read(wrong).unwrap()).unwrap();
+    doc["credsStore"] = "hoisttest".into();
+    let (code, out, _) = pull(doc, &conf);
+    assert_eq!(code, Some(0), "{out}");
+    // A missing helper and a failing one: named, with the file that named them; no secret.
+    let (code, out, f) = pull(serde_json::json!({"credHelpers": {reg.addr.clone(): "absent"}}), &conf);
+    assert_eq!(code, Some(1));
+    assert!(
+        out.contains(&format!(
+            "credential helper docker-credential-absent (named by {}): not found in $PATH",
+            f.display()
+        )),
+        "{out}"
+    );
+    let (code, out, _) = pull(serde_json::json!({"credHelpers": {reg.addr.clone(): "broken"}}), &conf);
+    assert_eq!(code, Some(1));
+    assert!(
+        out.contains("credential helper docker-credential-broken")
+            && out.contains("exited with status 3: keyring is locked"),
+        "{out}"
+    );
+    // registries.conf credential-helpers: the helper alone, no auth file needed.
+    let helpers = Conf::new(&format!(
+        "credential-helpers = [\"containers-auth.json\", \"hoisttest\"]\n[[registry]]\nprefix = \"{}\"\ninsecure = true\n",
+        reg.addr
+    ));
+    let (code, out, _) = pull(serde_json::json!({"auths": {}}), &helpers);
+    assert_eq!(code, Some(0), "{out}");
+}
+
+/// `REPO:TAG@DIGEST` pins: stored under the digest, the tag kept for display; pulling it again
+/// after the tag moved changes nothing.
+#[test]
+fn tag_and_digest_pins() {
+    let reg = Registry::start();
+    let v1 = reg.push(&archive(&hello()), "app:1.2", false);
+    let conf = Conf::new(&format!("[[registry]]\nprefix = \"{}\"\ninsecure = true\n", reg.addr));
+    let root = Root::new();
+    let pinned = format!("docker://{}/app:1.2@{v1}", reg.addr);
+    let j = json(&root, &conf, &["pull", &pinned]);
+    let hex = v1.strip_prefix("sha256:").unwrap();
+    assert_eq!(
+        (j["name"].as_str(), j["source"].as_str()),
+        (Some(&*format!("{}/app:sha256-{hex}", reg.addr)), Some(pinned.as_str()))
+    );
+    reg.push(&archive(&hello_v2()), "app:1.2", false);
+    let j = json(&root, &conf, &["pull", &pinned]);
+    assert_eq!((j["digest"].as_str(), j["result"].as_str()), (Some(v1.as_str()), Some("unchanged")));
+}
