@@ -12,7 +12,7 @@ HOIST    := target/release/hoist
 IMAGEDIR := target/images
 # Debian packages: libseccomp for the runner's seccomp support; fixture image contents; the
 # reference extractor the tests compare with; systemd, dbus and util-linux for the testbed.
-DEB_PKGS := libseccomp-dev pkg-config busybox-static etcd-server etcd-client umoci \
+DEB_PKGS := libseccomp-dev pkg-config busybox-static etcd-server etcd-client umoci openssl \
             systemd dbus util-linux procps docker-registry skopeo apache2-utils gnupg
 
 # The peers `make bench` compares with.

@@ -24,11 +24,34 @@ struct Conf {
 }
 
 impl Conf {
-    fn new(text: &str) -> Conf {
+    fn unchecked(text: &str) -> Conf {
         let dir = tempfile::Builder::new().prefix("hoist-regconf-").tempdir_in(common::repo().join("target")).unwrap();
         fs::create_dir(dir.path().join("d")).unwrap();
         fs::write(dir.path().join("registries.conf"), text).unwrap();
         Conf { dir }
+    }
+
+    /// A file skopeo reads as well (see [`Self::skopeo_accepts`]).
+    fn new(text: &str) -> Conf {
+        let c = Conf::unchecked(text);
+        c.skopeo_accepts();
+        c
+    }
+
+    /// Insists that skopeo (containers/image) reads the file too, so what these tests configure
+    /// is what podman and skopeo accept on the same host.
+    fn skopeo_accepts(&self) {
+        let o = std::process::Command::new("skopeo")
+            .arg("--registries-conf")
+            .arg(self.file())
+            .args(["inspect", "--raw", "--tls-verify=false", "docker://127.0.0.1:9/nothing/here:1"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !err.contains("registries configuration") && !err.contains("registries.conf"),
+            "skopeo refuses the file: {err}"
+        );
     }
 
     fn file(&self) -> PathBuf {
@@ -89,7 +112,7 @@ fn pull_through_cache_mirror_fetches_each_blob_once() {
     let digest = upstream.push(&archive(&hello()), "app:1", false);
     let cache = Registry::proxy_of(&upstream);
     let conf = Conf::new(&format!(
-        "[[registry]]\nprefix = \"{u}\"\ninsecure = true\n\n[[registry.mirror]]\nlocation = \"{c}\"\ninsecure = true\n",
+        "[[registry]]\nlocation = \"{u}\"\ninsecure = true\n\n[[registry.mirror]]\nlocation = \"{c}\"\ninsecure = true\n",
         u = upstream.addr,
         c = cache.addr
     ));
@@ -141,7 +164,7 @@ fn mirror_fallbacks_verification_block_and_location() {
 
     // Mirror down: the primary serves, and the output says so.
     let conf = Conf::new(&format!(
-        "[[registry]]\nprefix = \"{u}\"\ninsecure = true\n[[registry.mirror]]\nlocation = \"127.0.0.1:{down}\"\ninsecure = true\n",
+        "[[registry]]\nlocation = \"{u}\"\ninsecure = true\n[[registry.mirror]]\nlocation = \"127.0.0.1:{down}\"\ninsecure = true\n",
         u = upstream.addr
     ));
     let root = Root::new();
@@ -157,7 +180,7 @@ fn mirror_fallbacks_verification_block_and_location() {
     // digest-only: a tag pull never asks the mirror; a digest pull does, and what the mirror
     // sends is checked against the digest (the lying mirror has nothing under it: primary).
     let conf = Conf::new(&format!(
-        "[[registry]]\nprefix = \"{u}\"\ninsecure = true\n[[registry.mirror]]\nlocation = \"{o}\"\ninsecure = true\npull-from-mirror = \"digest-only\"\n",
+        "[[registry]]\nlocation = \"{u}\"\ninsecure = true\n[[registry.mirror]]\nlocation = \"{o}\"\ninsecure = true\npull-from-mirror = \"digest-only\"\n",
         u = upstream.addr,
         o = other.addr
     ));
@@ -182,7 +205,7 @@ fn mirror_fallbacks_verification_block_and_location() {
     // move), which is why signature policies exist; the test below shows the policy is keyed
     // by the primary's name.
     let conf = Conf::new(&format!(
-        "[[registry]]\nprefix = \"{u}\"\ninsecure = true\n[[registry.mirror]]\nlocation = \"{o}\"\ninsecure = true\npull-from-mirror = \"tag-only\"\n",
+        "[[registry]]\nlocation = \"{u}\"\ninsecure = true\n[[registry.mirror]]\nlocation = \"{o}\"\ninsecure = true\npull-from-mirror = \"tag-only\"\n",
         u = upstream.addr,
         o = other.addr
     ));
@@ -191,7 +214,7 @@ fn mirror_fallbacks_verification_block_and_location() {
     assert_eq!(json(&root, &conf, &["pull", &by_v1])["digest"], v1, "a digest pull skips a tag-only mirror");
 
     // Blocked, with the rule named; nothing is contacted.
-    let conf = Conf::new(&format!("[[registry]]\nprefix = \"{}/app\"\nblocked = true\n", upstream.addr));
+    let conf = Conf::new(&format!("[[registry]]\nlocation = \"{}/app\"\nblocked = true\n", upstream.addr));
     let root = Root::new();
     let before = upstream.access_log().lines().count();
     let err = fails(&root, &conf, &["pull", &upstream.reference("app:1")]);
@@ -217,7 +240,7 @@ fn mirror_fallbacks_verification_block_and_location() {
     assert_eq!(info["fetched_from"], format!("http://{}/app", upstream.addr));
 
     // A broken file stops every pull, naming the file, the line and the key.
-    let conf = Conf::new("[[registry]]\nprefix = \"x.io\"\nmirrors = []\n");
+    let conf = Conf::new("[[registry]]\nlocation = \"x.io\"\nmirrors = []\n");
     let err = fails(&root, &conf, &["pull", &upstream.reference("app:1")]);
     assert!(err.contains(&format!("{}:3: unknown field `mirrors`", conf.file().display())), "{err}");
 }
@@ -230,7 +253,7 @@ fn policy_is_keyed_by_the_primary_name() {
     let v1 = upstream.push(&archive(&hello()), "app:1", false);
     let cache = Registry::proxy_of(&upstream);
     let conf = Conf::new(&format!(
-        "[[registry]]\nprefix = \"{u}\"\ninsecure = true\n[[registry.mirror]]\nlocation = \"{c}\"\ninsecure = true\n",
+        "[[registry]]\nlocation = \"{u}\"\ninsecure = true\n[[registry.mirror]]\nlocation = \"{c}\"\ninsecure = true\n",
         u = upstream.addr,
         c = cache.addr
     ));
@@ -260,7 +283,7 @@ fn short_names_alias_search_and_enforcing() {
     let down = closed_port();
     let conf = Conf::new(&format!(
         "unqualified-search-registries = [\"127.0.0.1:{down}\", \"{r}\"]\nshort-name-mode = \"permissive\"\n\
-         [[registry]]\nprefix = \"{r}\"\ninsecure = true\n[[registry]]\nprefix = \"127.0.0.1:{down}\"\ninsecure = true\n\
+         [[registry]]\nlocation = \"{r}\"\ninsecure = true\n[[registry]]\nlocation = \"127.0.0.1:{down}\"\ninsecure = true\n\
          [aliases]\n\"app\" = \"{r}/team/app\"\n",
         r = reg.addr
     ));
@@ -311,7 +334,7 @@ fn short_names_alias_search_and_enforcing() {
 fn credential_helpers() {
     let reg = Registry::with_auth("helped", "s3cret-pw");
     reg.push(&archive(&hello()), "app:1", false);
-    let conf = Conf::new(&format!("[[registry]]\nprefix = \"{}\"\ninsecure = true\n", reg.addr));
+    let conf = Conf::new(&format!("[[registry]]\nlocation = \"{}\"\ninsecure = true\n", reg.addr));
     let bin = conf.dir.path().join("bin");
     fs::create_dir(&bin).unwrap();
     let asked = conf.dir.path().join("asked");
@@ -381,7 +404,7 @@ fn credential_helpers() {
     );
     // registries.conf credential-helpers: the helper alone, no auth file needed.
     let helpers = Conf::new(&format!(
-        "credential-helpers = [\"containers-auth.json\", \"hoisttest\"]\n[[registry]]\nprefix = \"{}\"\ninsecure = true\n",
+        "credential-helpers = [\"containers-auth.json\", \"hoisttest\"]\n[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
         reg.addr
     ));
     let (code, out, _) = pull(serde_json::json!({"auths": {}}), &helpers);
@@ -394,7 +417,7 @@ fn credential_helpers() {
 fn tag_and_digest_pins() {
     let reg = Registry::start();
     let v1 = reg.push(&archive(&hello()), "app:1.2", false);
-    let conf = Conf::new(&format!("[[registry]]\nprefix = \"{}\"\ninsecure = true\n", reg.addr));
+    let conf = Conf::new(&format!("[[registry]]\nlocation = \"{}\"\ninsecure = true\n", reg.addr));
     let root = Root::new();
     let pinned = format!("docker://{}/app:1.2@{v1}", reg.addr);
     let j = json(&root, &conf, &["pull", &pinned]);
@@ -406,4 +429,83 @@ fn tag_and_digest_pins() {
     reg.push(&archive(&hello_v2()), "app:1.2", false);
     let j = json(&root, &conf, &["pull", &pinned]);
     assert_eq!((j["digest"].as_str(), j["result"].as_str()), (Some(v1.as_str()), Some("unchanged")));
+}
+
+/// Kills a helper process on drop.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A mirror that answers a digest with another image (and claims the digest in its header): the
+/// bytes are checked against the digest asked for, the mirror's answer is refused, and the
+/// primary serves the real image.
+#[test]
+fn lying_mirror_is_caught_by_the_digest() {
+    let upstream = Registry::start();
+    let v1 = upstream.push(&archive(&hello()), "app:1", false);
+    upstream.push(&archive(&hello_v2()), "app:2", false);
+    let mut child = std::process::Command::new("python3")
+        .arg(common::repo().join("tests/kit/lying_mirror.py"))
+        .args([upstream.addr.as_str(), "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut port).unwrap();
+    let _mirror = Killed(child);
+    let mirror = format!("127.0.0.1:{}", port.trim());
+    let conf = Conf::new(&format!(
+        "[[registry]]\nlocation = \"{u}\"\ninsecure = true\n[[registry.mirror]]\nlocation = \"{mirror}\"\ninsecure = true\n",
+        u = upstream.addr
+    ));
+    let root = Root::new();
+    let (_, err) = ok(&root, &conf, &["pull", &format!("docker://{}/app@{v1}", upstream.addr)]);
+    let v2 = fs::read_to_string(upstream.dir.path().join("pushed.digest")).unwrap();
+    assert!(
+        err.contains(&format!(
+            "mirror {mirror}/app: manifest {v1} of {mirror}/app: the registry sent content that hashes to {}; nothing was \
+             stored; trying the next source",
+            v2.trim()
+        )),
+        "{err}"
+    );
+    assert!(err.contains(&format!("Using the primary {}/app (no mirror served it)", upstream.addr)), "{err}");
+    let images = root.json(&["images"]);
+    assert_eq!(images[0]["digest"], v1, "{images}");
+}
+
+/// A registry with a private CA: refused until its CA is given (here `--cert-dir`, the same files
+/// as /etc/containers/certs.d/HOST:PORT/), then verified HTTPS; client certificate pairs are
+/// refused by name.
+#[test]
+fn private_ca_from_cert_dir() {
+    let reg = Registry::with_tls();
+    let digest = reg.push(&archive(&hello()), "app:1", false);
+    let conf = Conf::new("");
+    let root = Root::new();
+    let reference = reg.reference("app:1");
+    let err = fails(&root, &conf, &["pull", &reference]);
+    assert!(err.contains(&format!("TLS connection to {} failed: ", reg.addr)), "{err}");
+    assert!(err.contains(&format!("a private CA goes in /etc/containers/certs.d/{}/ca.crt", reg.addr)), "{err}");
+    let ca = reg.ca_dir();
+    let j = json(&root, &conf, &["pull", "--cert-dir", ca.to_str().unwrap(), &reference]);
+    assert_eq!(j["digest"], digest);
+    let info = json(&root, &conf, &["images", "info", &reference]);
+    assert_eq!(info["fetched_from"], format!("https://{}/app", reg.addr), "verified HTTPS");
+    assert_eq!(info["remembered_tls"], serde_json::Value::Null);
+    fs::write(ca.join("client.cert"), "").unwrap();
+    let err = fails(&Root::new(), &conf, &["pull", "--cert-dir", ca.to_str().unwrap(), &reference]);
+    assert!(
+        err.contains(&format!(
+            "{}: client certificates (NAME.cert + NAME.key) are not supported by hoist yet",
+            ca.join("client.cert").display()
+        )),
+        "{err}"
+    );
 }

@@ -15,7 +15,8 @@
 //!    `$HOME/.cache/containers/short-name-aliases.conf`; its `[aliases]` win.
 //!
 //! Merging (as containers/image does): a `[[registry]]` table replaces an earlier one with the same
-//! prefix (within one file, a prefix may appear once); `unqualified-search-registries`,
+//! prefix (within one file, a prefix may appear once); a table needs a `location` unless its prefix
+//! is a wildcard (containers/image refuses such files, so hoist does too); `unqualified-search-registries`,
 //! `short-name-mode` and `credential-helpers` replace earlier values when set; `[aliases]` are merged
 //! key by key, and an empty value removes an alias.
 //!
@@ -338,10 +339,14 @@ impl Registries {
                 return Err(bad("this prefix is defined twice in the file".into()));
             }
             seen.push(prefix.clone());
+            // As containers/image (and so podman and skopeo) insist: only a wildcard table may
+            // leave the location out.
             let location = match (location, wildcard) {
                 (Some(l), _) => Some(l),
                 (None, Some(_)) => None,
-                (None, None) => Some(prefix.clone()),
+                (None, None) => {
+                    return Err(bad("location is unset; only a *.DOMAIN prefix may omit it (write location = \"…\", usually the prefix itself)".into()));
+                }
             };
             let reg = Registry {
                 location,

@@ -30,7 +30,7 @@ fn longest_prefix_location_and_mirrors() {
         "/a.conf",
         r#"
 [[registry]]
-prefix = "example.com"
+location = "example.com"
 insecure = true
 
 [[registry]]
@@ -101,11 +101,11 @@ fn drop_ins_override_by_prefix_and_merge_aliases() {
     let r = conf(&[
         (
             "/etc/r.conf",
-            "unqualified-search-registries = [\"a.io\", \"b.io\"]\nshort-name-mode = \"enforcing\"\n[[registry]]\nprefix = \"a.io\"\nblocked = true\n[aliases]\n\"etcd\" = \"quay.io/coreos/etcd\"\n\"x\" = \"a.io/x\"\n",
+            "unqualified-search-registries = [\"a.io\", \"b.io\"]\nshort-name-mode = \"enforcing\"\n[[registry]]\nlocation = \"a.io\"\nblocked = true\n[aliases]\n\"etcd\" = \"quay.io/coreos/etcd\"\n\"x\" = \"a.io/x\"\n",
         ),
         (
             "/etc/r.d/10.conf",
-            "[[registry]]\nprefix = \"a.io\"\ninsecure = true\n[aliases]\n\"x\" = \"\"\n\"app\" = \"127.0.0.1:5000/app\"\n",
+            "[[registry]]\nlocation = \"a.io\"\ninsecure = true\n[aliases]\n\"x\" = \"\"\n\"app\" = \"127.0.0.1:5000/app\"\n",
         ),
     ]);
     assert_eq!(plan(&r, "a.io/y:1"), ["p!a.io/y:1"], "the drop-in's table replaces the main file's");
@@ -170,16 +170,20 @@ fn invalid_tables_are_refused_by_name() {
             "/r.conf ([[registry]] prefix = \"x.io\"): location = \"https://y.io\" is not host[:port][/namespace…] (no scheme)",
         ),
         (
-            "[[registry]]\nprefix = \"x.io\"\n[[registry.mirror]]\nlocation = \"m.io\"\npull-from-mirror = \"sometimes\"\n",
+            "[[registry]]\nlocation = \"x.io\"\n[[registry.mirror]]\nlocation = \"m.io\"\npull-from-mirror = \"sometimes\"\n",
             "/r.conf ([[registry]] prefix = \"x.io\"): mirror \"m.io\": pull-from-mirror = \"sometimes\": expected \"all\", \"digest-only\" or \"tag-only\"",
         ),
         (
-            "[[registry]]\nprefix = \"x.io\"\nmirror-by-digest-only = true\n[[registry.mirror]]\nlocation = \"m.io\"\npull-from-mirror = \"all\"\n",
+            "[[registry]]\nlocation = \"x.io\"\nmirror-by-digest-only = true\n[[registry.mirror]]\nlocation = \"m.io\"\npull-from-mirror = \"all\"\n",
             "/r.conf ([[registry]] prefix = \"x.io\"): mirror \"m.io\": pull-from-mirror cannot be combined with the table's mirror-by-digest-only",
         ),
         (
-            "[[registry]]\nprefix = \"x.io\"\n[[registry]]\nprefix = \"x.io\"\n",
+            "[[registry]]\nlocation = \"x.io\"\n[[registry]]\nlocation = \"x.io\"\n",
             "/r.conf ([[registry]] prefix = \"x.io\"): this prefix is defined twice in the file",
+        ),
+        (
+            "[[registry]]\nprefix = \"x.io\"\ninsecure = true\n",
+            "/r.conf ([[registry]] prefix = \"x.io\"): location is unset; only a *.DOMAIN prefix may omit it (write location = \"…\", usually the prefix itself)",
         ),
         (
             "short-name-mode = \"strict\"\n",

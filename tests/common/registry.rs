@@ -34,17 +34,28 @@ impl Registry {
     /// Starts an anonymous registry inside a testbed (its own network namespace): hoist and
     /// skopeo run there too.
     pub fn start_in(tb: &super::testbed::Testbed) -> Self {
-        Self::start_at(None, Some(tb.dir.clone()), "")
+        Self::start_at(None, Some(tb.dir.clone()), "", false)
     }
 
     fn start_with(creds: Option<(String, String)>) -> Self {
-        Self::start_at(creds, None, "")
+        Self::start_at(creds, None, "", false)
+    }
+
+    /// Starts a registry that speaks HTTPS with a certificate for 127.0.0.1 from a throwaway CA
+    /// (openssl): the CA is [`Self::ca_dir`]`/ca.crt`.
+    pub fn with_tls() -> Self {
+        Self::start_at(None, None, "", true)
+    }
+
+    /// The directory holding the CA certificate (`ca.crt`) of a [`Self::with_tls`] registry.
+    pub fn ca_dir(&self) -> PathBuf {
+        self.dir.path().join("ca")
     }
 
     /// Starts a pull-through cache of `upstream` (distribution's `proxy:` mode), as fleets put one
     /// in front of a registry; used as a registries.conf mirror.
     pub fn proxy_of(upstream: &Registry) -> Self {
-        Self::start_at(None, None, &format!("proxy: {{remoteurl: 'http://{}'}}\n", upstream.addr))
+        Self::start_at(None, None, &format!("proxy: {{remoteurl: 'http://{}'}}\n", upstream.addr), false)
     }
 
     /// A command run where the registry is reachable.
@@ -59,7 +70,7 @@ impl Registry {
         }
     }
 
-    fn start_at(creds: Option<(String, String)>, testbed: Option<PathBuf>, extra: &str) -> Self {
+    fn start_at(creds: Option<(String, String)>, testbed: Option<PathBuf>, extra: &str, tls: bool) -> Self {
         for tool in ["docker-registry", "skopeo"] {
             assert!(have(tool), "{tool} is needed for the registry tests (make test installs it)");
         }
@@ -73,12 +84,13 @@ impl Registry {
             auth =
                 format!("auth: {{htpasswd: {{realm: hoist-test, path: {}}}}}\n", dir.path().join("htpasswd").display());
         }
+        let tls = if tls { format!(", {}", make_tls(&dir.path().join("ca"))) } else { String::new() };
         let config = format!(
             "version: 0.1\n\
              log: {{level: info, accesslog: {{disabled: false}}}}\n\
              storage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\n  \
              maintenance: {{uploadpurging: {{enabled: false}}}}\n\
-             http: {{addr: '127.0.0.1:0', secret: hoist-test-not-secret}}\n\
+             http: {{addr: '127.0.0.1:0', secret: hoist-test-not-secret{tls}}}\n\
              health: {{storagedriver: {{enabled: false}}}}\n{auth}{extra}",
             dir.path().join("data").display()
         );
@@ -201,4 +213,65 @@ pub fn auth_file(dir: &Path, registry: &str, user: &str, password: &str) -> Path
     let path = dir.join("auth.json");
     fs::write(&path, serde_json::to_vec(&serde_json::json!({"auths": {registry: {"auth": auth}}})).unwrap()).unwrap();
     path
+}
+
+/// A CA (`DIR/ca.crt`) and a server certificate for IP 127.0.0.1 signed by it; returns the
+/// registry's `tls:` setting.
+fn make_tls(dir: &Path) -> String {
+    assert!(have("openssl"), "openssl is needed for the TLS tests (make test installs it)");
+    fs::create_dir_all(dir).unwrap();
+    let ext = dir.join("server.ext");
+    fs::write(&ext, "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n").unwrap();
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let steps: Vec<Vec<String>> = vec![
+        [
+            &["req", "-x509"][..],
+            &ec,
+            &["-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=hoist test CA", "-days", "2"],
+            &["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+        ]
+        .concat()
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        [&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]]
+            .concat()
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        [
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+    ];
+    for args in steps {
+        let o = Command::new("openssl").args(&args).current_dir(dir).output().unwrap();
+        assert!(o.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    // The registry reads its key and certificate from outside the CA directory, which holds
+    // only what a client trusts.
+    let srv = dir.parent().unwrap();
+    for f in ["server.key", "server.crt"] {
+        fs::rename(dir.join(f), srv.join(f)).unwrap();
+    }
+    for f in ["ca.key", "ca.srl", "server.csr", "server.ext"] {
+        let _ = fs::remove_file(dir.join(f));
+    }
+    format!("tls: {{certificate: '{}', key: '{}'}}", srv.join("server.crt").display(), srv.join("server.key").display())
 }

@@ -90,7 +90,9 @@ pub enum RegistryError {
     NotFound { what: String },
     #[error("access to {image} denied: {hint}")]
     Unauthorized { image: String, hint: String },
-    #[error("TLS connection to {registry} failed: {cause} (for a plain-HTTP registry use --tls-verify=false)")]
+    #[error(
+        "TLS connection to {registry} failed: {cause} (a private CA goes in /etc/containers/certs.d/{registry}/ca.crt; a plain-HTTP registry needs insecure = true in registries.conf, or --tls-verify=false)"
+    )]
     Tls { registry: String, cause: String },
     #[error("cannot reach registry {registry}: {cause}")]
     Unreachable { registry: String, cause: String },
