@@ -5,7 +5,8 @@
 //! imgref ─▶ fetch ─▶ store ─▶ layers ─▶ checkout ─▶ (bundle ─▶ unit ─▶ systemd ─▶ runner)
 //! ```
 //! - [`imgref`]: what the user typed (`docker://…`, `oci:DIR`, `oci-archive:FILE`, stored names).
-//! - [`fetch`]: brings a source's blobs into the [`store`] and extracts its layers.
+//! - [`fetch`]: brings a source's blobs into the [`store`] and extracts its layers, from where
+//!   [`registries`] says (registries.conf mirrors and short names, certs.d, credential helpers).
 //! - [`store`]: the OCI image layout with stored names (`store/index.json`).
 //! - [`layers`]: each layer extracted once into the shared layer area, safely.
 //! - [`checkout`]: merges extracted layers into a rootfs (whiteouts, opaque dirs) by hard links.

@@ -509,3 +509,34 @@ fn private_ca_from_cert_dir() {
         "{err}"
     );
 }
+
+/// A `--tls-verify=false` that worked is remembered for its reference and shown; once
+/// registries.conf says `insecure = true` for the registry, the file decides and nothing is
+/// remembered any more.
+#[test]
+fn remembered_tls_is_visible_and_yields_to_registries_conf() {
+    let reg = Registry::start();
+    reg.push(&archive(&hello()), "app:1", false);
+    let reference = reg.reference("app:1");
+    let root = Root::new();
+    let empty = Conf::new("");
+    json(&root, &empty, &["pull", "--tls-verify=false", &reference]);
+    let info = json(&root, &empty, &["images", "info", &reference]);
+    assert_eq!(
+        info["remembered_tls"],
+        "plain HTTP: --tls-verify=false is remembered for this reference (the documented way is insecure = true in \
+         registries.conf, which then wins)"
+    );
+    let (text, _) = ok(&root, &empty, &["images", "info", &reference]);
+    assert!(text.contains("TLS:      plain HTTP: --tls-verify=false is remembered"), "{text}");
+    // Remembered: a later pull needs no flag.
+    assert_eq!(json(&root, &empty, &["pull", &reference])["result"], "unchanged");
+    let conf = Conf::new(&format!("[[registry]]\nlocation = \"{}\"\ninsecure = true\n", reg.addr));
+    json(&root, &conf, &["pull", &reference]);
+    let info = json(&root, &conf, &["images", "info", &reference]);
+    assert_eq!(info["remembered_tls"], serde_json::Value::Null, "{info}");
+    assert_eq!(info["fetched_from"], format!("http://{}/app", reg.addr));
+    // And without the file, TLS is required again: nothing insecure was left behind.
+    let err = fails(&root, &empty, &["pull", &reference]);
+    assert!(err.contains(&format!("TLS connection to {} failed", reg.addr)), "{err}");
+}
