@@ -245,34 +245,50 @@ fn mirror_fallbacks_verification_block_and_location() {
     assert!(err.contains(&format!("{}:3: unknown field `mirrors`", conf.file().display())), "{err}");
 }
 
-/// The signature policy is evaluated against the name asked for, not the mirror's: a policy that
-/// rejects the mirror's name but accepts the upstream's lets a mirrored pull through.
+/// The signature policy is evaluated against the name asked for, not the mirror's: an image
+/// signed (simple signing, `skopeo copy --sign-by`, lookaside by the upstream's name) and pulled
+/// through a pull-through cache verifies against a policy that names the upstream; a policy that
+/// only trusts the mirror's name does not let it in.
 #[test]
 fn policy_is_keyed_by_the_primary_name() {
+    use common::signing::{self, Gpg};
     let upstream = Registry::start();
-    let v1 = upstream.push(&archive(&hello()), "app:1", false);
+    let unsigned = upstream.push(&archive(&hello()), "unsigned:1", false);
     let cache = Registry::proxy_of(&upstream);
     let conf = Conf::new(&format!(
         "[[registry]]\nlocation = \"{u}\"\ninsecure = true\n[[registry.mirror]]\nlocation = \"{c}\"\ninsecure = true\n",
         u = upstream.addr,
         c = cache.addr
     ));
-    let policy = conf.dir.path().join("policy.json");
-    let write_policy = |accept: &str| {
+    let d = conf.dir.path();
+    let gpg = Gpg::new();
+    let key = gpg.key("mirror", "1d", d);
+    let lookaside = d.join("lookaside");
+    let rd = signing::registries_d(&d.join("registries.d"), &upstream.addr, &lookaside);
+    let src = format!("docker://{}/unsigned:1", upstream.addr);
+    let signed = signing::skopeo_copy(&gpg, &rd, &src, &upstream.reference("app:1"), &["--sign-by", &key.fpr], d);
+    assert_eq!(signed, unsigned);
+    let policy = d.join("policy.json");
+    let write_policy = |scope: &str| {
         let p = serde_json::json!({
             "default": [{"type": "reject"}],
-            "transports": {"docker": {accept: [{"type": "insecureAcceptAnything"}]}}
+            "transports": {"docker": {scope: [{"type": "signedBy", "keyType": "GPGKeys", "keyPath": key.public}]}}
         });
         fs::write(&policy, serde_json::to_vec(&p).unwrap()).unwrap();
     };
-    let root = Root::new();
-    let reference = format!("docker://{}/app@{v1}", upstream.addr);
+    let reference = upstream.reference("app:1");
+    let trust = ["--signature-policy", policy.to_str().unwrap(), "--registries.d", rd.to_str().unwrap()];
     write_policy(&format!("{}/app", cache.addr));
-    let err = fails(&root, &conf, &["pull", "--signature-policy", policy.to_str().unwrap(), &reference]);
-    assert!(err.contains("rejected") || err.contains("reject"), "the mirror's name does not count: {err}");
+    let root = Root::new();
+    let err = fails(&root, &conf, &[&["pull"][..], &trust, &[reference.as_str()]].concat());
+    assert!(err.contains("reject"), "the mirror's name does not count: {err}");
     write_policy(&format!("{}/app", upstream.addr));
-    let (_, err) = ok(&root, &conf, &["pull", "--signature-policy", policy.to_str().unwrap(), &reference]);
+    let (_, err) = ok(&root, &conf, &[&["pull"][..], &trust, &[reference.as_str()]].concat());
     assert!(err.contains(&format!("Using mirror {}/app", cache.addr)), "{err}");
+    let info = json(&root, &conf, &["images", "info", &reference]);
+    assert_eq!(info["digest"], signed);
+    assert_eq!(info["fetched_from"], format!("http://{}/app (mirror)", cache.addr));
+    assert!(info["verified"].to_string().contains(&key.fpr), "verified by the key: {}", info["verified"]);
 }
 
 /// Short names: an alias, search registries tried in order, enforcing mode without a terminal.
