@@ -13,7 +13,7 @@ IMAGEDIR := target/images
 # Debian packages: libseccomp for the runner's seccomp support; fixture image contents; the
 # reference extractor the tests compare with; systemd, dbus and util-linux for the testbed.
 DEB_PKGS := libseccomp-dev pkg-config busybox-static etcd-server etcd-client umoci \
-            systemd dbus util-linux procps docker-registry skopeo apache2-utils gnupg
+            systemd dbus util-linux procps docker-registry skopeo apache2-utils gnupg curl
 
 # The peers `make bench` compares with.
 BENCH_PKGS := podman conmon skopeo umoci runc crun docker-registry busybox-static
