@@ -13,13 +13,14 @@ IMAGEDIR := target/images
 # Debian packages: libseccomp for the runner's seccomp support; fixture image contents; the
 # reference extractor the tests compare with; systemd, dbus and util-linux for the testbed.
 DEB_PKGS := libseccomp-dev pkg-config busybox-static etcd-server etcd-client umoci openssl \
-            systemd dbus util-linux procps docker-registry skopeo apache2-utils gnupg
+            systemd dbus util-linux procps docker-registry skopeo apache2-utils gnupg curl
 
 # The peers `make bench` compares with.
 BENCH_PKGS := podman conmon skopeo umoci runc crun docker-registry busybox-static
 
 IMAGES := $(IMAGEDIR)/hello.tar $(IMAGEDIR)/hello-v1.tar $(IMAGEDIR)/hello-v2.tar \
-          $(IMAGEDIR)/hello-broken.tar $(IMAGEDIR)/etcd.tar $(IMAGEDIR)/layered.tar
+          $(IMAGEDIR)/hello-broken.tar $(IMAGEDIR)/etcd.tar $(IMAGEDIR)/layered.tar \
+          $(IMAGEDIR)/registry.tar $(IMAGEDIR)/registry-v2.tar
 
 .PHONY: all build deps pydeps images test lint fuzz demo bench clean
 
@@ -49,6 +50,8 @@ images: deps
 	$(MKIMAGE) images/hello/image-broken.json $(IMAGEDIR)/hello-broken.tar
 	$(MKIMAGE) images/etcd/image.json $(IMAGEDIR)/etcd.tar
 	$(MKIMAGE) images/layered/image.json $(IMAGEDIR)/layered.tar
+	$(MKIMAGE) images/registry/image.json $(IMAGEDIR)/registry.tar
+	$(MKIMAGE) images/registry/image-v2.json $(IMAGEDIR)/registry-v2.tar
 
 # Tiers: 1 — unit tests (lib) and tests/lifecycle.rs (fake systemd), any user; 2 — tests/images.rs,
 # tests/runner.rs … (root, no systemd); 3 — units under a throwaway systemd (tests/testbed/testbed).

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make demo`: etcd as a system container, end to end, printed like a tutorial.
+# `make demo`: etcd as a system container, end to end, printed like a tutorial, pulled from a
+# registry that is a system container too (images/registry).
 #
 # Where: on this host's systemd when PID 1 is systemd (after asking), otherwise - or with
 # `tests/demo.sh --testbed` / `make demo DEMO_TESTBED=1` - on a throwaway systemd booted by
@@ -9,7 +10,8 @@ cd "$(dirname "$0")/.."
 CHECKOUT=$PWD
 export HOIST_BIN="$CHECKOUT/target/release/hoist"
 ETCD_ARCHIVE="$CHECKOUT/target/images/etcd.tar"
-REG_DIR="$CHECKOUT/target/demo-registry"
+REGISTRY_ARCHIVE="$CHECKOUT/target/images/registry.tar"
+REG_NAME=demo-registry
 
 bold() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 say() { printf '%s\n' "$*"; }
@@ -19,7 +21,7 @@ use_testbed=${DEMO_TESTBED:-}
 if [ -z "$use_testbed" ]; then
   if [ "$(cat /proc/1/comm 2>/dev/null)" = systemd ]; then
     if [ -t 0 ]; then
-      read -r -p "PID 1 is systemd: install etcd as a service on THIS host (a unit, /etc/etcd, /usr/local/bin/etcdctl; all removed at the end)? [y/N] " answer
+      read -r -p "PID 1 is systemd: install a registry (on 127.0.0.1:5055) and etcd as services on THIS host (units, /etc/etcd, /etc/demo-registry, /usr/local/bin/etcdctl; all removed at the end)? [y/N] " answer
       case "$answer" in y|Y|yes) use_testbed=0 ;; *) use_testbed=1 ;; esac
     else
       say "PID 1 is systemd but nobody can confirm touching it: using a throwaway testbed."
@@ -43,28 +45,32 @@ else
 fi
 run() { printf '\033[36m# %s\033[0m\n' "$*"; "${X[@]}" "$@"; }
 
-bold "0. A registry to pull from: Debian's docker-registry on 127.0.0.1, fed with the etcd image"
-say "(built by 'make images' from Debian's etcd-server; pushed with skopeo)"
-rm -rf "$REG_DIR"; mkdir -p "$REG_DIR"
-cat > "$REG_DIR/config.yml" <<EOF
-version: 0.1
-log: {level: info, accesslog: {disabled: true}}
-storage: {filesystem: {rootdirectory: $REG_DIR/data}}
-http: {addr: '127.0.0.1:0', secret: hoist-demo}
-health: {storagedriver: {enabled: false}}
-EOF
-"${X[@]}" sh -c "setsid docker-registry serve '$REG_DIR/config.yml' >'$REG_DIR/log' 2>&1 </dev/null & echo \$! >'$REG_DIR/pid'"
-stop_registry() { "${X[@]}" sh -c "kill \$(cat '$REG_DIR/pid') 2>/dev/null" || true; }
+bold "0. A registry to pull from: Debian's docker-registry, itself a system container, fed with the etcd image"
+say "(both images built by 'make images': registry.tar from Debian's docker-registry, etcd.tar from etcd-server;"
+say " the registry's config is /etc/$REG_NAME/config.yml, its storage /var/lib/$REG_NAME; etcd is pushed with skopeo)"
+# A port of its own on this host (a registry may already use 5000); the testbed has its own network.
+if [ "$use_testbed" = 1 ]; then REG_ADDR=127.0.0.1:5000; else REG_ADDR=127.0.0.1:5055; fi
+# Removed on any exit, but only once this demo installed it (never a container of the same name
+# that was there before).
+reg_installed=""
+remove_registry() { [ -z "$reg_installed" ] || "${X[@]}" hoist -q uninstall --purge "$REG_NAME" >/dev/null 2>&1 || true; }
 if [ "$use_testbed" = 1 ]; then
-  trap 'stop_registry; tests/testbed/testbed down >/dev/null 2>&1 || true' EXIT
+  trap 'remove_registry; tests/testbed/testbed down >/dev/null 2>&1 || true' EXIT
 else
-  trap stop_registry EXIT
+  trap remove_registry EXIT
 fi
-for _ in $(seq 500); do grep -q 'listening on' "$REG_DIR/log" 2>/dev/null && break; sleep 0.01; done
-PORT=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$REG_DIR/log" | head -1 | cut -d: -f2)
-[ -n "$PORT" ] || { cat "$REG_DIR/log"; echo "the registry did not start" >&2; exit 1; }
-ETCD_IMAGE="docker://127.0.0.1:$PORT/etcd:3.4"
+run hoist install --now --name "$REG_NAME" --set "REGISTRY_HTTP_ADDR=$REG_ADDR" "oci-archive:$REGISTRY_ARCHIVE"
+reg_installed=1
+ok=""
+for _ in $(seq 300); do
+  if "${X[@]}" curl -fsS -o /dev/null "http://$REG_ADDR/v2/" 2>/dev/null; then ok=1; break; fi
+  sleep 0.05
+done
+[ -n "$ok" ] || { "${X[@]}" journalctl -u "$REG_NAME" --no-pager -o cat | tail -n 20; echo "the registry did not answer on $REG_ADDR" >&2; exit 1; }
+ETCD_IMAGE="docker://$REG_ADDR/etcd:3.4"
 run skopeo copy -q --dest-tls-verify=false "oci-archive:$ETCD_ARCHIVE" "$ETCD_IMAGE"
+run curl -sS "http://$REG_ADDR/v2/_catalog"
+run hoist list
 
 bold "1. Pull etcd from the registry (plain HTTP on loopback, hence --tls-verify=false, remembered)"
 run hoist pull --tls-verify=false "$ETCD_IMAGE"
@@ -115,6 +121,11 @@ run ls /var/lib/etcd/etcd.etcd
 bold "11. Uninstall: unit, snippet, host files and both deployments go; data stays unless --purge"
 run hoist uninstall etcd
 run sh -c 'ls /etc/systemd/system/etcd.service /etc/tmpfiles.d/etcd.conf /usr/local/bin/etcdctl /var/lib/hoist/containers/etcd 2>&1 | sed "s/^/  /"; true'
+run hoist list -a
+
+bold "12. The registry goes the same way (--purge: its storage too, which the demo created)"
+run hoist uninstall --purge "$REG_NAME"
+reg_installed=""
 run hoist list -a
 
 say ""
