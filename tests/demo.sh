@@ -53,7 +53,13 @@ if [ "$use_testbed" = 1 ]; then REG_ADDR=127.0.0.1:5000; else REG_ADDR=127.0.0.1
 # Removed on any exit, but only once this demo installed it (never a container of the same name
 # that was there before).
 reg_installed=""
-remove_registry() { [ -z "$reg_installed" ] || "${X[@]}" hoist -q uninstall --purge "$REG_NAME" >/dev/null 2>&1 || true; }
+# The registries.conf drop-in that declares it (removed too, only if this demo wrote it).
+DROPIN=/etc/containers/registries.conf.d/50-hoist-demo.conf
+dropin_written=""
+remove_registry() {
+  [ -z "$dropin_written" ] || "${X[@]}" rm -f "$DROPIN" || true
+  [ -z "$reg_installed" ] || "${X[@]}" hoist -q uninstall --purge "$REG_NAME" >/dev/null 2>&1 || true
+}
 if [ "$use_testbed" = 1 ]; then
   trap 'remove_registry; tests/testbed/testbed down >/dev/null 2>&1 || true' EXIT
 else
@@ -72,8 +78,15 @@ run skopeo copy -q --dest-tls-verify=false "oci-archive:$ETCD_ARCHIVE" "$ETCD_IM
 run curl -sS "http://$REG_ADDR/v2/_catalog"
 run hoist list
 
-bold "1. Pull etcd from the registry (plain HTTP on loopback, hence --tls-verify=false, remembered)"
-run hoist pull --tls-verify=false "$ETCD_IMAGE"
+bold "1. Declare the registry the way podman and skopeo read it (plain HTTP on loopback: insecure), then pull etcd"
+if "${X[@]}" test -e "$DROPIN"; then
+  say "$DROPIN exists already: left as it is"
+else
+  "${X[@]}" sh -c "mkdir -p /etc/containers/registries.conf.d && printf '[[registry]]\\nlocation = \"%s\"\\ninsecure = true\\n' '$REG_ADDR' >'$DROPIN'"
+  dropin_written=1
+fi
+run cat "$DROPIN"
+run hoist pull "$ETCD_IMAGE"
 run hoist images
 
 bold "2. What the image expects: its /exports contract"
