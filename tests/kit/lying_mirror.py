@@ -10,54 +10,28 @@ to the upstream unchanged. A client that checks what it receives against the dig
 refuses the answer; one that trusts the header stores the wrong image.
 """
 
-import http.server
 import re
 import sys
-import urllib.error
-import urllib.request
+
+from httpfront import Front, serve
 
 UPSTREAM, TAG = sys.argv[1], sys.argv[2]
 BY_DIGEST = re.compile(r"^/v2/(.+)/manifests/(sha256:[0-9a-f]{64})$")
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def upstream(self, path):
-        fwd = {k: v for k, v in self.headers.items() if k.lower() in ("accept", "authorization", "range")}
-        req = urllib.request.Request(f"http://{UPSTREAM}{path}", method="GET", headers=fwd)
-        try:
-            with urllib.request.urlopen(req) as r:
-                return r.status, r.read(), list(r.headers.items())
-        except urllib.error.HTTPError as e:
-            return e.code, e.read(), list(e.headers.items())
+class Handler(Front):
+    UPSTREAM = UPSTREAM
 
     def do_GET(self):
         m = BY_DIGEST.match(self.path)
-        if m:
-            name, digest = m.groups()
-            status, body, headers = self.upstream(f"/v2/{name}/manifests/{TAG}")
-            headers = [(k, digest if k.lower() == "docker-content-digest" else v) for k, v in headers]
-        else:
-            status, body, headers = self.upstream(self.path)
-        self.send_response(status)
-        for k, v in headers:
-            if k.lower() not in ("content-length", "transfer-encoding", "connection"):
-                self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        if not m:
+            return self.forward()
+        name, digest = m.groups()
+        status, body, headers = self.upstream(f"/v2/{name}/manifests/{TAG}")
+        self.reply(status, body, [(k, digest if k.lower() == "docker-content-digest" else v) for k, v in headers])
 
     do_HEAD = do_GET
 
 
-def main():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    print(server.server_address[1], flush=True)
-    server.serve_forever()
-
-
 if __name__ == "__main__":
-    main()
+    serve(Handler)

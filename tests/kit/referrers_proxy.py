@@ -16,13 +16,12 @@ the specification asks for) and serves the tag schema's tag as the upstream has 
 Each request is logged to LOGFILE as "METHOD PATH STATUS".
 """
 
-import http.server
 import json
 import re
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
+
+from httpfront import Front, serve
 
 UPSTREAM, LOG = sys.argv[1], sys.argv[2]
 REFUSE = len(sys.argv) > 3 and sys.argv[3] == "405"
@@ -31,28 +30,12 @@ REFERRERS = re.compile(r"^/v2/(.+)/referrers/(sha256:[0-9a-f]{64})$")
 TAG_SCHEMA = re.compile(r"^/v2/(.+)/manifests/sha256-[0-9a-f]{64}$")
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
+class Handler(Front):
+    UPSTREAM = UPSTREAM
 
-    def reply(self, status, body=b"", headers=()):
-        self.send_response(status)
-        for k, v in headers:
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+    def logged(self, status):
         with open(LOG, "a") as f:
             f.write(f"{self.command} {self.path} {status}\n")
-
-    def upstream(self, path, headers):
-        req = urllib.request.Request(f"http://{UPSTREAM}{path}", method=self.command, headers=headers)
-        try:
-            with urllib.request.urlopen(req) as r:
-                return r.status, r.read(), list(r.headers.items())
-        except urllib.error.HTTPError as e:
-            return e.code, e.read(), list(e.headers.items())
 
     def do_GET(self):
         url = urllib.parse.urlsplit(self.path)
@@ -72,19 +55,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.reply(200, json.dumps(index).encode(), headers)
         if TAG_SCHEMA.match(url.path) and not REFUSE:
             return self.reply(404, b'{"errors":[{"code":"MANIFEST_UNKNOWN"}]}', [("Content-Type", "application/json")])
-        fwd = {k: v for k, v in self.headers.items() if k.lower() in ("accept", "authorization", "range")}
-        status, body, headers = self.upstream(self.path, fwd)
-        keep = [(k, v) for k, v in headers if k.lower() not in ("content-length", "transfer-encoding", "connection")]
-        self.reply(status, body, keep)
+        self.forward()
 
     do_HEAD = do_GET
 
 
-def main():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    print(server.server_address[1], flush=True)
-    server.serve_forever()
-
-
 if __name__ == "__main__":
-    main()
+    serve(Handler)
