@@ -232,14 +232,20 @@ impl RegistryRef {
             return Err(invalid(input, "bad tag"));
         }
         let (registry, repository) = match name.split_once('/') {
+            // Host names are case-insensitive: one spelling, so rules and names compare.
             Some((first, repo)) if first.contains('.') || first.contains(':') || first == "localhost" => {
-                (first.to_string(), repo.to_string())
+                (first.to_ascii_lowercase(), repo.to_string())
             }
             _ => (DEFAULT_REGISTRY.to_string(), name.to_string()),
         };
-        if !valid_registry(&registry) {
+        if !valid_registry(&registry) || registry.split(':').next().is_some_and(|h| h.ends_with('.')) {
             return Err(invalid(input, "bad registry host"));
         }
+        // Docker Hub's other names are Docker Hub (as docker's own parser has it).
+        let registry = match registry.as_str() {
+            "index.docker.io" | "registry-1.docker.io" => DEFAULT_REGISTRY.to_string(),
+            _ => registry,
+        };
         let repository = if registry == DEFAULT_REGISTRY && !repository.contains('/') {
             format!("library/{repository}")
         } else {
@@ -405,6 +411,10 @@ mod tests {
             ("docker://quay.io/coreos/etcd:3.4", "quay.io", "coreos/etcd", Some("3.4"), false),
             ("127.0.0.1:5000/etcd:3.4", "127.0.0.1:5000", "etcd", Some("3.4"), false),
             ("docker://localhost/a/b", "localhost", "a/b", Some("latest"), false),
+            // One spelling per host: rules and stored names compare by it.
+            ("docker://Quay.IO/coreos/etcd:3.4", "quay.io", "coreos/etcd", Some("3.4"), false),
+            ("docker://index.docker.io/busybox", "docker.io", "library/busybox", Some("latest"), false),
+            ("docker://registry-1.docker.io/team/x:1", "docker.io", "team/x", Some("1"), false),
             (
                 "docker://r.io/x@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
                 "r.io",
@@ -422,6 +432,7 @@ mod tests {
             );
         }
         assert_eq!(src("docker://quay.io/coreos/etcd:3.4").to_string(), "docker://quay.io/coreos/etcd:3.4");
+        assert!(ImageArg::parse("docker://quay.io./coreos/etcd").is_err(), "a trailing dot is another spelling");
         let by_digest = src("docker://r.io/x@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
         let name = by_digest.local_name().unwrap().unwrap();
         assert_eq!(name.to_string(), "r.io/x:sha256-e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");

@@ -362,13 +362,19 @@ fn credential_helpers() {
         asked = asked.display(),
         addr = reg.addr
     );
-    for name in ["docker-credential-hoisttest", "docker-credential-broken"] {
+    let helpers = [
+        ("docker-credential-hoisttest", script.clone()),
+        ("docker-credential-broken", "#!/bin/sh\necho 'keyring is locked' >&2\nexit 3\n".to_string()),
+        // Fails after printing the secret: the message must not repeat it.
+        (
+            "docker-credential-leaky",
+            "#!/bin/sh\nprintf '{\"Username\":\"helped\",\"Secret\":\"s3cret-pw\"}'\nexit 1\n".to_string(),
+        ),
+        // Answers, leaving a process behind that holds its output open: it goes with the helper.
+        ("docker-credential-lingering", script.replacen("read -r host", "sleep 600 &\nread -r host", 1)),
+    ];
+    for (name, text) in helpers {
         let p = bin.join(name);
-        let text = if name.ends_with("broken") {
-            "#!/bin/sh\necho 'keyring is locked' >&2\nexit 3\n".to_string()
-        } else {
-            script.clone()
-        };
         fs::write(&p, text).unwrap();
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
@@ -418,6 +424,14 @@ fn credential_helpers() {
             && out.contains("exited with status 3: keyring is locked"),
         "{out}"
     );
+    let (code, out, _) = pull(serde_json::json!({"credHelpers": {reg.addr.clone(): "leaky"}}), &conf);
+    assert_eq!(code, Some(1));
+    assert!(
+        out.contains("credential helper docker-credential-leaky") && out.contains("exited with status 1\n"),
+        "{out}"
+    );
+    let (code, out, _) = pull(serde_json::json!({"credHelpers": {reg.addr.clone(): "lingering"}}), &conf);
+    assert_eq!(code, Some(0), "{out}");
     // registries.conf credential-helpers: the helper alone, no auth file needed.
     let helpers = Conf::new(&format!(
         "credential-helpers = [\"containers-auth.json\", \"hoisttest\"]\n[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
@@ -547,7 +561,16 @@ fn remembered_tls_is_visible_and_yields_to_registries_conf() {
     assert!(text.contains("TLS:      plain HTTP: --tls-verify=false is remembered"), "{text}");
     // Remembered: a later pull needs no flag.
     assert_eq!(json(&root, &empty, &["pull", &reference])["result"], "unchanged");
+    // … for the host it was given for only: relocated elsewhere, TLS is required there.
+    let other = Registry::start();
+    other.push(&archive(&hello()), "app:1", false);
+    let moved = Conf::new(&format!("[[registry]]\nprefix = \"{}/app\"\nlocation = \"{}/app\"\n", reg.addr, other.addr));
+    let err = fails(&root, &moved, &["pull", &reference]);
+    assert!(err.contains(&format!("TLS connection to {} failed", other.addr)), "{err}");
     let conf = Conf::new(&format!("[[registry]]\nlocation = \"{}\"\ninsecure = true\n", reg.addr));
+    // An explicit --tls-verify=true wins over the file.
+    let err = fails(&root, &conf, &["pull", "--tls-verify=true", &reference]);
+    assert!(err.contains(&format!("TLS connection to {} failed", reg.addr)), "{err}");
     json(&root, &conf, &["pull", &reference]);
     let info = json(&root, &conf, &["images", "info", &reference]);
     assert_eq!(info["remembered_tls"], serde_json::Value::Null, "{info}");

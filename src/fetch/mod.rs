@@ -183,31 +183,39 @@ fn pull_inner(store: &Store, source: &Source, opts: &PullOptions, progress: &Pro
 }
 
 /// Where to fetch `r` from (registries.conf: mirrors, then the primary) and how to reach each:
-/// TLS is skipped for an endpoint registries.conf calls insecure, with `--tls-verify=false`, or
-/// — for the primary — when this reference was pulled with `--tls-verify=false` before (and no
-/// `--tls-verify` says otherwise now); certs.d authorities are added per host.
+/// TLS is skipped for an endpoint registries.conf calls insecure (unless `--tls-verify=true`),
+/// with `--tls-verify=false`, or — for a primary on the host the reference names — when this
+/// reference was pulled with `--tls-verify=false` before (and no `--tls-verify` says otherwise
+/// now); certs.d authorities are added per host.
 fn routes(store: &Store, r: &crate::imgref::RegistryRef, opts: &PullOptions) -> Result<Vec<registry::Route>> {
     let conf = crate::registries::Registries::load(&opts.registry.conf)?;
     let plan = conf.plan(r)?;
     let remembered = store.source_transport(&Source::Registry(r.clone()).to_string());
     let mut out = Vec::new();
     for endpoint in plan.endpoints {
+        // The remembered choice was made for the host the reference names: it does not follow
+        // a relocation to another host, and never reaches a mirror.
+        let same_host = !endpoint.mirror && endpoint.reference.registry == r.registry;
         let flag = match opts.registry.tls_verify {
             Some(v) => !v,
-            None => !endpoint.mirror && remembered != Transport::Verified,
+            None => same_host && remembered != Transport::Verified,
         };
-        let insecure = endpoint.insecure || flag;
+        // An explicit --tls-verify=true wins over registries.conf's insecure, as in podman.
+        let insecure = match opts.registry.tls_verify {
+            Some(true) => false,
+            _ => endpoint.insecure || flag,
+        };
         let tls = crate::registries::certs::for_host(&endpoint.reference.registry, opts.registry.cert_dir.as_deref())?;
         let conn = registry::Connection {
             tls_verify: !insecure,
             // Straight to plain HTTP when that is what worked last time (no TLS attempt).
-            prefer_http: insecure && !endpoint.mirror && remembered == Transport::PlainHttp,
+            prefer_http: insecure && same_host && remembered == Transport::PlainHttp,
             authfile: opts.registry.authfile.clone(),
             max_blob: opts.extract.limits.max_layer_bytes,
             roots: tls.roots.into_iter().map(|(_, pem)| pem).collect(),
             credential_helpers: conf.credential_helpers.as_ref().map(|h| (h.value.clone(), h.file.clone())),
             // registries.conf is the documented way: it wins over the remembered choice.
-            remember: flag && !endpoint.insecure && !endpoint.mirror,
+            remember: flag && !endpoint.insecure && same_host,
         };
         out.push((endpoint, conn));
     }

@@ -61,7 +61,7 @@ pub fn source_of(store: &Store, image: &str, opts: &PullOptions) -> Result<Sourc
     match ImageArg::parse(image)? {
         ImageArg::Source(s) => Ok(s.absolutize(&cwd())),
         ImageArg::Stored(q) => match store.resolve(&q) {
-            Err(StoreError::NotFound { .. }) if let Some(c) = short_name(&q, opts)? => {
+            Err(StoreError::NotFound { .. }) if let Some(c) = short_name(&q, opts, &Progress::silent())? => {
                 Ok(Source::Registry(c.candidates[0].clone()))
             }
             other => recorded_source(&other?),
@@ -70,8 +70,11 @@ pub fn source_of(store: &Store, image: &str, opts: &PullOptions) -> Result<Sourc
 }
 
 /// A short name that is not stored, resolved (None: not a short name).
-fn short_name(q: &str, opts: &PullOptions) -> Result<Option<shortnames::Choice>> {
+fn short_name(q: &str, opts: &PullOptions, progress: &Progress) -> Result<Option<shortnames::Choice>> {
     let conf = Registries::load(&opts.registry.conf)?;
+    for w in &conf.warnings {
+        progress.line(&format!("warning: {w}"));
+    }
     match conf.short_name(q)? {
         None => Ok(None),
         Some(res) => Ok(Some(shortnames::choose(q, res)?)),
@@ -94,9 +97,12 @@ fn pull_short(
         progress.line(&format!("Resolved short name {q:?} to {c}"));
         match pull(store, &src, opts, progress) {
             Ok(r) => {
+                // The pull succeeded: failing to remember the choice is only worth a warning.
                 if choice.record {
-                    let file = shortnames::record_alias(q, c)?;
-                    progress.line(&format!("Recorded the alias in {}", file.display()));
+                    match shortnames::record_alias(q, c) {
+                        Ok(file) => progress.line(&format!("Recorded the alias in {}", file.display())),
+                        Err(e) => progress.line(&format!("warning: the choice was not recorded: {e}")),
+                    }
                 }
                 return Ok((src, r));
             }
@@ -126,7 +132,7 @@ pub fn pull_arg(
 ) -> Result<(Source, super::PullResult)> {
     if let ImageArg::Stored(q) = ImageArg::parse(image)?
         && matches!(store.resolve(&q), Err(StoreError::NotFound { .. }))
-        && let Some(choice) = short_name(&q, opts)?
+        && let Some(choice) = short_name(&q, opts, progress)?
     {
         return pull_short(store, &q, choice, opts, progress);
     }
@@ -168,7 +174,7 @@ fn pull_stored(store: &Store, source: &Source, opts: &PullOptions, progress: &Pr
 pub fn stored(store: &Store, image: &str, opts: &PullOptions, progress: &Progress) -> Result<StoredImage> {
     match ImageArg::parse(image)? {
         ImageArg::Stored(q) => match store.resolve(&q) {
-            Err(StoreError::NotFound { .. }) if let Some(choice) = short_name(&q, opts)? => {
+            Err(StoreError::NotFound { .. }) if let Some(choice) = short_name(&q, opts, progress)? => {
                 // Already pulled from the one candidate (an alias): not pulled again.
                 if let [c] = choice.candidates.as_slice() {
                     let src = Source::Registry(c.clone());

@@ -128,6 +128,8 @@ pub struct Registries {
     pub mode: Option<Sourced<ShortNameMode>>,
     pub credential_helpers: Option<Sourced<Vec<String>>>,
     pub aliases: BTreeMap<String, Sourced<String>>,
+    /// What was skipped (bad entries of the machine-written aliases file).
+    pub warnings: Vec<String>,
 }
 
 /// One place to try for an image.
@@ -210,7 +212,7 @@ impl Options {
             }
         }
         if let Some(cache) = Self::alias_cache() {
-            out.merge_aliases_only(&cache)?;
+            out.merge_alias_cache(&cache);
         }
         Ok(out)
     }
@@ -225,10 +227,24 @@ fn read(path: &Path, required: bool) -> Result<Option<String>, ConfError> {
 }
 
 /// A host[:port] as registries.conf and references spell it.
+/// A registry host[:port] as references spell it: with a `.` or a port, or `localhost` — a word
+/// without either would be read as a Docker Hub namespace (`mirror/app` is `docker.io/mirror/app`).
 fn valid_host(h: &str) -> bool {
     !h.is_empty()
         && h.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'[')
         && h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
+        && (h.contains('.') || h.contains(':') || h == "localhost")
+        && !h.contains("..")
+        && !h.split(':').next().unwrap_or(h).ends_with('.')
+}
+
+/// The host part of a location or prefix lower-cased (DNS names are case-insensitive; references
+/// are compared lower-cased).
+fn lower_host(l: &str) -> String {
+    match l.split_once('/') {
+        Some((h, rest)) => format!("{}/{rest}", h.to_ascii_lowercase()),
+        None => l.to_ascii_lowercase(),
+    }
 }
 
 /// `host[:port][/path…][:tag|@digest]` (no scheme).
@@ -283,8 +299,8 @@ impl Registries {
         let mut seen: Vec<String> = Vec::new();
         for raw in f.registry {
             let prefix = match (&raw.prefix, &raw.location) {
-                (Some(p), _) if !p.is_empty() => p.clone(),
-                (_, Some(l)) if !l.is_empty() => l.clone(),
+                (Some(p), _) if !p.is_empty() => lower_host(p),
+                (_, Some(l)) if !l.is_empty() => lower_host(l),
                 _ => return Err(invalid(None, "a [[registry]] table with neither prefix nor location".into())),
             };
             let bad = |m: String| invalid(Some(&prefix), m);
@@ -298,7 +314,7 @@ impl Registries {
                 }
                 _ => {}
             }
-            let location = raw.location.filter(|l| !l.is_empty());
+            let location = raw.location.filter(|l| !l.is_empty()).map(|l| lower_host(&l));
             if let Some(l) = &location {
                 if wildcard.is_some() {
                     return Err(bad(format!("location = {l:?}: a wildcard prefix cannot be relocated")));
@@ -333,7 +349,7 @@ impl Registries {
                     )));
                 }
                 let pull_from = if raw.mirror_by_digest_only { PullFrom::DigestOnly } else { pull_from };
-                mirrors.push(Mirror { location: m.location, insecure: m.insecure, pull_from });
+                mirrors.push(Mirror { location: lower_host(&m.location), insecure: m.insecure, pull_from });
             }
             if seen.contains(&prefix) {
                 return Err(bad("this prefix is defined twice in the file".into()));
@@ -374,12 +390,18 @@ impl Registries {
     }
 
     /// The machine-written aliases file: only `[aliases]` is read.
-    fn merge_aliases_only(&mut self, path: &Path) -> Result<(), ConfError> {
-        let Some(text) = read(path, false)? else { return Ok(()) };
-        let f = conf::parse(path, &text)?;
-        self.merge_alias_table(path, f.aliases)?;
-        self.files.push(path.to_path_buf());
-        Ok(())
+    /// The machine-written aliases file: only its valid `[aliases]` entries are read. It is
+    /// shared with podman and written by programs, so a bad entry or a damaged file is skipped
+    /// with a warning instead of stopping every pull.
+    fn merge_alias_cache(&mut self, path: &Path) {
+        let (aliases, warnings) = shortnames::read_alias_cache(path);
+        self.warnings.extend(warnings);
+        if let Some(aliases) = aliases {
+            for (name, value) in aliases {
+                self.aliases.insert(name, Sourced { value, file: path.to_path_buf() });
+            }
+            self.files.push(path.to_path_buf());
+        }
     }
 
     fn merge_alias_table(&mut self, path: &Path, aliases: BTreeMap<String, String>) -> Result<(), ConfError> {
@@ -404,34 +426,65 @@ impl Registries {
         Ok(())
     }
 
-    /// The `[[registry]]` table whose prefix matches `r` longest.
+    /// The `[[registry]]` table whose prefix matches `r` longest (on a tie, an exact prefix before
+    /// a wildcard, then the first defined, as containers/image keeps it).
     pub fn find(&self, r: &RegistryRef) -> Option<&Registry> {
         let full = r.to_string();
-        self.registries.iter().filter(|reg| matches(&full, &r.registry, &reg.prefix)).max_by_key(|reg| reg.prefix.len())
+        let mut best: Option<&Registry> = None;
+        for reg in self.registries.iter().filter(|reg| matches(&full, &r.registry, &reg.prefix)) {
+            let key = |x: &Registry| (x.prefix.len(), !x.prefix.starts_with("*."));
+            if best.is_none_or(|b| key(reg) > key(b)) {
+                best = Some(reg);
+            }
+        }
+        best
+    }
+
+    /// A `blocked` table that covers `r`: the one that applies, or one whose host-only prefix
+    /// names `r`'s host on any port (`blocked` for `example.com` also holds for
+    /// `example.com:443/…`).
+    fn blocked_by(&self, r: &RegistryRef) -> Option<&Registry> {
+        if let Some(reg) = self.find(r).filter(|reg| reg.blocked) {
+            return Some(reg);
+        }
+        let (host, port) = split_port(&r.registry);
+        port?;
+        let mut bare = r.clone();
+        bare.registry = host.to_string();
+        let full = bare.to_string();
+        self.registries.iter().find(|reg| reg.blocked && !reg.prefix.contains(':') && matches(&full, host, &reg.prefix))
     }
 
     /// Where to pull `r` from: mirrors that apply, then the primary. Refuses blocked references.
     pub fn plan(&self, r: &RegistryRef) -> Result<Plan, ConfError> {
+        if let Some(reg) = self.blocked_by(r) {
+            return Err(ConfError::Blocked { image: r.to_string(), origin: reg.origin.clone() });
+        }
         let Some(reg) = self.find(r) else {
             return Ok(Plan {
                 endpoints: vec![Endpoint { reference: r.clone(), insecure: false, mirror: false }],
                 rule: None,
             });
         };
-        if reg.blocked {
-            return Err(ConfError::Blocked { image: r.to_string(), origin: reg.origin.clone() });
-        }
         let full = r.to_string();
+        // What the prefix matched: the prefix itself, or for a wildcard the reference's host.
+        let matched = if reg.prefix.starts_with("*.") { r.registry.len() } else { reg.prefix.len() };
         let rewrite = |location: &str| -> Result<RegistryRef, ConfError> {
-            let rest = &full[reg.prefix.len()..];
-            let text = format!("{location}{rest}");
-            RegistryRef::parse(&text).map_err(|e| ConfError::Invalid {
+            let text = format!("{location}{}", &full[matched..]);
+            let bad = |why: String| ConfError::Invalid {
                 origin: reg.origin.clone(),
-                message: format!("{r} rewritten to {text:?} is not a valid reference: {e}"),
-            })
+                message: format!("{r} rewritten to {text:?} {why}"),
+            };
+            let parsed = RegistryRef::parse(&text).map_err(|e| bad(format!("is not a valid reference: {e}")))?;
+            // Never somewhere else than the location says (a reference normalised onto Docker Hub).
+            let host = location.split('/').next().unwrap_or(location);
+            if parsed.registry != host || parsed.to_string() != text {
+                return Err(bad(format!("would be read as {parsed}, not on {host}")));
+            }
+            Ok(parsed)
         };
         let mut endpoints = Vec::new();
-        // A wildcard table has no location: mirrors and the primary keep the reference's host.
+        // A wildcard table has no location of its own: its mirrors replace the host.
         for m in &reg.mirrors {
             let wanted = match m.pull_from {
                 PullFrom::All => true,
@@ -439,7 +492,7 @@ impl Registries {
                 PullFrom::TagOnly => r.digest.is_none(),
             };
             if wanted {
-                let reference = if reg.location.is_none() { r.clone() } else { rewrite(&m.location)? };
+                let reference = rewrite(&m.location)?;
                 endpoints.push(Endpoint { reference, insecure: m.insecure, mirror: true });
             }
         }
@@ -454,6 +507,14 @@ impl Registries {
     /// The short-name mode in force.
     pub fn mode(&self) -> ShortNameMode {
         self.mode.as_ref().map(|m| m.value).unwrap_or_default()
+    }
+}
+
+/// `host[:port]` split (IPv6 `[::1]:5000` included).
+fn split_port(host: &str) -> (&str, Option<&str>) {
+    match host.rsplit_once(':') {
+        Some((h, p)) if !p.contains(']') && p.bytes().all(|b| b.is_ascii_digit()) => (h, Some(p)),
+        _ => (host, None),
     }
 }
 

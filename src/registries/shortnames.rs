@@ -166,21 +166,70 @@ pub fn record_alias(name: &str, target: &RegistryRef) -> Result<PathBuf, ConfErr
     Ok(path)
 }
 
+/// The valid aliases of the machine-written file (None: no file, or unreadable), and warnings
+/// for what was skipped.
+pub(super) fn read_alias_cache(path: &Path) -> (Option<std::collections::BTreeMap<String, String>>, Vec<String>) {
+    let mut warnings = Vec::new();
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (None, warnings),
+        Err(e) => return (None, vec![format!("{}: {e}; its aliases are ignored", path.display())]),
+    };
+    let table: toml::Table = match toml::from_str(&text) {
+        Ok(t) => t,
+        Err(e) => {
+            let msg = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
+            return (None, vec![format!("{}: {msg}; its aliases are ignored", path.display())]);
+        }
+    };
+    let mut out = std::collections::BTreeMap::new();
+    let Some(aliases) = table.get("aliases").and_then(|a| a.as_table()) else { return (Some(out), warnings) };
+    for (name, value) in aliases {
+        match value.as_str() {
+            Some(v) if is_short_name(name) && is_alias_target(v) => {
+                out.insert(name.clone(), v.to_string());
+            }
+            _ => {
+                let shown = value.as_str().map(|v| format!("{v:?}")).unwrap_or_else(|| "a non-string value".into());
+                warnings.push(format!("{}: alias {name:?} = {shown} is not valid and is ignored", path.display()))
+            }
+        }
+    }
+    (Some(out), warnings)
+}
+
+/// Holds the POSIX record lock containers/storage uses for `PATH.lock` (podman takes it to
+/// write the aliases file too) until dropped.
+struct CacheLock(#[allow(dead_code)] std::fs::File);
+
+fn lock_cache(path: &Path) -> std::io::Result<CacheLock> {
+    use std::os::fd::AsRawFd;
+    let mut p = path.as_os_str().to_owned();
+    p.push(".lock");
+    let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&p)?;
+    let lock = nix::libc::flock {
+        l_type: nix::libc::F_WRLCK as i16,
+        l_whence: nix::libc::SEEK_SET as i16,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    };
+    nix::fcntl::fcntl(f.as_raw_fd(), nix::fcntl::FcntlArg::F_SETLKW(&lock))?;
+    Ok(CacheLock(f))
+}
+
 fn write_alias(path: &Path, name: &str, value: &str) -> Result<(), ConfError> {
     let io = |cause| ConfError::Read { path: path.to_path_buf(), cause };
-    let mut aliases = std::collections::BTreeMap::new();
-    let mut existing = Registries::default();
-    existing.merge_aliases_only(path)?;
-    for (k, v) in existing.aliases {
-        aliases.insert(k, v.value);
-    }
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let _lock = lock_cache(path).map_err(io)?;
+    let (aliases, _) = read_alias_cache(path);
+    let mut aliases = aliases.unwrap_or_default();
     aliases.insert(name.split([':', '@']).next().unwrap_or(name).to_string(), value.to_string());
     let mut text = String::from("# Written by hoist (and podman) after a short-name prompt.\n[aliases]\n");
     for (k, v) in aliases {
         text.push_str(&format!("  {} = {}\n", toml_string(&k), toml_string(&v)));
     }
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    std::fs::create_dir_all(dir).map_err(io)?;
     crate::fsutil::write_atomic(path, text.as_bytes(), 0o644)
         .map_err(|e| ConfError::Read { path: path.to_path_buf(), cause: e.source })
 }
@@ -217,12 +266,24 @@ mod tests {
         let p = d.path().join("c/short-name-aliases.conf");
         write_alias(&p, "etcd", "quay.io/coreos/etcd").unwrap();
         write_alias(&p, "app:1.0", "127.0.0.1:5000/team/app").unwrap();
-        let mut r = Registries::default();
-        r.merge_aliases_only(&p).unwrap();
-        let got: Vec<(String, String)> = r.aliases.into_iter().map(|(k, v)| (k, v.value)).collect();
+        let (got, warnings) = read_alias_cache(&p);
+        let got: Vec<(String, String)> = got.unwrap().into_iter().collect();
         assert_eq!(
             got,
             vec![("app".into(), "127.0.0.1:5000/team/app".into()), ("etcd".into(), "quay.io/coreos/etcd".into())]
         );
+        assert!(warnings.is_empty());
+        assert!(p.with_extension("conf.lock").exists(), "podman's lock file is used");
+        // Written by someone else with an entry hoist does not take: skipped, said, the rest kept.
+        std::fs::write(&p, "[aliases]\n\"etcd\" = \"quay.io/coreos/etcd\"\n\"bad\" = \"not-qualified\"\n").unwrap();
+        let (got, warnings) = read_alias_cache(&p);
+        assert_eq!(got.unwrap().len(), 1);
+        assert_eq!(
+            warnings,
+            [format!("{}: alias \"bad\" = \"not-qualified\" is not valid and is ignored", p.display())]
+        );
+        std::fs::write(&p, "[aliases\n").unwrap();
+        let (got, warnings) = read_alias_cache(&p);
+        assert!(got.is_none() && warnings[0].ends_with("its aliases are ignored"), "{warnings:?}");
     }
 }

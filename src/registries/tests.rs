@@ -55,6 +55,16 @@ prefix = "*.corp.example"
 blocked = true
 
 [[registry]]
+prefix = "*.internal.example"
+[[registry.mirror]]
+location = "cache.lan:5000"
+insecure = true
+
+[[registry]]
+location = "blocked.example"
+blocked = true
+
+[[registry]]
 location = "docker.io/library/busybox"
 mirror-by-digest-only = true
 [[registry.mirror]]
@@ -94,6 +104,12 @@ location = "hub-cache.local/library/busybox"
         "a.corp.example/x:1: pulls from this registry are blocked by /a.conf ([[registry]] prefix = \"*.corp.example\")"
     );
     assert!(r.plan(&refr("corp.example/x:1")).is_ok(), "the wildcard wants a subdomain");
+    // A wildcard's mirror replaces the host; the mirror's insecure never reaches the primary.
+    assert_eq!(plan(&r, "a.internal.example/team/x:1"), ["m!cache.lan:5000/team/x:1", "pa.internal.example/team/x:1"]);
+    // Host spellings cannot step around a block: case, another port.
+    for s in ["Blocked.Example/x:1", "blocked.example:443/x:1", "blocked.example:5000/x:1"] {
+        assert!(matches!(r.plan(&refr(s)), Err(ConfError::Blocked { .. })), "{s}");
+    }
 }
 
 #[test]
@@ -184,6 +200,14 @@ fn invalid_tables_are_refused_by_name() {
         (
             "[[registry]]\nprefix = \"x.io\"\ninsecure = true\n",
             "/r.conf ([[registry]] prefix = \"x.io\"): location is unset; only a *.DOMAIN prefix may omit it (write location = \"…\", usually the prefix itself)",
+        ),
+        (
+            "[[registry]]\nprefix = \"example.com/app\"\nlocation = \"mirror\"\n",
+            "/r.conf ([[registry]] prefix = \"example.com/app\"): location = \"mirror\" is not host[:port][/namespace…] (no scheme)",
+        ),
+        (
+            "unqualified-search-registries = [\"myreg\"]\n",
+            "/r.conf: unqualified-search-registries: \"myreg\" is not a registry host[:port]",
         ),
         (
             "short-name-mode = \"strict\"\n",

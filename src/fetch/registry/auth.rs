@@ -26,6 +26,7 @@
 
 use std::fmt;
 use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -231,6 +232,7 @@ fn run_helper(name: &str, registry: &str, named_by: &Path) -> Result<Option<Cred
     let fail = |reason: String| AuthError::Helper { helper: helper.clone(), named_by: named_by.to_path_buf(), reason };
     let mut child = Command::new(&helper)
         .arg("get")
+        .process_group(0)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -242,36 +244,65 @@ fn run_helper(name: &str, registry: &str, named_by: &Path) -> Result<Option<Cred
     let url = server_url(registry);
     // A helper that exits without reading its input is not an error in itself.
     let _ = child.stdin.take().expect("piped").write_all(url.as_bytes());
-    let mut stdout = child.stdout.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
-    let out = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = stdout.by_ref().take(1 << 20).read_to_end(&mut b);
-        b
-    });
-    let err = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = stderr.by_ref().take(1 << 16).read_to_end(&mut b);
-        b
-    });
+    // Each pipe is read on its own thread (capped), and handed over through a channel, so a
+    // grandchild that keeps a pipe open cannot hold hoist past the deadline.
+    let (tx, rx) = std::sync::mpsc::channel::<(bool, Vec<u8>)>();
+    let pipes: [(bool, Box<dyn Read + Send>, u64); 2] = [
+        (true, Box::new(child.stdout.take().expect("piped")), 1 << 20),
+        (false, Box::new(child.stderr.take().expect("piped")), 1 << 16),
+    ];
+    for (is_out, mut pipe, cap) in pipes {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = pipe.by_ref().take(cap).read_to_end(&mut b);
+            let _ = tx.send((is_out, b));
+        });
+    }
+    drop(tx);
     let deadline = Instant::now() + HELPER_TIMEOUT;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(st)) => break st,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-            Ok(None) => {
-                let _ = child.kill();
+    let group = nix::unistd::Pid::from_raw(child.id() as i32);
+    // The helper runs in a process group of its own: whatever it leaves behind goes with it.
+    let kill_group = || {
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+    };
+    let timed_out = || fail(format!("no answer within {} s", HELPER_TIMEOUT.as_secs()));
+    // Exited (left unreaped, so its group id cannot be reused before the group is killed)?
+    use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    loop {
+        match waitid(Id::Pid(group), flags) {
+            Ok(WaitStatus::StillAlive) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Ok(WaitStatus::StillAlive) => {
+                kill_group();
                 let _ = child.wait();
-                return Err(fail(format!("no answer within {} s", HELPER_TIMEOUT.as_secs())));
+                return Err(timed_out());
             }
+            Ok(_) => break,
             Err(e) => return Err(fail(format!("cannot wait for it: {e}"))),
         }
+    }
+    kill_group();
+    let status = child.wait().map_err(|e| fail(format!("cannot wait for it: {e}")))?;
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    for _ in 0..2 {
+        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
+        match rx.recv_timeout(left) {
+            Ok((true, b)) => out = b,
+            Ok((false, b)) => err = b,
+            Err(_) => return Err(timed_out()),
+        }
+    }
+    // Helpers print their error message on stdout (docker's protocol) or stderr. A line that
+    // could hold a secret (JSON, or naming one) is never repeated.
+    let message = |b: &[u8]| {
+        let line = String::from_utf8_lossy(b).lines().next().unwrap_or("").trim().to_string();
+        let lower = line.to_ascii_lowercase();
+        if line.starts_with('{') || lower.contains("secret") || lower.contains("password") || lower.contains("token") {
+            return String::new();
+        }
+        crate::error::printable(&line).chars().take(200).collect::<String>()
     };
-    let out = out.join().unwrap_or_default();
-    let err = err.join().unwrap_or_default();
-    // Helpers print their error message on stdout (docker's protocol) or stderr.
-    let message =
-        |b: &[u8]| String::from_utf8_lossy(b).lines().next().unwrap_or("").trim().chars().take(200).collect::<String>();
     if !status.success() {
         let msg = [message(&out), message(&err)].into_iter().find(|m| !m.is_empty()).unwrap_or_default();
         if msg.to_ascii_lowercase().contains("credentials not found") {

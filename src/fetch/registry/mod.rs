@@ -503,7 +503,9 @@ impl<'a> Puller<'a> {
             OciDistributionError::ImageManifestNotFoundError(_) => RegistryError::NotFound { what: what.to_string() },
             OciDistributionError::RegistryError { envelope, .. } => {
                 let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
-                let message = envelope.errors.iter().map(|e| e.message.as_str()).collect::<Vec<_>>().join("; ");
+                // A registry's words, on one line and capped (a hostile one could send anything).
+                let message =
+                    one_line(&envelope.errors.iter().map(|e| e.message.as_str()).collect::<Vec<_>>().join("; "));
                 if codes.iter().any(|c| {
                     matches!(
                         c,
