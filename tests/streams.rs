@@ -5,7 +5,9 @@
 //! `app:1.2@sha256:…` are updated after each release. The registry is declared the documented
 //! way (`insecure = true` in /etc/containers/registries.conf, no `--tls-verify=false`), installed
 //! through a short-name alias from a drop-in, and a short name with two candidates is asked about
-//! on a terminal (util-linux `script`), the answer recorded as podman does.
+//! on a terminal (util-linux `script`), the answer recorded as podman does. And certs.d at its real
+//! places: a registry with a private CA, trusted through /etc/containers/certs.d/HOST:PORT/ and
+//! /etc/docker/certs.d/HOST:PORT/.
 
 mod common;
 
@@ -120,4 +122,45 @@ fn fedora_style_tag_streams_and_registries_conf() {
     for n in ["latest", "major", "pin", "rel", "ver"] {
         tb.ok(&format!("hoist -q uninstall {n}"));
     }
+}
+
+/// containers-certs.d(5) at its real places: a registry with a private CA is refused until its CA
+/// is in /etc/containers/certs.d/HOST:PORT/ (or /etc/docker/certs.d/…), then pulled over verified
+/// HTTPS with no flag at all.
+#[test]
+fn certs_d_per_registry_host() {
+    if !common::privileged("streams::certs_d_per_registry_host") {
+        return;
+    }
+    let tb = Testbed::up("unified");
+    let reg = Registry::with_tls_in(&tb);
+    let digest = reg.push(&archive(&hello()), "app:1", false);
+    let a = reg.addr.clone();
+    let r = reg.reference("app:1");
+    let refused = tb.sh(&format!("hoist pull {r}"));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && err.contains(&format!("a private CA goes in /etc/containers/certs.d/{a}/ca.crt")),
+        "{err}"
+    );
+    let ca = reg.ca_dir().join("ca.crt");
+    for (i, dir) in ["/etc/docker/certs.d", "/etc/containers/certs.d"].iter().enumerate() {
+        tb.ok(&format!(
+            "rm -rf /etc/docker/certs.d /etc/containers/certs.d; mkdir -p {dir}/{a} && cp {} {dir}/{a}/ca.crt",
+            ca.display()
+        ));
+        // A state root of its own each time: nothing is remembered from the previous pull.
+        let root = format!("--root /var/tmp/certs-root-{i}");
+        let j = json_of(&tb.ok(&format!("hoist {root} --json pull {r}")));
+        assert_eq!(j["digest"], digest.as_str(), "{dir}: {j}");
+        let info = json_of(&tb.ok(&format!("hoist {root} --json images info {r}")));
+        assert_eq!(info["fetched_from"], format!("https://{a}/app"), "{dir}: verified HTTPS");
+    }
+    // The authority is for that registry only: under another host's directory it does not count.
+    tb.ok(&format!(
+        "rm -rf /etc/containers/certs.d; mkdir -p /etc/containers/certs.d/other.example:5000 && cp {} /etc/containers/certs.d/other.example:5000/",
+        ca.display()
+    ));
+    let refused = tb.sh(&format!("hoist --root /var/tmp/certs-root-2 pull {r}"));
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("TLS connection"));
 }

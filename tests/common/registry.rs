@@ -47,6 +47,11 @@ impl Registry {
         Self::start_at(None, None, "", true)
     }
 
+    /// [`Self::with_tls`] inside a testbed (its own network namespace).
+    pub fn with_tls_in(tb: &super::testbed::Testbed) -> Self {
+        Self::start_at(None, Some(tb.dir.clone()), "", true)
+    }
+
     /// The directory holding the CA certificate (`ca.crt`) of a [`Self::with_tls`] registry.
     pub fn ca_dir(&self) -> PathBuf {
         self.dir.path().join("ca")
