@@ -152,23 +152,37 @@ impl HealthCheck {
     }
 }
 
-/// The `--health-*` flags of one command; None = not given.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The `--health-*` flags of one command (install, update; kept in the record for later
+/// updates); None = not given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
 #[serde(rename_all = "camelCase")]
 pub struct HealthFlags {
+    /// Health check: a shell command run in the container (overrides the image's check)
+    #[arg(long = "health-cmd", value_name = "CMD")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cmd: Option<String>,
+    /// Time between checks once healthy (Go duration: 30s, 1m30s, 500ms)
+    #[arg(long = "health-interval", value_name = "DURATION")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<String>,
+    /// Time a check may take before it is killed and counts as failed
+    #[arg(long = "health-timeout", value_name = "DURATION")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
+    /// Time after start during which failing checks do not count
+    #[arg(long = "health-start-period", value_name = "DURATION")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_period: Option<String>,
+    /// Consecutive failures that make the container unhealthy
+    #[arg(long = "health-retries", value_name = "N")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<u32>,
+    /// What an unhealthy running container gets: none (reported), kill (stopped; Restart= decides), stop (unit stays down)
+    #[arg(long = "health-on-failure", value_name = "ACTION")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_failure: Option<OnFailure>,
-    /// `--no-healthcheck`.
+    /// No health check, whatever the image brings
+    #[arg(long = "no-healthcheck", conflicts_with = "cmd")]
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub disabled: bool,
 }

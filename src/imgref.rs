@@ -192,8 +192,19 @@ pub fn source_named(reference: &str) -> Option<ImageName> {
     Some(ImageName { repository: repository.to_string(), tag: n.tag })
 }
 
-fn is_host(first: &str) -> bool {
+/// Whether the first component of a name is a registry host (`quay.io`, `127.0.0.1:5000`,
+/// `localhost`) rather than a Docker Hub namespace: the one rule every parser here uses.
+pub fn is_host(first: &str) -> bool {
     first.contains('.') || first.contains(':') || first == "localhost"
+}
+
+/// A well-formed registry host[:port], spelled as references spell it (lower case, no
+/// trailing dot).
+pub fn is_registry_host(h: &str) -> bool {
+    is_host(h)
+        && valid_registry(h)
+        && !h.bytes().any(|b| b.is_ascii_uppercase())
+        && !h.split(':').next().unwrap_or(h).ends_with('.')
 }
 
 fn valid_tag(t: &str) -> bool {
@@ -233,12 +244,10 @@ impl RegistryRef {
         }
         let (registry, repository) = match name.split_once('/') {
             // Host names are case-insensitive: one spelling, so rules and names compare.
-            Some((first, repo)) if first.contains('.') || first.contains(':') || first == "localhost" => {
-                (first.to_ascii_lowercase(), repo.to_string())
-            }
+            Some((first, repo)) if is_host(first) => (first.to_ascii_lowercase(), repo.to_string()),
             _ => (DEFAULT_REGISTRY.to_string(), name.to_string()),
         };
-        if !valid_registry(&registry) || registry.split(':').next().is_some_and(|h| h.ends_with('.')) {
+        if !is_registry_host(&registry) {
             return Err(invalid(input, "bad registry host"));
         }
         // Docker Hub's other names are Docker Hub (as docker's own parser has it).
@@ -369,7 +378,7 @@ impl ImageName {
             _ => (s, DEFAULT_TAG),
         };
         let (host, path) = match repo.split_once('/') {
-            Some((h, p)) if h.contains('.') || h.contains(':') || h == "localhost" => (Some(h), p),
+            Some((h, p)) if is_host(h) => (Some(h), p),
             _ => (None, repo),
         };
         let ok = host.is_none_or(valid_registry) && path.split('/').all(valid_repo_component) && valid_tag(tag);

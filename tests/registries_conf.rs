@@ -281,7 +281,14 @@ fn policy_is_keyed_by_the_primary_name() {
     write_policy(&format!("{}/app", cache.addr));
     let root = Root::new();
     let err = fails(&root, &conf, &[&["pull"][..], &trust, &[reference.as_str()]].concat());
-    assert!(err.contains("reject"), "the mirror's name does not count: {err}");
+    // The scope that applied is the default one: the mirror's scope did not count.
+    assert!(
+        err.ends_with(&format!(
+            "hoist: {reference}: refused by policy {} (scope default): reject: rejected by policy\n",
+            policy.display()
+        )),
+        "{err}"
+    );
     write_policy(&format!("{}/app", upstream.addr));
     let (_, err) = ok(&root, &conf, &[&["pull"][..], &trust, &[reference.as_str()]].concat());
     assert!(err.contains(&format!("Using mirror {}/app", cache.addr)), "{err}");

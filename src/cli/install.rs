@@ -33,51 +33,15 @@ pub struct InstallArgs {
     /// A stored image or a source reference (a local source is read again, a registry one pulled if missing)
     pub image: String,
     #[command(flatten)]
-    pub health: HealthArgs,
+    pub health: crate::health::HealthFlags,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
 
-/// The health check flags of install and update (kept for later updates).
-#[derive(Debug, Args)]
-pub struct HealthArgs {
-    /// Health check: a shell command run in the container (overrides the image's check)
-    #[arg(long, value_name = "CMD")]
-    pub health_cmd: Option<String>,
-    /// Time between checks once healthy (Go duration: 30s, 1m30s, 500ms)
-    #[arg(long, value_name = "DURATION")]
-    pub health_interval: Option<String>,
-    /// Time a check may take before it is killed and counts as failed
-    #[arg(long, value_name = "DURATION")]
-    pub health_timeout: Option<String>,
-    /// Time after start during which failing checks do not count
-    #[arg(long, value_name = "DURATION")]
-    pub health_start_period: Option<String>,
-    /// Consecutive failures that make the container unhealthy
-    #[arg(long, value_name = "N")]
-    pub health_retries: Option<u32>,
-    /// What an unhealthy running container gets: none (reported), kill (stopped; Restart= decides), stop (unit stays down)
-    #[arg(long, value_name = "ACTION")]
-    pub health_on_failure: Option<crate::health::OnFailure>,
-    /// No health check, whatever the image brings
-    #[arg(long, conflicts_with = "health_cmd")]
-    pub no_healthcheck: bool,
-}
-
-impl HealthArgs {
-    pub fn flags(&self) -> Result<crate::health::HealthFlags> {
-        let f = crate::health::HealthFlags {
-            cmd: self.health_cmd.clone(),
-            interval: self.health_interval.clone(),
-            timeout: self.health_timeout.clone(),
-            start_period: self.health_start_period.clone(),
-            retries: self.health_retries,
-            on_failure: self.health_on_failure,
-            disabled: self.no_healthcheck,
-        };
-        f.validate().map_err(|e| Error::Usage(e.to_string()))?;
-        Ok(f)
-    }
+/// The health check flags, checked before anything is done.
+pub fn health_flags(f: &crate::health::HealthFlags) -> Result<crate::health::HealthFlags> {
+    f.validate().map_err(|e| Error::Usage(e.to_string()))?;
+    Ok(f.clone())
 }
 
 #[derive(Serialize)]
@@ -90,7 +54,7 @@ struct J<'a> {
 
 pub fn run(ctx: &Ctx, args: InstallArgs) -> Result<()> {
     let sets = parse_sets(&args.sets).map_err(|e| Error::Usage(e.to_string()))?;
-    args.health.flags()?;
+    health_flags(&args.health)?;
     let seccomp = Seccomp::from_security_opts(&args.security_opts).map_err(|e| match e {
         SecurityOptError::Unknown(_) => Error::Usage(e.to_string()),
         SecurityOptError::File { .. } => Error::SecurityOpt(e),
@@ -105,7 +69,7 @@ pub fn run(ctx: &Ctx, args: InstallArgs) -> Result<()> {
         seccomp,
         now: args.now,
         extract: args.registry.options().extract,
-        health: args.health.flags()?,
+        health: health_flags(&args.health)?,
     };
     let installed = systemd::block_on(async {
         let sd = Systemd::connect().await?;

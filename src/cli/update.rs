@@ -36,7 +36,7 @@ pub struct UpdateArgs {
     #[arg(long, default_value_t = 3, value_name = "SECONDS")]
     pub grace: u64,
     #[command(flatten)]
-    pub health: super::install::HealthArgs,
+    pub health: crate::health::HealthFlags,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -101,7 +101,7 @@ pub fn update(ctx: &Ctx, args: UpdateArgs) -> Result<()> {
         no_rollback: args.no_rollback,
         grace: Duration::from_secs(args.grace),
         extract: args.registry.options().extract,
-        health: args.health.flags()?,
+        health: super::install::health_flags(&args.health)?,
     };
     let progress = ctx.progress();
     let pull = args.registry.options();

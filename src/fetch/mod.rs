@@ -189,10 +189,10 @@ fn pull_inner(store: &Store, source: &Source, opts: &PullOptions, progress: &Pro
 /// now); certs.d authorities are added per host.
 fn routes(store: &Store, r: &crate::imgref::RegistryRef, opts: &PullOptions) -> Result<Vec<registry::Route>> {
     let conf = crate::registries::Registries::load(&opts.registry.conf)?;
-    let plan = conf.plan(r)?;
+    let endpoints = conf.plan(r)?;
     let remembered = store.source_transport(&Source::Registry(r.clone()).to_string());
     let mut out = Vec::new();
-    for endpoint in plan.endpoints {
+    for endpoint in endpoints {
         // The remembered choice was made for the host the reference names: it does not follow
         // a relocation to another host, and never reaches a mirror.
         let same_host = !endpoint.mirror && endpoint.reference.registry == r.registry;
@@ -205,14 +205,15 @@ fn routes(store: &Store, r: &crate::imgref::RegistryRef, opts: &PullOptions) -> 
             Some(true) => false,
             _ => endpoint.insecure || flag,
         };
-        let tls = crate::registries::certs::for_host(&endpoint.reference.registry, opts.registry.cert_dir.as_deref())?;
+        let roots =
+            crate::registries::certs::roots_for(&endpoint.reference.registry, opts.registry.cert_dir.as_deref())?;
         let conn = registry::Connection {
             tls_verify: !insecure,
             // Straight to plain HTTP when that is what worked last time (no TLS attempt).
             prefer_http: insecure && same_host && remembered == Transport::PlainHttp,
             authfile: opts.registry.authfile.clone(),
             max_blob: opts.extract.limits.max_layer_bytes,
-            roots: tls.roots.into_iter().map(|(_, pem)| pem).collect(),
+            roots,
             credential_helpers: conf.credential_helpers.as_ref().map(|h| (h.value.clone(), h.file.clone())),
             // registries.conf is the documented way: it wins over the remembered choice.
             remember: flag && !endpoint.insecure && same_host,

@@ -26,15 +26,6 @@ pub enum CertsError {
     ClientCertificate { path: PathBuf },
 }
 
-/// The TLS files for one registry host.
-#[derive(Debug, Clone, Default)]
-pub struct HostTls {
-    /// The directory they came from.
-    pub dir: Option<PathBuf>,
-    /// Each certificate authority as one PEM block, with its file.
-    pub roots: Vec<(PathBuf, Vec<u8>)>,
-}
-
 /// The directories looked at for `host` (`HOST[:PORT]`), in order.
 pub fn search_path(host: &str, cert_dir: Option<&Path>) -> Vec<PathBuf> {
     if let Some(d) = cert_dir {
@@ -51,14 +42,14 @@ pub fn search_path(host: &str, cert_dir: Option<&Path>) -> Vec<PathBuf> {
     out
 }
 
-/// Reads the TLS files for `host` (none: an empty [`HostTls`]).
-pub fn for_host(host: &str, cert_dir: Option<&Path>) -> Result<HostTls, CertsError> {
+/// The certificate authorities for `host`, each one PEM block (none: no directory).
+pub fn roots_for(host: &str, cert_dir: Option<&Path>) -> Result<Vec<Vec<u8>>, CertsError> {
     // A host name cannot climb out of the directory: references only allow [A-Za-z0-9.-:[]].
     if host.contains('/') || host.starts_with('.') {
-        return Ok(HostTls::default());
+        return Ok(Vec::new());
     }
     let Some(dir) = search_path(host, cert_dir).into_iter().find(|d| d.is_dir()) else {
-        return Ok(HostTls::default());
+        return Ok(Vec::new());
     };
     let read_err = |path: &Path, cause| CertsError::Read { path: path.to_path_buf(), cause };
     let mut names: Vec<PathBuf> =
@@ -73,13 +64,13 @@ pub fn for_host(host: &str, cert_dir: Option<&Path>) -> Result<HostTls, CertsErr
                 if blocks.is_empty() {
                     return Err(CertsError::NoCertificate { path: p });
                 }
-                roots.extend(blocks.into_iter().map(|b| (p.clone(), b)));
+                roots.extend(blocks);
             }
             Some("cert") | Some("key") => return Err(CertsError::ClientCertificate { path: p }),
             _ => {}
         }
     }
-    Ok(HostTls { dir: Some(dir), roots })
+    Ok(roots)
 }
 
 /// The `CERTIFICATE` PEM blocks of a file, each on its own.
@@ -110,18 +101,16 @@ mod tests {
         let block = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----";
         std::fs::write(host.join("ca.crt"), format!("junk\n{block}\n{block}\n")).unwrap();
         std::fs::write(host.join("README"), "ignored").unwrap();
-        let t = for_host("r.example:5000", Some(&host)).unwrap();
-        assert_eq!(t.dir.as_deref(), Some(host.as_path()));
-        assert_eq!(t.roots.len(), 2);
-        assert_eq!(t.roots[0].1, format!("{block}\n").into_bytes());
+        let roots = roots_for("r.example:5000", Some(&host)).unwrap();
+        assert_eq!(roots, vec![format!("{block}\n").into_bytes(); 2]);
         std::fs::write(host.join("empty.crt"), "nothing").unwrap();
         assert_eq!(
-            for_host("x", Some(&host)).unwrap_err().to_string(),
+            roots_for("x", Some(&host)).unwrap_err().to_string(),
             format!("{}: no PEM certificate in it", host.join("empty.crt").display())
         );
         std::fs::remove_file(host.join("empty.crt")).unwrap();
         std::fs::write(host.join("client.cert"), block).unwrap();
-        assert!(for_host("x", Some(&host)).unwrap_err().to_string().contains("client.cert: client certificates"));
-        assert!(for_host("x", Some(&d.path().join("absent"))).unwrap().roots.is_empty());
+        assert!(roots_for("x", Some(&host)).unwrap_err().to_string().contains("client.cert: client certificates"));
+        assert!(roots_for("x", Some(&d.path().join("absent"))).unwrap().is_empty());
     }
 }

@@ -143,14 +143,6 @@ pub struct Endpoint {
     pub mirror: bool,
 }
 
-/// Where to pull a reference from, in order.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    pub endpoints: Vec<Endpoint>,
-    /// The `[[registry]]` table that applied.
-    pub rule: Option<Origin>,
-}
-
 fn home() -> Option<PathBuf> {
     std::env::var_os("HOME").filter(|v| !v.is_empty()).map(PathBuf::from)
 }
@@ -191,7 +183,7 @@ impl Options {
     }
 
     /// Reads and merges every file.
-    pub fn load(&self) -> Result<Registries, ConfError> {
+    fn load(&self) -> Result<Registries, ConfError> {
         let (main, required, dirs) = self.files();
         let mut out = Registries::default();
         out.merge_path(&main, required)?;
@@ -226,16 +218,11 @@ fn read(path: &Path, required: bool) -> Result<Option<String>, ConfError> {
     }
 }
 
-/// A host[:port] as registries.conf and references spell it.
-/// A registry host[:port] as references spell it: with a `.` or a port, or `localhost` — a word
-/// without either would be read as a Docker Hub namespace (`mirror/app` is `docker.io/mirror/app`).
+/// A registry host[:port] ([`crate::imgref::is_registry_host`], after lower-casing): a word
+/// without a `.` or a port would be read as a Docker Hub namespace (`mirror/app` is
+/// `docker.io/mirror/app`).
 fn valid_host(h: &str) -> bool {
-    !h.is_empty()
-        && h.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'[')
-        && h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
-        && (h.contains('.') || h.contains(':') || h == "localhost")
-        && !h.contains("..")
-        && !h.split(':').next().unwrap_or(h).ends_with('.')
+    crate::imgref::is_registry_host(&h.to_ascii_lowercase())
 }
 
 /// The host part of a location or prefix lower-cased (DNS names are case-insensitive; references
@@ -306,7 +293,7 @@ impl Registries {
             let bad = |m: String| invalid(Some(&prefix), m);
             let wildcard = prefix.strip_prefix("*.");
             match wildcard {
-                Some(domain) if !valid_host(domain) || domain.contains(':') || domain.contains('*') => {
+                Some(domain) if !valid_host(&format!("x.{domain}")) || domain.contains(':') || domain.contains('*') => {
                     return Err(bad("a wildcard prefix is *.DOMAIN, with nothing after the domain".into()));
                 }
                 None if prefix.contains('*') || !valid_location(&prefix) => {
@@ -455,16 +442,14 @@ impl Registries {
         self.registries.iter().find(|reg| reg.blocked && !reg.prefix.contains(':') && matches(&full, host, &reg.prefix))
     }
 
-    /// Where to pull `r` from: mirrors that apply, then the primary. Refuses blocked references.
-    pub fn plan(&self, r: &RegistryRef) -> Result<Plan, ConfError> {
+    /// Where to pull `r` from, in order: the mirrors that apply, then the primary. Refuses blocked
+    /// references.
+    pub fn plan(&self, r: &RegistryRef) -> Result<Vec<Endpoint>, ConfError> {
         if let Some(reg) = self.blocked_by(r) {
             return Err(ConfError::Blocked { image: r.to_string(), origin: reg.origin.clone() });
         }
         let Some(reg) = self.find(r) else {
-            return Ok(Plan {
-                endpoints: vec![Endpoint { reference: r.clone(), insecure: false, mirror: false }],
-                rule: None,
-            });
+            return Ok(vec![Endpoint { reference: r.clone(), insecure: false, mirror: false }]);
         };
         let full = r.to_string();
         // What the prefix matched: the prefix itself, or for a wildcard the reference's host.
@@ -501,7 +486,7 @@ impl Registries {
             None => r.clone(),
         };
         endpoints.push(Endpoint { reference: primary, insecure: reg.insecure, mirror: false });
-        Ok(Plan { endpoints, rule: Some(reg.origin.clone()) })
+        Ok(endpoints)
     }
 
     /// The short-name mode in force.

@@ -18,7 +18,7 @@ use crate::imgref::RegistryRef;
 /// A name with no registry host (`etcd`, `coreos/etcd`), tag and digest stripped first.
 pub fn is_short_name(name: &str) -> bool {
     let first = name.split('/').next().unwrap_or_default();
-    let qualified = first.contains('.') || first == "localhost";
+    let qualified = crate::imgref::is_host(first);
     !(name.is_empty() || name.contains([':', '@']) || qualified)
         && name.split('/').all(|c| {
             !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
@@ -28,7 +28,7 @@ pub fn is_short_name(name: &str) -> bool {
 /// A fully-qualified repository without tag or digest (`quay.io/coreos/etcd`).
 pub fn is_alias_target(value: &str) -> bool {
     match value.split_once('/') {
-        Some((host, _)) if host.contains('.') || host.contains(':') || host == "localhost" => {
+        Some((host, _)) if crate::imgref::is_host(host) => {
             RegistryRef::parse(value).is_ok()
                 && !value.contains('@')
                 && !value.rsplit('/').next().unwrap_or_default().contains(':')

@@ -16,7 +16,6 @@ fn refr(s: &str) -> RegistryRef {
 fn plan(r: &Registries, s: &str) -> Vec<String> {
     r.plan(&refr(s))
         .unwrap()
-        .endpoints
         .iter()
         .map(|e| format!("{}{}{}", if e.mirror { "m" } else { "p" }, if e.insecure { "!" } else { "" }, e.reference))
         .collect()
