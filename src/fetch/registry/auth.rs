@@ -25,7 +25,7 @@
 //! only the file, the key and the helper.
 
 use std::fmt;
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -230,10 +230,18 @@ fn server_url(registry: &str) -> String {
 fn run_helper(name: &str, registry: &str, named_by: &Path) -> Result<Option<Credentials>, AuthError> {
     let helper = format!("docker-credential-{name}");
     let fail = |reason: String| AuthError::Helper { helper: helper.clone(), named_by: named_by.to_path_buf(), reason };
+    // The host goes in through a file, not a pipe: a helper that exits without reading its
+    // input must not leave hoist writing into a closed pipe (SIGPIPE is fatal to the CLI).
+    let url = server_url(registry);
+    let mut input = tempfile::tempfile().map_err(|e| fail(format!("cannot prepare its input: {e}")))?;
+    input
+        .write_all(url.as_bytes())
+        .and_then(|()| input.seek(std::io::SeekFrom::Start(0)).map(|_| ()))
+        .map_err(|e| fail(format!("cannot prepare its input: {e}")))?;
     let mut child = Command::new(&helper)
         .arg("get")
         .process_group(0)
-        .stdin(Stdio::piped())
+        .stdin(Stdio::from(input))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -241,9 +249,6 @@ fn run_helper(name: &str, registry: &str, named_by: &Path) -> Result<Option<Cred
             std::io::ErrorKind::NotFound => fail("not found in $PATH".into()),
             _ => fail(format!("cannot run it: {e}")),
         })?;
-    let url = server_url(registry);
-    // A helper that exits without reading its input is not an error in itself.
-    let _ = child.stdin.take().expect("piped").write_all(url.as_bytes());
     // Each pipe is read on its own thread (capped), and handed over through a channel, so a
     // grandchild that keeps a pipe open cannot hold hoist past the deadline.
     let (tx, rx) = std::sync::mpsc::channel::<(bool, Vec<u8>)>();
