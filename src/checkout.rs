@@ -1,8 +1,16 @@
 //! Checkout: merge an image's extracted layers into one rootfs directory.
 //!
+//! Deployments normally need no checkout at all: their root is an overlayfs mount of the layer
+//! trees, made by the runner (`rootfs` module). This merge serves the rest — images whose layers
+//! overlayfs cannot stack as they are (`LayerRecord::overlay_ready`), layers extracted without
+//! root, `--runtime runc|crun` (they need a directory) — and, restricted to a few paths
+//! ([`Only`]), the files hoist itself reads from an image (`/exports`, `/etc/passwd`).
+//!
 //! Layers are applied bottom to top with OCI changeset semantics:
-//! 1. whiteouts first: `.wh.NAME` removes NAME from what the lower layers made, `.wh..wh..opq`
-//!    empties its directory of lower-layer entries (never of this layer's);
+//! 1. whiteouts first: a whiteout (a `.wh.NAME` marker, or in overlay form a character device
+//!    0/0 named NAME) removes NAME from what the lower layers made; an opaque directory (a
+//!    `.wh..wh..opq` marker, or `trusted.overlay.opaque`) loses its lower-layer entries (never
+//!    this layer's);
 //! 2. then the layer's entries, parents before children: files, symlinks and special files are
 //!    **hard-linked** from the layer area (no data is copied or decompressed; a copy is the
 //!    fallback when linking is impossible), directories are created with the layer's metadata;
@@ -14,8 +22,10 @@
 //! Nothing is ever followed: every path is resolved beneath `dest` (or the layer's tree) with
 //! [`RootDir`], so the checkout cannot touch anything outside `dest`.
 //!
-//! The shared inodes make a checkout read-only by contract: deployments mount their rootfs
-//! read-only; nothing may modify files in a checkout in place.
+//! The shared inodes make a checkout read-only by contract: nothing may modify files in a
+//! checkout in place, and the runner never runs a container on one directly (it stacks a
+//! private overlayfs over it, so even a container that remounts its root read-write writes into
+//! a throwaway upper layer).
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -29,7 +39,7 @@ use rustix::fs::{AtFlags, Mode, OFlags};
 use crate::digest::Digest;
 use crate::fsutil::{self, PathError};
 use crate::layers::paths::{OPAQUE_MARKER, WHITEOUT_PREFIX};
-use crate::layers::{self, LayerRecord};
+use crate::layers::{self, LayerRecord, WhiteoutForm};
 use crate::rooted::{self, Kind, RootDir};
 
 pub type Result<T, E = CheckoutError> = std::result::Result<T, E>;
@@ -64,15 +74,30 @@ pub struct LayerTree<'a> {
     pub record: &'a LayerRecord,
 }
 
+/// Which paths a merge makes.
+#[derive(Debug, Clone, Copy)]
+pub enum Only<'a> {
+    /// The whole image.
+    All,
+    /// These relative paths (a directory with everything below it) and their ancestors. The
+    /// cost depends on what is below them, not on the image's size.
+    Paths(&'a [&'a str]),
+}
+
 /// Merges `layers` (bottom first) into `dest`, which must be an empty or missing directory.
 pub fn merge(layers: &[LayerTree<'_>], dest: &Path) -> Result<CheckoutStats> {
+    merge_only(layers, dest, Only::All)
+}
+
+/// [`merge`], restricted to `only`.
+pub fn merge_only(layers: &[LayerTree<'_>], dest: &Path, only: Only<'_>) -> Result<CheckoutStats> {
     let mut stats = CheckoutStats::default();
     let mut dir_times = Vec::new();
     fsutil::ensure_dir(dest, 0o755)?;
     let dest_root = RootDir::open(dest).map_err(io_at(dest))?;
     for layer in layers {
         let src = RootDir::open(&layer.root).map_err(io_at(&layer.root))?;
-        Merger { layer, src: &src, dest: &dest_root, stats: &mut stats, dir_times: &mut dir_times }.apply()?;
+        Merger { layer, src: &src, dest: &dest_root, stats: &mut stats, dir_times: &mut dir_times, only }.apply()?;
     }
     // Directory times last (adding entries changes them), deepest first; for a directory set by
     // several layers the newest wins (reverse, then a stable sort keeps it first).
@@ -100,6 +125,18 @@ struct Merger<'a, 'b> {
     stats: &'a mut CheckoutStats,
     /// (directory, mtime) to set once everything is in place.
     dir_times: &'a mut Vec<(PathBuf, i64)>,
+    only: Only<'a>,
+}
+
+impl Only<'_> {
+    /// Whether a merge restricted to these paths handles `rel` (an ancestor of a wanted path,
+    /// the path itself, or something below it).
+    fn covers(&self, rel: &Path) -> bool {
+        match self {
+            Only::All => true,
+            Only::Paths(paths) => paths.iter().map(Path::new).any(|p| p.starts_with(rel) || rel.starts_with(p)),
+        }
+    }
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> CheckoutError + '_ {
@@ -116,15 +153,29 @@ enum Parent {
 
 impl Merger<'_, '_> {
     fn apply(&mut self) -> Result<()> {
-        let entries = walk(self.src)?;
+        let entries = match self.only {
+            Only::All => walk(self.src, Path::new(""))?,
+            Only::Paths(paths) => walk_paths(self.src, paths)?,
+        };
         let implicit: HashSet<&str> = self.layer.record.implicit_dirs.iter().map(String::as_str).collect();
+        let rec = self.layer.record;
+        let only = self.only;
+        let overlay_form = rec.form == WhiteoutForm::Overlay;
+        let devices: HashSet<&Path> = rec.whiteouts.iter().map(Path::new).collect();
+        // Whiteouts are data about the lower layers, never entries of the checkout.
+        let is_whiteout = |rel: &Path| {
+            if overlay_form {
+                devices.contains(rel)
+            } else {
+                rel.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(WHITEOUT_PREFIX))
+            }
+        };
         // Directories this layer has real content below (not only whiteout markers): an implied
         // directory holding nothing but markers was made to store them and creates nothing.
         let mut needed: HashSet<&Path> = HashSet::new();
         let real = entries.iter().filter(|(rel, kind)| {
-            let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("");
             let implied = *kind == Kind::Dir && implicit.contains(rel.to_str().unwrap_or(""));
-            !(name.starts_with(WHITEOUT_PREFIX) || implied)
+            !(is_whiteout(rel) || implied)
         });
         // Hardlinks into lower layers are placed in step 3 and need their parents too.
         let links = self.layer.record.external_links.iter().map(|(p, _)| Path::new(p.as_str()));
@@ -138,7 +189,15 @@ impl Merger<'_, '_> {
             }
         }
         // 1. whiteouts
-        for (rel, _) in &entries {
+        if overlay_form {
+            for d in rec.opaque_dirs.iter().map(Path::new).filter(|d| only.covers(d)) {
+                self.opaque(d)?;
+            }
+            for w in rec.whiteouts.iter().map(Path::new).filter(|w| only.covers(w)) {
+                self.whiteout(w)?;
+            }
+        }
+        for (rel, _) in entries.iter().filter(|_| !overlay_form) {
             let Some(name) = rel.file_name().and_then(|n| n.to_str()) else {
                 continue;
             };
@@ -153,8 +212,7 @@ impl Merger<'_, '_> {
         //    resolution per entry: this is most of a checkout's syscalls).
         let mut handles: Option<DirPair> = None;
         for (rel, kind) in &entries {
-            let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if name.starts_with(WHITEOUT_PREFIX) {
+            if is_whiteout(rel) {
                 continue;
             }
             if *kind == Kind::Dir {
@@ -173,7 +231,7 @@ impl Merger<'_, '_> {
             }
         }
         // 3. hardlinks into lower layers
-        for (path, target) in &self.layer.record.external_links {
+        for (path, target) in self.layer.record.external_links.iter().filter(|(p, _)| only.covers(Path::new(p))) {
             self.external_link(Path::new(path), Path::new(target))?;
         }
         Ok(())
@@ -372,11 +430,40 @@ impl DirPair {
     }
 }
 
-/// Pre-order walk of a layer tree: `(relative path, kind)`, parents before children. Every
-/// directory is opened beneath the layer root without following symlinks.
-fn walk(root: &RootDir) -> Result<Vec<(PathBuf, Kind)>> {
+/// [`walk`] restricted to `paths`: each wanted path's ancestors (those the layer has), the path,
+/// and, when it is a directory, everything below it — parents before children, no duplicates.
+fn walk_paths(root: &RootDir, paths: &[&str]) -> Result<Vec<(PathBuf, Kind)>> {
+    let mut out: Vec<(PathBuf, Kind)> = Vec::new();
+    let mut seen = HashSet::new();
+    for want in paths.iter().map(Path::new) {
+        let mut prefix = PathBuf::new();
+        for c in want.components() {
+            prefix.push(c);
+            let Some(st) = root.stat(&prefix).map_err(io_at(&root.display(&prefix)))? else { break };
+            let kind = Kind::of(&st);
+            if seen.insert(prefix.clone()) {
+                out.push((prefix.clone(), kind));
+            }
+            if kind != Kind::Dir {
+                break;
+            }
+            if prefix == want {
+                for (p, k) in walk(root, want)? {
+                    if seen.insert(p.clone()) {
+                        out.push((p, k));
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Pre-order walk of a layer tree below `start`: `(relative path, kind)`, parents before
+/// children. Every directory is opened beneath the layer root without following symlinks.
+fn walk(root: &RootDir, start: &Path) -> Result<Vec<(PathBuf, Kind)>> {
     let mut out = Vec::new();
-    let mut stack = vec![PathBuf::new()];
+    let mut stack = vec![start.to_path_buf()];
     while let Some(rel) = stack.pop() {
         let at = root.display(&rel);
         let fd = root.open_at(&rel, OFlags::RDONLY | OFlags::DIRECTORY, 0).map_err(io_at(&at))?;

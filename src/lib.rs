@@ -38,6 +38,7 @@ pub mod ops;
 pub mod progress;
 pub mod registries;
 pub mod rooted;
+pub mod rootfs;
 pub mod runner;
 pub mod store;
 pub mod systemd;

@@ -2,11 +2,14 @@
 //!
 //! ```text
 //! mounts/<id>/mount.json   {"dir": "/abs/DIR", "image": "hello:latest", "manifest": "sha256:…", "state": …}
-//! mounts/<id>/rootfs       a checkout of the image (hard links into the layer area: cheap)
+//! mounts/<id>/rootfs       empty, or a checkout of the image (hard links into the layer area)
 //! ```
 //! `<id>` is derived from DIR, so one DIR has at most one view. DIR gets a read-only, nosuid,
-//! nodev bind mount of the checkout; `umount` detaches it and deletes the checkout. The view
-//! does not pin the image: removing the image later leaves the mounted files intact.
+//! nodev overlayfs stack of the image's layer trees (source `hoist-mount:<id>`, the mechanism
+//! deployments use, see `rootfs`), or, for an image overlayfs cannot stack as it is, a bind
+//! mount of the checkout; `umount` detaches it and deletes the checkout. The view does not pin
+//! the image: a later `images prune` may delete the layer trees under an overlay view (files
+//! already open stay readable), so unmount views before pruning.
 //!
 //! DIR is a path the user names, so it is opened once (`O_DIRECTORY|O_NOFOLLOW`, after
 //! canonicalising) and everything after that — the emptiness check and the mount itself — acts
@@ -45,6 +48,8 @@ pub enum MountError {
     Dir { dir: PathBuf, reason: &'static str },
     #[error("{}: mount: {source}", dir.display())]
     Mount { dir: PathBuf, source: nix::Error },
+    #[error("{}: mount: {reason}", dir.display())]
+    Overlay { dir: PathBuf, reason: String },
     #[error("{}: is not a hoist mount (see `hoist mount`)", dir.display())]
     NotOurs { dir: PathBuf },
     #[error(transparent)]
@@ -123,13 +128,38 @@ fn write_record(base: &Path, rec: &MountRecord) -> Result<(), PathError> {
     fsutil::write_atomic(&base.join("mount.json"), &serde_json::to_vec_pretty(rec).expect("serializes"), 0o600)
 }
 
+/// One line of `/proc/self/mountinfo`.
+struct MountEntry {
+    point: PathBuf,
+    fstype: String,
+    source: String,
+}
+
 /// Mount points in `/proc/self/mountinfo` (field 5, octal escapes undone).
+#[cfg(test)]
 fn mount_points() -> Vec<PathBuf> {
+    mount_entries().into_iter().map(|m| m.point).collect()
+}
+
+/// The mounts of `/proc/self/mountinfo`, in order: mount point (field 5), and after the ` - `
+/// separator the filesystem type and source (octal escapes undone).
+fn mount_entries() -> Vec<MountEntry> {
     let Ok(text) = fs::read("/proc/self/mountinfo") else { return Vec::new() };
     let mut out = Vec::new();
     for line in text.split(|b| *b == b'\n') {
-        let Some(field) = line.split(|b| *b == b' ').nth(4) else { continue };
-        let mut p = Vec::with_capacity(field.len());
+        let fields: Vec<&[u8]> = line.split(|b| *b == b' ').collect();
+        let Some(field) = fields.get(4) else { continue };
+        let tail = fields.iter().position(|f| *f == b"-").map(|i| &fields[i + 1..]).unwrap_or(&[]);
+        let text_of = |i: usize| tail.get(i).map(|f| String::from_utf8_lossy(&unescape(f)).into_owned()).unwrap_or_default();
+        out.push(MountEntry { point: PathBuf::from(OsStr::from_bytes(&unescape(field))), fstype: text_of(0), source: text_of(1) });
+    }
+    out
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space).
+fn unescape(field: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(field.len());
+    {
         let mut i = 0;
         while i < field.len() {
             if field[i] == b'\\'
@@ -143,15 +173,25 @@ fn mount_points() -> Vec<PathBuf> {
                 i += 1;
             }
         }
-        out.push(PathBuf::from(OsStr::from_bytes(&p)));
     }
-    out
+    p
 }
 
-/// Whether `dir` is a mount point whose root is the checkout `rootfs` (our view).
+/// The source an overlay view on `dir` is mounted with.
+fn overlay_source(dir: &Path) -> String {
+    format!("hoist-mount:{}", mount_id(dir))
+}
+
+/// Whether `dir` is a mount point carrying our view: our overlay stack, or a mount whose root is
+/// the checkout `rootfs`.
 fn mounted_by_us(dir: &Path, rootfs: &Path) -> bool {
-    if !mount_points().iter().any(|m| m == dir) {
+    let entries = mount_entries();
+    if !entries.iter().any(|m| m.point == dir) {
         return false;
+    }
+    // The last mount on `dir` is the one visible there.
+    if entries.iter().rev().find(|m| m.point == dir).is_some_and(|m| m.fstype == "overlay" && m.source == overlay_source(dir)) {
+        return true;
     }
     let (Ok(d), Ok(r)) = (RootDir::open(dir), RootDir::open(rootfs)) else { return false };
     match (rustix::fs::fstat(d.fd()), rustix::fs::fstat(r.fd())) {
@@ -210,9 +250,23 @@ pub fn mount(
         fs::create_dir(&base).at(&base)?;
         write_record(&base, &rec)?;
         crate::fault::point("mount:pending");
-        images::checkout(store, &rec.manifest, &rootfs, extract, progress)?;
-        crate::fault::point("mount:checkout");
-        mount_ro_on(&rootfs, &dir_fd, &dir)?;
+        match images::overlay_lowers(store, &rec.manifest, extract, progress)? {
+            Some(lowers) => {
+                fs::create_dir(&rootfs).at(&rootfs)?;
+                crate::fault::point("mount:checkout");
+                // Stacked on hoist's own directory, then moved onto DIR's fd like a checkout.
+                crate::rootfs::mount(&rootfs, &lowers, crate::rootfs::Upper::None, &overlay_source(&dir))
+                    .map_err(|e| MountError::Overlay { dir: dir.clone(), reason: e.to_string() })?;
+                let moved = mount_ro_on(&rootfs, &dir_fd, &dir);
+                let _ = nix::mount::umount2(&rootfs, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW);
+                moved?;
+            }
+            None => {
+                images::checkout(store, &rec.manifest, &rootfs, extract, progress)?;
+                crate::fault::point("mount:checkout");
+                mount_ro_on(&rootfs, &dir_fd, &dir)?;
+            }
+        }
         crate::fault::point("mount:mounted");
         rec.state = MountState::Mounted;
         write_record(&base, &rec)?;

@@ -113,7 +113,9 @@ fn checkout_matches_umoci_byte_for_byte() {
         return;
     }
     assert!(have("umoci"), "umoci is needed as the reference extractor (make test installs it)");
-    for (name, archive) in [("layered", layered()), ("hello", hello())] {
+    // layered: a hard-link checkout (a hardlink into a lower layer); the others overlayfs stacks
+    // (whiteouts as 0/0 devices, opaque directories by xattr).
+    for (name, archive) in [("layered", layered()), ("layered-overlay", layered_overlay()), ("hello", hello())] {
         let r = Root::new();
         r.pull(&archive);
         // Reference: umoci's own OCI-semantics extraction of the same layout.
@@ -131,6 +133,14 @@ fn checkout_matches_umoci_byte_for_byte() {
         let mnt = r.dir.path().join("mnt");
         fs::create_dir(&mnt).unwrap();
         r.ok(&["mount", name, mnt.to_str().unwrap()]);
+        let fstype = fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.split(' ').nth(4) == Some(mnt.to_str().unwrap()))
+            .map(|l| l.split(" - ").nth(1).unwrap().split(' ').next().unwrap().to_string())
+            .next_back()
+            .unwrap();
+        assert_eq!(fstype == "overlay", name != "layered", "{name}: mounted as {fstype}");
         let (ours, theirs) = (snapshot(&mnt), snapshot(&reference));
         r.ok(&["umount", mnt.to_str().unwrap()]);
         let only_ours: Vec<_> = ours.iter().filter(|(k, v)| theirs.get(*k) != Some(v)).collect();

@@ -70,6 +70,24 @@ fn kind_at(root: &RootDir, rel: &Path) -> Option<Kind> {
     }
 }
 
+/// Whether `rel` is overlayfs's whiteout (a character device 0/0) in this layer.
+fn whiteout_device_at(root: &RootDir, rel: &Path) -> bool {
+    matches!(root.stat(rel), Ok(Some(st)) if crate::layers::is_whiteout_device(&st))
+}
+
+/// Whether directory `rel` of this layer hides the lower layers' entries below it, in either
+/// form (`.wh..wh..opq` marker, `trusted.overlay.opaque`).
+fn opaque_at(root: &RootDir, rel: &Path) -> bool {
+    if kind_at(root, &rel.join(OPAQUE_MARKER)).is_some() {
+        return true;
+    }
+    let Ok(fd) = root.open_at(rel, rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY, 0) else {
+        return false;
+    };
+    let mut buf = [0u8; 1];
+    matches!(rustix::fs::fgetxattr(&fd, crate::layers::OPAQUE_XATTR, &mut buf), Ok(1) if buf[0] == b'y')
+}
+
 /// Finds `rel` in an image's layers (top layer first), honouring whiteouts and opaque dirs:
 /// the index of the layer that provides it and what it is there. Everything is looked up
 /// beneath each layer's root fd; no symlink is followed.
@@ -83,7 +101,10 @@ pub fn find_in_layers(layer_roots: &[RootDir], rel: &Path) -> Option<(usize, Kin
                 return None;
             }
             prefix.push(c);
-            if i + 1 < comps.len() && kind_at(root, &prefix.join(OPAQUE_MARKER)).is_some() {
+            if whiteout_device_at(root, &prefix) {
+                return None;
+            }
+            if i + 1 < comps.len() && opaque_at(root, &prefix) {
                 // Lower layers are hidden below here; this layer decides.
                 return kind_at(root, rel).map(|k| (idx, k));
             }

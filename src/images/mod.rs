@@ -126,6 +126,56 @@ pub fn extracted_layers(
     Ok(out)
 }
 
+/// What of an image hoist itself reads before a container runs: `/exports` (templates, host
+/// files) and the user database (`process.user` names).
+pub const READ_PATHS: &[&str] = &["exports", "etc/passwd", "etc/group"];
+
+/// `HOIST_ROOTFS=checkout` makes every deployment a complete hard-link checkout, as releases
+/// before overlay roots did (for comparison and troubleshooting).
+pub const ENV_ROOTFS: &str = "HOIST_ROOTFS";
+
+/// Whether deployments made by this process may use overlay roots (root, and not turned off).
+pub fn overlay_roots_allowed() -> bool {
+    nix::unistd::geteuid().is_root() && std::env::var(ENV_ROOTFS).map_or(true, |v| v != "checkout")
+}
+
+/// Prepares the root of a deployment in `dest`. With `overlay` and an image overlayfs can
+/// stack, only [`READ_PATHS`] are merged into `dest` (the cost is independent of the image's
+/// size) and the lower layers for the runner are returned; otherwise `dest` gets the complete
+/// checkout and `None`.
+pub fn prepare_root(
+    store: &Store,
+    manifest_digest: &Digest,
+    dest: &Path,
+    extract: &ExtractOptions,
+    progress: &Progress,
+    overlay: bool,
+) -> Result<(CheckoutStats, Option<Vec<std::path::PathBuf>>)> {
+    let layers = extracted_layers(store, manifest_digest, extract, progress)?;
+    let trees: Vec<LayerTree<'_>> = layers
+        .iter()
+        .map(|(id, rec)| LayerTree { diff_id: id, root: store.layout().layer(id).join("rootfs"), record: rec })
+        .collect();
+    let lowers = if overlay { crate::rootfs::lower_dirs(store.layout(), &layers) } else { None };
+    let only = if lowers.is_some() { checkout::Only::Paths(READ_PATHS) } else { checkout::Only::All };
+    Ok((checkout::merge_only(&trees, dest, only)?, lowers))
+}
+
+/// The image's layer trees as overlayfs lower layers (top first), when overlayfs can stack them
+/// and overlay roots are allowed here.
+pub fn overlay_lowers(
+    store: &Store,
+    manifest_digest: &Digest,
+    extract: &ExtractOptions,
+    progress: &Progress,
+) -> Result<Option<Vec<std::path::PathBuf>>> {
+    if !overlay_roots_allowed() {
+        return Ok(None);
+    }
+    let layers = extracted_layers(store, manifest_digest, extract, progress)?;
+    Ok(crate::rootfs::lower_dirs(store.layout(), &layers))
+}
+
 /// Checks out a stored image into `dest` (a new directory). Decompresses nothing when the
 /// image's layers are already extracted; a missing layer is extracted under the caller's `extract`
 /// options (limits, device decision).

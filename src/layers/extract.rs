@@ -25,6 +25,14 @@ pub fn xattr_allowed(name: &str) -> bool {
     name == "security.capability" || name.starts_with("user.")
 }
 
+/// The xattr overlayfs reads as "this directory hides the lower layers' entries".
+pub const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+
+/// Whether a stat is overlayfs's whiteout: a character device 0/0.
+pub fn is_whiteout_device(st: &rustix::fs::Stat) -> bool {
+    FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice && st.st_rdev == 0
+}
+
 /// Allow-listed extended attributes of one entry: (name, value).
 pub(crate) type Xattrs = Vec<(String, Vec<u8>)>;
 
@@ -52,6 +60,8 @@ struct Extractor<'a> {
     last_parent: Option<(PathBuf, OwnedFd)>,
     /// Bytes written into files so far (sparse entries count with their expanded size).
     written: u64,
+    /// Whiteout marker files made (`.wh.*`), converted to overlayfs's form at the end.
+    markers: Vec<PathBuf>,
     rec: LayerRecord,
 }
 
@@ -86,6 +96,7 @@ pub fn extract(layer: &Digest, reader: Box<dyn Read>, root: &Path, opts: &Extrac
         dirs: HashMap::new(),
         last_parent: None,
         written: 0,
+        markers: Vec::new(),
         rec: LayerRecord::default(),
     };
     let mut archive = tar::Archive::new(HashingReader::with_limit(reader, opts.limits.max_layer_bytes));
@@ -109,6 +120,11 @@ pub fn extract(layer: &Digest, reader: Box<dyn Read>, root: &Path, opts: &Extrac
     reader.drain().map_err(archive_err)?;
     let (diff_id, size) = reader.finish();
     ex.last_parent = None;
+    // Overlay form needs CAP_MKNOD and trusted.* xattrs; without them the markers stay (and a
+    // checkout merges such a layer by hard links).
+    if running_as_root() {
+        ex.to_overlay_form()?;
+    }
     ex.finish_dirs()?;
     let mut implicit: Vec<String> = ex.implicit.iter().map(|p| p.to_string_lossy().into_owned()).collect();
     implicit.sort();
@@ -281,7 +297,9 @@ impl Extractor<'_> {
                 )
                 .map_err(|e| self.io(&rel, e.into()))?;
                 let mut f = File::from(fd);
-                if !name.as_bytes().starts_with(paths::WHITEOUT_PREFIX.as_bytes()) {
+                if name.as_bytes().starts_with(paths::WHITEOUT_PREFIX.as_bytes()) {
+                    self.markers.push(rel.clone());
+                } else {
                     // What is written counts, not what was read: a sparse entry expands.
                     let budget = self.opts.limits.max_layer_bytes.saturating_sub(self.written);
                     let n = io::copy(&mut (&mut entry).take(budget), &mut f).map_err(arch)?;
@@ -321,6 +339,11 @@ impl Extractor<'_> {
                 };
                 let major = entry.header().device_major().ok().flatten().unwrap_or(0);
                 let minor = entry.header().device_minor().ok().flatten().unwrap_or(0);
+                if matches!(kind, EntryType::Char) && major == 0 && minor == 0 {
+                    // Device 0/0 is no device; overlayfs would read it as a whiteout.
+                    self.rec.warnings.push(format!("{}: skipped character device 0/0", rel.display()));
+                    return Ok(());
+                }
                 let dev = rustix::fs::makedev(major, minor);
                 rustix::fs::mknodat(dir, &*name, ft, Mode::from_raw_mode(0o600), dev)
                     .map_err(|e| self.io(&rel, e.into()))?;
@@ -384,6 +407,71 @@ impl Extractor<'_> {
                 Ok(())
             }
         }
+    }
+
+    /// Rewrites the layer's whiteout markers into overlayfs's form, as containerd's overlay
+    /// snapshotter stores layers (what the tree means is unchanged; see the module doc of
+    /// `checkout` for the merge of both forms):
+    /// - `D/.wh..wh..opq` → `D` gets `trusted.overlay.opaque=y`;
+    /// - `D/.wh.X` with `D/X` a directory of this layer → `D/X` is made opaque (the layer's own
+    ///   directory replaces the lower one); with `D/X` another entry of this layer → nothing
+    ///   (an upper non-directory hides the lower entry anyway); otherwise → `D/X` becomes a
+    ///   character device 0/0.
+    fn to_overlay_form(&mut self) -> Result<()> {
+        let mut whiteouts = Vec::new();
+        let mut opaque = Vec::new();
+        for marker in std::mem::take(&mut self.markers) {
+            let (parent, name) = (marker.parent().unwrap_or(Path::new("")), marker.file_name().expect("named"));
+            let dir = match self.root.open_at(parent, OFlags::RDONLY | OFlags::DIRECTORY, 0) {
+                Ok(fd) => fd,
+                // Replaced by a later entry of the stream.
+                Err(e) if e.kind() == io::ErrorKind::NotFound || rooted::is_symlink_error(&e) => continue,
+                Err(e) => return Err(self.io(parent, e)),
+            };
+            match rooted::stat_in(dir.as_fd(), name).map_err(|e| self.io(&marker, e))? {
+                Some(st) if Kind::of(&st) == Kind::File => {}
+                _ => continue,
+            }
+            rustix::fs::unlinkat(&dir, name, AtFlags::empty()).map_err(|e| self.io(&marker, e.into()))?;
+            let set_opaque = |fd: BorrowedFd<'_>, rel: &Path| {
+                rustix::fs::fsetxattr(fd, OPAQUE_XATTR, b"y", rustix::fs::XattrFlags::empty())
+                    .map_err(|e| self.io(rel, e.into()))
+            };
+            let hidden = name.as_bytes().strip_prefix(paths::WHITEOUT_PREFIX.as_bytes()).expect("a marker");
+            if name == paths::OPAQUE_MARKER {
+                set_opaque(dir.as_fd(), parent)?;
+                opaque.push(parent.to_string_lossy().into_owned());
+                continue;
+            }
+            let hidden = OsStr::from_bytes(hidden);
+            let rel = parent.join(hidden);
+            match rooted::stat_in(dir.as_fd(), hidden).map_err(|e| self.io(&rel, e))?.map(|s| Kind::of(&s)) {
+                Some(Kind::Dir) => {
+                    let fd = rustix::fs::openat(
+                        &dir,
+                        hidden,
+                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(|e| self.io(&rel, e.into()))?;
+                    set_opaque(fd.as_fd(), &rel)?;
+                    opaque.push(rel.to_string_lossy().into_owned());
+                }
+                Some(_) => {}
+                None => {
+                    rustix::fs::mknodat(&dir, hidden, FileType::CharacterDevice, Mode::empty(), 0)
+                        .map_err(|e| self.io(&rel, e.into()))?;
+                    whiteouts.push(rel.to_string_lossy().into_owned());
+                }
+            }
+        }
+        whiteouts.sort();
+        opaque.sort();
+        opaque.dedup();
+        self.rec.form = super::WhiteoutForm::Overlay;
+        self.rec.whiteouts = whiteouts;
+        self.rec.opaque_dirs = opaque;
+        Ok(())
     }
 
     fn finish_dirs(&mut self) -> Result<()> {

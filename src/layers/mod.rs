@@ -22,6 +22,7 @@ pub mod paths;
 
 pub use extract::xattr_allowed;
 pub(crate) use extract::{Meta, apply_fd_meta, meta_of};
+pub use extract::{OPAQUE_XATTR, is_whiteout_device};
 pub use image::{Existing, extract_image};
 
 use std::fs::{self, File};
@@ -140,6 +141,43 @@ pub struct LayerRecord {
     pub devices: Vec<String>,
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// How the tree stores whiteouts and opaque directories (see [`WhiteoutForm`]).
+    #[serde(default)]
+    pub form: WhiteoutForm,
+    /// [`WhiteoutForm::Overlay`] only: paths that are whiteouts (character devices 0/0).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub whiteouts: Vec<String>,
+    /// [`WhiteoutForm::Overlay`] only: directories marked `trusted.overlay.opaque=y` (`""` is
+    /// the layer root: nothing below this layer is visible).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub opaque_dirs: Vec<String>,
+}
+
+/// How a layer tree stores the OCI changeset's deletions.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum WhiteoutForm {
+    /// As in the tar stream: empty `.wh.NAME` and `.wh..wh..opq` files. Layers extracted by
+    /// hoist before overlay checkouts, and by a user who may not create device nodes.
+    #[default]
+    Markers,
+    /// As overlayfs reads them: a whiteout is a character device 0/0 named NAME, an opaque
+    /// directory carries `trusted.overlay.opaque=y`. Made at extraction when running as root.
+    Overlay,
+}
+
+impl LayerRecord {
+    /// Whether overlayfs can use this tree as a lower layer as it is: whiteouts in its form,
+    /// no directory it only implied (overlayfs would show it with its own owner and mode, and
+    /// over a lower symlink), no hardlink into a lower layer (a tree cannot hold one).
+    pub fn overlay_ready(&self) -> bool {
+        self.form == WhiteoutForm::Overlay && self.implicit_dirs.is_empty() && self.external_links.is_empty()
+    }
+
+    /// Whether this layer hides everything below it (an opaque root).
+    pub fn opaque_root(&self) -> bool {
+        self.form == WhiteoutForm::Overlay && self.opaque_dirs.iter().any(String::is_empty)
+    }
 }
 
 impl LayerRecord {

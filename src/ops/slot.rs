@@ -188,7 +188,9 @@ pub fn prepare_slot(store: &Store, img: &StoredImage, spec: &SlotSpec<'_>, progr
     fsutil::ensure_dir(&tmp, 0o700)?;
     let result = (|| {
         let rootfs = staged.rootfs();
-        images::checkout(store, &img.manifest, &rootfs, &extract, progress)?;
+        // hoist's runner stacks the layers itself; runc and crun need the whole tree.
+        let overlay = runtime.is_none() && images::overlay_roots_allowed();
+        let (_, lowers) = images::prepare_root(store, &img.manifest, &rootfs, &extract, progress, overlay)?;
         let fail = |reason: String| OpsError::Failed { name: name.to_string(), reason };
         let manifest: ExportsManifest = match export(&rootfs, "manifest.json")? {
             Some(t) => serde_json::from_str(&t)
@@ -241,7 +243,10 @@ pub fn prepare_slot(store: &Store, img: &StoredImage, spec: &SlotSpec<'_>, progr
         let rendered =
             bundle::render(export(&rootfs, "config.json.template")?.as_deref(), &image_config, &values, user, seccomp)
                 .map_err(|source| OpsError::Bundle { name: name.to_string(), source: Box::new(source) })?;
-        let config = rendered.json;
+        let config = match &lowers {
+            Some(dirs) => with_lowers(&rendered.json, dirs).map_err(fail)?,
+            None => rendered.json,
+        };
         fsutil::write_atomic(&staged.config(), config.as_bytes(), 0o600)?;
         let docker_check = store.config_value(&image_manifest).map_err(images::ImagesError::from)?;
         let check =
@@ -298,6 +303,20 @@ pub fn prepare_slot(store: &Store, img: &StoredImage, spec: &SlotSpec<'_>, progr
         let _ = fsutil::remove_any(&tmp);
     }
     result
+}
+
+/// The rendered config.json with the runner's lower layers annotated (`rootfs` module).
+fn with_lowers(config: &str, dirs: &[std::path::PathBuf]) -> std::result::Result<String, String> {
+    let mut spec: serde_json::Value = serde_json::from_str(config).map_err(|e| format!("config.json: {e}"))?;
+    let obj = spec.as_object_mut().ok_or("config.json is not an object")?;
+    let ann = obj.entry("annotations").or_insert_with(|| serde_json::json!({}));
+    let ann = ann.as_object_mut().ok_or("config.json annotations is not an object")?;
+    ann.insert(crate::rootfs::LOWER_ANNOTATION.into(), crate::rootfs::annotation(dirs).into());
+    serde_json::to_string_pretty(&spec).map(|mut s| {
+        s.push('\n');
+        s
+    })
+    .map_err(|e| e.to_string())
 }
 
 /// One `d` line per bind-mount source missing on the host (atomic's default tmpfiles).

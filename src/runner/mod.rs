@@ -7,13 +7,16 @@
 //! 2. write the runtime copy of the spec (`<state>/bundles/<name>/config.json`): `root.path`
 //!    made absolute, `linux.cgroupsPath` pointing inside the unit (see [`cgroup`]); refuse
 //!    `process.terminal` (a service has no console);
-//! 3. build the container (its init waits for `start`), then block every asynchronous signal;
-//! 4. start it and tell systemd `READY=1` (`Type=notify`: the unit is active once the
+//! 3. enter a mount namespace of its own and mount the container's root there: an overlayfs
+//!    stack of the image's layers (or of the slot's checkout) with a throwaway upper layer
+//!    ([`crate::rootfs`]); it is gone when the runner is;
+//! 4. build the container (its init waits for `start`), then block every asynchronous signal;
+//! 5. start it and tell systemd `READY=1` (`Type=notify`: the unit is active once the
 //!    container's process runs) — or, with a health check in the bundle's `health.json`, once
 //!    the first check passes ([`health`]);
-//! 5. forward every signal to the container's init, reap children until the init exits;
-//! 6. delete the container (kills stragglers, removes its cgroup and state);
-//! 7. exit with the container's exit code, or die of the same signal it died of, so systemd
+//! 6. forward every signal to the container's init, reap children until the init exits;
+//! 7. delete the container (kills stragglers, removes its cgroup and state);
+//! 8. exit with the container's exit code, or die of the same signal it died of, so systemd
 //!    judges the unit as it would judge the payload (SIGTERM after `systemctl stop` = clean).
 //!
 //! The container inherits the runner's stdout/stderr: the unit's journal stream.
@@ -88,7 +91,20 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, RunnerError> {
         bundle: opts.bundle.clone(),
         reason: e.to_string(),
     })?;
-    let (runtime_bundle, place) = prepare_bundle(opts)?;
+    let (runtime_bundle, place, root) = prepare_bundle(opts)?;
+    // The root: an overlayfs stack in a mount namespace of the runner's own (`rootfs` module).
+    // A slot naming its layers cannot run without it; a complete checkout could, but would
+    // share its inodes with the layer store, so that is only a warning (no overlayfs here).
+    if let Err(e) = crate::rootfs::isolate(&root.path, root.lowers.as_deref()) {
+        if root.lowers.is_some() {
+            return Err(RunnerError::Spec {
+                name: name.to_string(),
+                bundle: opts.bundle.clone(),
+                reason: format!("cannot mount its root: {e}"),
+            });
+        }
+        log(name, &format!("running on the checkout itself: cannot stack a private overlay on it: {e}"));
+    }
     let lc = |step| move |source| RunnerError::Container { name: name.to_string(), step, source: Box::new(source) };
     let mut container = ContainerBuilder::new(name.to_string(), SyscallType::default())
         .with_root_path(&containers)
@@ -193,8 +209,14 @@ fn clean_stale(name: &str, dir: &Path) {
     let _ = fsutil::remove_any(dir);
 }
 
+/// A bundle's root: its directory and, for an overlay root, the lower layers.
+struct Root {
+    path: PathBuf,
+    lowers: Option<Vec<PathBuf>>,
+}
+
 /// Writes the runtime copy of the bundle's spec and returns its directory.
-fn prepare_bundle(opts: &RunOptions) -> Result<(PathBuf, cgroup::Placement), RunnerError> {
+fn prepare_bundle(opts: &RunOptions) -> Result<(PathBuf, cgroup::Placement, Root), RunnerError> {
     let name = opts.name.as_str();
     let bad = |reason: String| RunnerError::Spec { name: name.to_string(), bundle: opts.bundle.clone(), reason };
     let config = opts.bundle.join("config.json");
@@ -210,6 +232,8 @@ fn prepare_bundle(opts: &RunOptions) -> Result<(PathBuf, cgroup::Placement), Run
     if !root.path().is_dir() {
         return Err(bad(format!("root {} is not a directory", root.path().display())));
     }
+    let lowers = crate::rootfs::lowers_of(spec.annotations().as_ref()).map_err(|e| bad(e.to_string()))?;
+    let root_info = Root { path: root.path().clone(), lowers };
     spec.set_root(Some(root));
 
     let unified = cgroup::is_unified();
@@ -228,7 +252,7 @@ fn prepare_bundle(opts: &RunOptions) -> Result<(PathBuf, cgroup::Placement), Run
     let data = serde_json::to_vec_pretty(&spec).map_err(|e| bad(e.to_string()))?;
     fsutil::write_atomic(&dir.join("config.json"), &data, 0o600)
         .map_err(|source| RunnerError::Io { name: name.to_string(), source })?;
-    Ok((dir, place))
+    Ok((dir, place, root_info))
 }
 
 /// Ends this process the way the container ended.

@@ -83,6 +83,10 @@ pub fn hello_spec03() -> PathBuf {
 pub fn layered() -> PathBuf {
     fixture("layered/image.json", "layered")
 }
+/// `layered` without its hardlink into a lower layer: overlayfs can stack it as it is.
+pub fn layered_overlay() -> PathBuf {
+    fixture("layered/image-overlay.json", "layered-overlay")
+}
 
 /// A scratch state root and a way to run hoist against it.
 pub struct Root {
