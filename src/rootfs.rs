@@ -32,6 +32,7 @@ use rustix::mount::{MountFlags, MountPropagationFlags};
 use crate::digest::Digest;
 use crate::layers::LayerRecord;
 use crate::layout::Layout;
+use crate::rooted::RootDir;
 
 /// config.json annotation naming the lower layers of a deployment's root (see the module doc).
 pub const LOWER_ANNOTATION: &str = "io.hoist.rootfs.lower";
@@ -44,20 +45,61 @@ const MAX_LAYERS: usize = 500;
 const UPPER_SIZE: &str = "size=64m";
 
 /// The layer trees of an image as overlayfs lower layers, top first — `None` when a layer
-/// cannot be stacked as it is (`LayerRecord::overlay_ready`). Layers below an opaque root are
-/// left out (overlayfs does not read opacity on a layer's root).
+/// cannot be stacked as it is (`LayerRecord::overlay_ready`), or holds a whiteout overlayfs
+/// would list (see [`stray_whiteout`]). Layers below an opaque root are left out (overlayfs
+/// does not read opacity on a layer's root).
 pub fn lower_dirs(layout: &Layout, layers: &[(Digest, LayerRecord)]) -> Option<Vec<PathBuf>> {
     if layers.is_empty() || !layers.iter().all(|(_, r)| r.overlay_ready()) {
         return None;
     }
     let mut out = Vec::new();
+    let mut recs = Vec::new();
     for (id, rec) in layers.iter().rev() {
         out.push(layout.layer(id).join("rootfs"));
+        recs.push(rec);
         if rec.opaque_root() {
             break;
         }
     }
+    let roots: Vec<RootDir> = out.iter().map(|d| RootDir::open(d)).collect::<io::Result<_>>().ok()?;
+    if recs.iter().enumerate().any(|(i, rec)| rec.whiteouts.iter().any(|w| stray_whiteout(&roots, i, Path::new(w)))) {
+        return None;
+    }
     Some(out)
+}
+
+/// Whether the whiteout `rel` of layer `i` (of `roots`, top first) would show in a listing:
+/// overlayfs hides whiteouts when it merges a directory, but lists a directory that only one
+/// layer provides as that layer has it, whiteout devices included. Such a whiteout hides
+/// nothing (no lower layer has its directory): a hard-link checkout simply ignores it.
+fn stray_whiteout(roots: &[RootDir], i: usize, rel: &Path) -> bool {
+    let parent = rel.parent().unwrap_or(Path::new(""));
+    let mut layers: Vec<usize> = (0..roots.len()).collect();
+    let mut prefix = PathBuf::new();
+    for c in parent.components() {
+        prefix.push(c);
+        let mut next = Vec::new();
+        for &l in &layers {
+            let Ok(Some(st)) = roots[l].stat(&prefix) else { continue };
+            if crate::layers::is_whiteout_device(&st) || crate::rooted::Kind::of(&st) != crate::rooted::Kind::Dir {
+                break;
+            }
+            next.push(l);
+            if is_opaque(&roots[l], &prefix) {
+                break;
+            }
+        }
+        layers = next;
+    }
+    // The root is always merged (at least two lowers); a deeper directory only when several
+    // layers provide it.
+    !parent.as_os_str().is_empty() && layers == [i]
+}
+
+fn is_opaque(root: &RootDir, rel: &Path) -> bool {
+    let Ok(fd) = root.open_at(rel, OFlags::RDONLY | OFlags::DIRECTORY, 0) else { return false };
+    let mut buf = [0u8; 1];
+    matches!(rustix::fs::fgetxattr(&fd, crate::layers::OPAQUE_XATTR, &mut buf), Ok(1) if buf[0] == b'y')
 }
 
 /// The lower layers a config.json names, if it names any.

@@ -52,7 +52,7 @@ fn assert_consistent(tb: &Testbed, step: &str) -> String {
     assert_eq!(record["slot"].to_string(), slot, "{step}");
     assert!(record["host_files"].get("/etc/hello/hello.conf").is_some(), "{step}: host file tracked");
     tb.ok("test -f /etc/hello/hello.conf");
-    let version = tb.ok("cat /var/lib/hoist/containers/hello/current/rootfs/etc/hello-version").trim().to_string();
+    let version = common::deployed_version(&tb.dir.join("state"), "hello");
     let answer = tb.hello_says(&format!("{step}: hello to answer"));
     assert_eq!(answer, format!("Hi world (v{version})"), "{step}: the running service is the recorded deployment");
     version

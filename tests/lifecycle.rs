@@ -139,10 +139,7 @@ impl World {
     }
 
     fn version(&self) -> String {
-        fs::read_to_string(self.state().join("containers/hello/current/rootfs/etc/hello-version"))
-            .unwrap()
-            .trim()
-            .to_string()
+        common::deployed_version(self.state(), "hello")
     }
 
     /// The stand-in `systemd-tmpfiles` runs since the last call.

@@ -87,7 +87,7 @@ impl RegistryArgs {
     /// entry limits from `HOIST_MAX_LAYER_SIZE`/`HOIST_MAX_LAYER_ENTRIES` (which also cap downloads).
     pub fn options(&self) -> PullOptions {
         PullOptions {
-            extract: ExtractOptions { limits: Limits::from_env(), allow_devices: false },
+            extract: ExtractOptions { limits: Limits::from_env(), ..ExtractOptions::default() },
             registry: RegistryOptions {
                 tls_verify: self.tls_verify,
                 authfile: self.authfile.clone(),

@@ -122,7 +122,7 @@ pub fn extract(layer: &Digest, reader: Box<dyn Read>, root: &Path, opts: &Extrac
     ex.last_parent = None;
     // Overlay form needs CAP_MKNOD and trusted.* xattrs; without them the markers stay (and a
     // checkout merges such a layer by hard links).
-    if running_as_root() {
+    if running_as_root() && !opts.keep_markers {
         ex.to_overlay_form()?;
     }
     ex.finish_dirs()?;

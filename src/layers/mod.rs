@@ -115,6 +115,9 @@ pub struct ExtractOptions {
     pub limits: Limits,
     /// Create character/block device nodes instead of skipping them.
     pub allow_devices: bool,
+    /// Keep whiteouts as `.wh.*` markers even when overlay form could be made (the form of
+    /// layers extracted by earlier releases; tests).
+    pub keep_markers: bool,
 }
 
 /// `layers/<hex>/layer.json`.

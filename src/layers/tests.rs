@@ -41,7 +41,11 @@ impl Env {
 
     /// Extracts each tar as a layer and merges them into `<tmp>/merged`.
     fn checkout(&self, tars: &[Vec<u8>]) -> Result<std::path::PathBuf, CheckoutError> {
-        let layers: Vec<(Digest, LayerRecord)> = tars.iter().map(|t| self.extract(t).unwrap()).collect();
+        self.checkout_with(tars, &ExtractOptions::default())
+    }
+
+    fn checkout_with(&self, tars: &[Vec<u8>], opts: &ExtractOptions) -> Result<std::path::PathBuf, CheckoutError> {
+        let layers: Vec<(Digest, LayerRecord)> = tars.iter().map(|t| self.extract_with(t, opts).unwrap()).collect();
         let trees: Vec<LayerTree<'_>> =
             layers.iter().map(|(id, rec)| LayerTree { diff_id: id, root: self.rootfs(id), record: rec }).collect();
         let dest = self.layout.root().join("merged");
@@ -293,7 +297,7 @@ fn limits_stop_bombs() {
     });
     let e = env();
     let small =
-        ExtractOptions { limits: Limits { max_layer_bytes: 1 << 20, ..Default::default() }, allow_devices: false };
+        ExtractOptions { limits: Limits { max_layer_bytes: 1 << 20, ..Default::default() }, ..ExtractOptions::default() };
     let err = e.extract_with(&t, &small).unwrap_err();
     assert!(matches!(err, LayerError::Limit { what: "bytes", .. }), "{err}");
     assert!(err.to_string().contains(ENV_MAX_LAYER_SIZE));
@@ -305,13 +309,13 @@ fn limits_stop_bombs() {
             b.file(&format!("f{i}"), b"", 0o644);
         }
     });
-    let few = ExtractOptions { limits: Limits { max_entries: 10, ..Default::default() }, allow_devices: false };
+    let few = ExtractOptions { limits: Limits { max_entries: 10, ..Default::default() }, ..ExtractOptions::default() };
     assert!(matches!(e.extract_with(&many, &few).unwrap_err(), LayerError::Limit { what: "entries", .. }));
 
     let long = tar(|b| {
         b.file("d/".repeat(40).to_string().trim_end_matches('/'), b"", 0o644);
     });
-    let short = ExtractOptions { limits: Limits { max_path_len: 20, ..Default::default() }, allow_devices: false };
+    let short = ExtractOptions { limits: Limits { max_path_len: 20, ..Default::default() }, ..ExtractOptions::default() };
     assert!(matches!(e.extract_with(&long, &short).unwrap_err(), LayerError::Limit { .. }));
 }
 
@@ -361,7 +365,6 @@ fn zstd_and_plain_layers() {
 
 #[test]
 fn whiteouts_and_opaque_dirs() {
-    let e = env();
     let l1 = tar(|b| {
         b.file("a", b"a", 0o644).file("keep", b"k", 0o644).dir("dir", 0o755).file("dir/x", b"x", 0o644).file(
             "dir/sub/y",
@@ -379,17 +382,113 @@ fn whiteouts_and_opaque_dirs() {
         b.dir("replaced", 0o700).file("replaced/inner", b"i", 0o644);
         b.whiteout("keep").file("keep", b"new", 0o644); // whiteout + re-add in one layer
     });
-    let m = e.checkout(&[l1, l2]).unwrap();
-    assert!(!m.join("a").exists());
-    let mut dir: Vec<_> = fs::read_dir(m.join("dir")).unwrap().map(|e| e.unwrap().file_name()).collect();
-    dir.sort();
-    assert_eq!(dir, ["z"], "opaque dir hides lower entries only");
-    assert!(!m.join("gone").exists());
-    assert_eq!(fs::read(m.join("other/o")).unwrap(), b"o");
-    assert!(m.join("replaced").is_dir());
-    assert_eq!(fs::metadata(m.join("replaced")).unwrap().mode() & 0o777, 0o700);
-    assert_eq!(fs::read(m.join("keep")).unwrap(), b"new");
-    assert!(fs::read_dir(&m).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().starts_with(".wh.")));
+    // Both forms of the layer store merge to the same tree: markers (earlier releases, or
+    // extracted without root) and overlayfs's (devices 0/0, opaque xattrs).
+    for keep_markers in [true, false] {
+        let e = env();
+        let opts = ExtractOptions { keep_markers, ..ExtractOptions::default() };
+        let m = e.checkout_with(&[l1.clone(), l2.clone()], &opts).unwrap();
+        assert!(!m.join("a").exists());
+        let mut dir: Vec<_> = fs::read_dir(m.join("dir")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        dir.sort();
+        assert_eq!(dir, ["z"], "opaque dir hides lower entries only");
+        assert!(!m.join("gone").exists());
+        assert_eq!(fs::read(m.join("other/o")).unwrap(), b"o");
+        assert!(m.join("replaced").is_dir());
+        assert_eq!(fs::metadata(m.join("replaced")).unwrap().mode() & 0o777, 0o700);
+        assert_eq!(fs::read(m.join("keep")).unwrap(), b"new");
+        assert!(fs::read_dir(&m).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().starts_with(".wh.")));
+        let (id, rec) = e.extract_with(&l2, &opts).unwrap();
+        if keep_markers || !nix::unistd::geteuid().is_root() {
+            assert_eq!(rec.form, WhiteoutForm::Markers);
+            assert!(e.rootfs(&id).join(".wh.a").is_file());
+        } else {
+            assert_eq!(rec.form, WhiteoutForm::Overlay);
+            assert_eq!(rec.whiteouts, ["a", "gone"]);
+            assert_eq!(rec.opaque_dirs, ["dir"], "an opaque marker, and a whiteout re-added as a file is no whiteout");
+            let st = fs::symlink_metadata(e.rootfs(&id).join("a")).unwrap();
+            assert!(st.file_type().is_char_device() && st.rdev() == 0, "a whiteout is a character device 0/0");
+            assert_eq!(xattr::get(e.rootfs(&id).join("dir"), OPAQUE_XATTR).unwrap().as_deref(), Some(&b"y"[..]));
+            assert!(!e.rootfs(&id).join(".wh.a").exists() && !e.rootfs(&id).join("dir/.wh..wh..opq").exists());
+            assert!(!rec.overlay_ready(), "`dir` is only implied by its marker: merged by hard links");
+        }
+    }
+}
+
+/// What overlayfs gets: the layer trees top first, cut at an opaque root; nothing for a layer
+/// it cannot stack or a whiteout it would list.
+#[test]
+fn overlay_lower_layers() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: overlay form needs root");
+        return;
+    }
+    let e = env();
+    let l1 = tar(|b| {
+        b.dir("d", 0o755).file("d/x", b"x", 0o644).file("f", b"f", 0o644);
+    });
+    let l2 = tar(|b| {
+        b.dir("d", 0o755).whiteout("d/x").whiteout("f");
+    });
+    let mut layers: Vec<(Digest, LayerRecord)> = vec![e.extract(&l1).unwrap(), e.extract(&l2).unwrap()];
+    let dirs = crate::rootfs::lower_dirs(&e.layout, &layers).unwrap();
+    assert_eq!(dirs, [e.rootfs(&layers[1].0), e.rootfs(&layers[0].0)], "top first");
+    // A whiteout in a directory no lower layer has: overlayfs would list it.
+    let stray = tar(|b| {
+        b.dir("new", 0o755).whiteout("new/ghost");
+    });
+    layers.push(e.extract(&stray).unwrap());
+    assert_eq!(crate::rootfs::lower_dirs(&e.layout, &layers), None);
+    layers.pop();
+    // An opaque root hides every layer below it.
+    let root_opaque = tar(|b| {
+        b.opaque("").file("only", b"o", 0o644);
+    });
+    layers.push(e.extract(&root_opaque).unwrap());
+    assert_eq!(crate::rootfs::lower_dirs(&e.layout, &layers).unwrap(), [e.rootfs(&layers[2].0)]);
+    // An implied directory (no entry of its own): merged by hard links instead.
+    let implied = tar(|b| {
+        b.file("imp/f", b"i", 0o644);
+    });
+    layers.push(e.extract(&implied).unwrap());
+    assert_eq!(crate::rootfs::lower_dirs(&e.layout, &layers), None);
+}
+
+/// A merge restricted to a few paths makes exactly those (and their ancestors), as the full
+/// merge has them.
+#[test]
+fn merge_only_some_paths() {
+    let e = env();
+    let l1 = tar(|b| {
+        b.dir("etc", 0o755).file("etc/passwd", b"root:x:0:0::/:/bin/sh\n", 0o644).file("etc/other", b"o", 0o644);
+        b.dir("exports", 0o755).file("exports/a", b"1", 0o644).dir("usr", 0o755).file("usr/big", b"b", 0o644);
+    });
+    let l2 = tar(|b| {
+        b.dir("exports", 0o755).whiteout("exports/a").file("exports/b", b"2", 0o644);
+    });
+    let layers: Vec<(Digest, LayerRecord)> = [l1, l2].iter().map(|t| e.extract(t).unwrap()).collect();
+    let trees: Vec<LayerTree<'_>> =
+        layers.iter().map(|(id, rec)| LayerTree { diff_id: id, root: e.rootfs(id), record: rec }).collect();
+    let dest = e.layout.root().join("partial");
+    checkout::merge_only(&trees, &dest, checkout::Only::Paths(&["exports", "etc/passwd", "etc/group"])).unwrap();
+    let mut found: Vec<String> = walkdir(&dest);
+    found.sort();
+    assert_eq!(found, ["etc", "etc/passwd", "exports", "exports/b"]);
+}
+
+fn walkdir(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            out.push(p.strip_prefix(root).unwrap().display().to_string());
+            if fs::symlink_metadata(&p).unwrap().is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out
 }
 
 #[test]

@@ -158,9 +158,13 @@ fn valid_name(name: &str) -> bool {
     crate::deploy::name::validate(name).is_ok()
 }
 
-/// Whether the runner has container `id` running under `state_root`.
+/// Whether the runner has container `id` running under `state_root`: its state is there and its
+/// init lives (a runner killed outright leaves the state of a container that is gone).
 pub fn is_running(state_root: &Path, id: &str) -> bool {
-    valid_name(id) && state_root.join("containers").join(id).join("state.json").exists()
+    let dir = state_root.join("containers").join(id);
+    valid_name(id)
+        && dir.join("state.json").exists()
+        && Container::load(dir).is_ok_and(|c| c.status() == libcontainer::container::ContainerStatus::Running)
 }
 
 /// The runner's copy of a running container's config (what it really runs).

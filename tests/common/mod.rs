@@ -252,3 +252,19 @@ pub fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T
 pub fn insecure_pull() -> hoist::fetch::PullOptions {
     hoist::fetch::PullOptions { trust: hoist::trust::Options::insecure(), ..Default::default() }
 }
+
+/// The `org.opencontainers.image.version` label of the image container `name` runs from, read
+/// from the state root's records and blobs (a deployment's `rootfs/` holds only what hoist reads
+/// when its root is an overlay of the layers).
+pub fn deployed_version(state: &std::path::Path, name: &str) -> String {
+    let blob = |d: &str| -> serde_json::Value {
+        let hex = d.strip_prefix("sha256:").unwrap();
+        serde_json::from_slice(&fs::read(state.join("store/blobs/sha256").join(hex)).unwrap()).unwrap()
+    };
+    let rec: serde_json::Value =
+        serde_json::from_slice(&fs::read(state.join("containers").join(name).join("current/info.json")).unwrap())
+            .unwrap();
+    let manifest = blob(rec["manifest"].as_str().unwrap());
+    let config = blob(manifest["config"]["digest"].as_str().unwrap());
+    config["config"]["Labels"]["org.opencontainers.image.version"].as_str().unwrap().to_string()
+}
