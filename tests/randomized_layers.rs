@@ -180,7 +180,7 @@ impl Image {
     /// layer's contents of that directory at checkout (hoist's layer tree no longer knows the
     /// replacement happened; umoci/containerd start the directory empty); (b) an implied
     /// directory below a setgid directory of the same layer does not inherit setgid (hoist
-    /// applies directory modes after the layer's last entry).
+    /// applies directory modes after the layer's last entry); (c) see below.
     fn known_divergence(&self) -> bool {
         self.layers.iter().any(|l| {
             let is_dir = |e: &Entry| matches!(e, Entry::Dir { .. });
@@ -201,7 +201,15 @@ impl Image {
                 }),
                 _ => false,
             });
-            replaced_then_dir || setgid_with_implied
+            // (c) an entry below a path that a later entry of the same layer replaces by a
+            // non-directory: the entry is gone from the layer's tree, but umoci may already have
+            // written it through a lower layer's symlink at that path.
+            let below_then_replaced = l.iter().enumerate().any(|(i, e)| {
+                e.at().is_some_and(|p| {
+                    l[i + 1..].iter().any(|f| !is_dir(f) && f.at().is_some_and(|q| p.starts_with(&format!("{q}/"))))
+                })
+            });
+            replaced_then_dir || setgid_with_implied || below_then_replaced
         })
     }
 
