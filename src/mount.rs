@@ -150,8 +150,13 @@ fn mount_entries() -> Vec<MountEntry> {
         let fields: Vec<&[u8]> = line.split(|b| *b == b' ').collect();
         let Some(field) = fields.get(4) else { continue };
         let tail = fields.iter().position(|f| *f == b"-").map(|i| &fields[i + 1..]).unwrap_or(&[]);
-        let text_of = |i: usize| tail.get(i).map(|f| String::from_utf8_lossy(&unescape(f)).into_owned()).unwrap_or_default();
-        out.push(MountEntry { point: PathBuf::from(OsStr::from_bytes(&unescape(field))), fstype: text_of(0), source: text_of(1) });
+        let text_of =
+            |i: usize| tail.get(i).map(|f| String::from_utf8_lossy(&unescape(f)).into_owned()).unwrap_or_default();
+        out.push(MountEntry {
+            point: PathBuf::from(OsStr::from_bytes(&unescape(field))),
+            fstype: text_of(0),
+            source: text_of(1),
+        });
     }
     out
 }
@@ -190,7 +195,12 @@ fn mounted_by_us(dir: &Path, rootfs: &Path) -> bool {
         return false;
     }
     // The last mount on `dir` is the one visible there.
-    if entries.iter().rev().find(|m| m.point == dir).is_some_and(|m| m.fstype == "overlay" && m.source == overlay_source(dir)) {
+    if entries
+        .iter()
+        .rev()
+        .find(|m| m.point == dir)
+        .is_some_and(|m| m.fstype == "overlay" && m.source == overlay_source(dir))
+    {
         return true;
     }
     let (Ok(d), Ok(r)) = (RootDir::open(dir), RootDir::open(rootfs)) else { return false };

@@ -103,10 +103,12 @@ fn is_opaque(root: &RootDir, rel: &Path) -> bool {
 }
 
 /// The lower layers a config.json names, if it names any.
-pub fn lowers_of(spec_annotations: Option<&std::collections::HashMap<String, String>>) -> io::Result<Option<Vec<PathBuf>>> {
+pub fn lowers_of(
+    spec_annotations: Option<&std::collections::HashMap<String, String>>,
+) -> io::Result<Option<Vec<PathBuf>>> {
     let Some(v) = spec_annotations.and_then(|a| a.get(LOWER_ANNOTATION)) else { return Ok(None) };
-    let dirs: Vec<PathBuf> = serde_json::from_str(v)
-        .map_err(|e| io::Error::other(format!("annotation {LOWER_ANNOTATION}: {e}")))?;
+    let dirs: Vec<PathBuf> =
+        serde_json::from_str(v).map_err(|e| io::Error::other(format!("annotation {LOWER_ANNOTATION}: {e}")))?;
     if dirs.is_empty() || dirs.iter().any(|d| !d.is_absolute()) {
         return Err(io::Error::other(format!("annotation {LOWER_ANNOTATION}: not a list of absolute paths")));
     }
@@ -131,10 +133,7 @@ pub enum Upper {
 /// `/proc/self/mountinfo` shows as the mount's source.
 pub fn mount(target: &Path, lowers: &[PathBuf], upper: Upper, source: &str) -> io::Result<()> {
     if lowers.is_empty() || lowers.len() > MAX_LAYERS {
-        return Err(io::Error::other(format!(
-            "{} layers: overlayfs stacks 1 to {MAX_LAYERS}",
-            lowers.len()
-        )));
+        return Err(io::Error::other(format!("{} layers: overlayfs stacks 1 to {MAX_LAYERS}", lowers.len())));
     }
     // Opened in this namespace (overlayfs takes layers only from the caller's namespace), before
     // anything is mounted on `target` (which may itself be the lower layer).
@@ -161,16 +160,31 @@ pub fn mount(target: &Path, lowers: &[PathBuf], upper: Upper, source: &str) -> i
             None
         }
         Upper::Tmpfs => {
-            rustix::mount::mount("tmpfs", target, "tmpfs", MountFlags::empty(), cstr(&format!("mode=0755,{UPPER_SIZE}"))?.as_c_str())
-                .map_err(|e| at(target, e.into()))?;
+            rustix::mount::mount(
+                "tmpfs",
+                target,
+                "tmpfs",
+                MountFlags::empty(),
+                cstr(&format!("mode=0755,{UPPER_SIZE}"))?.as_c_str(),
+            )
+            .map_err(|e| at(target, e.into()))?;
             let made = (|| -> io::Result<OwnedFd> {
                 let t = rustix::fs::open(target, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
                 // The merged root takes the upper root's owner, mode and time: the image's.
                 let top = rustix::fs::fstat(&fds[0])?;
                 rustix::fs::mkdirat(&t, "upper", Mode::from_raw_mode(top.st_mode & 0o7777))?;
                 rustix::fs::mkdirat(&t, "work", Mode::from_raw_mode(0o700))?;
-                let u = rustix::fs::openat(&t, "upper", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
-                rustix::fs::fchown(&u, Some(rustix::fs::Uid::from_raw(top.st_uid)), Some(rustix::fs::Gid::from_raw(top.st_gid)))?;
+                let u = rustix::fs::openat(
+                    &t,
+                    "upper",
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )?;
+                rustix::fs::fchown(
+                    &u,
+                    Some(rustix::fs::Uid::from_raw(top.st_uid)),
+                    Some(rustix::fs::Gid::from_raw(top.st_gid)),
+                )?;
                 rustix::fs::fchmod(&u, Mode::from_raw_mode(top.st_mode & 0o7777))?;
                 Ok(t)
             })();
@@ -215,8 +229,7 @@ pub fn isolate(rootfs: &Path, lowers: Option<&[PathBuf]>) -> io::Result<()> {
     // the host's mounts); every other mount keeps its peers, so binds with shared propagation
     // behave as before.
     let holder = mount_point_of(rootfs)?;
-    rustix::mount::mount_change(&holder, MountPropagationFlags::DOWNSTREAM)
-        .map_err(|e| at(&holder, e.into()))?;
+    rustix::mount::mount_change(&holder, MountPropagationFlags::DOWNSTREAM).map_err(|e| at(&holder, e.into()))?;
     let own = [rootfs.to_path_buf()];
     mount(rootfs, lowers.unwrap_or(&own), Upper::Tmpfs, "hoist-rootfs")
 }

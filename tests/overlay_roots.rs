@@ -43,11 +43,7 @@ fn rooter(tb: &Testbed) -> &'static str {
     });
     l.file("exports/config.json.template", config.to_string().as_bytes(), 0o644);
     l.file("exports/manifest.json", br#"{"defaultValues": {"ACTION": "look"}}"#, 0o644);
-    l.file(
-        "exports/service.template",
-        b"[Unit]\nDescription=rooter $NAME\n[Service]\nExecStart=$EXEC_START\n",
-        0o644,
-    );
+    l.file("exports/service.template", b"[Unit]\nDescription=rooter $NAME\n[Service]\nExecStart=$EXEC_START\n", 0o644);
     let base = hoist::oci_build::spec::build(&repo().join("images/hello/image.json")).unwrap();
     let built = ImageBuilder::new(vec![base.layers[0].clone(), l.finish()], json!({})).build();
     std::fs::write(tb.dir.join("state/rooter.tar"), built.oci_archive("latest")).unwrap();

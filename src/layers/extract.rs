@@ -123,7 +123,7 @@ pub fn extract(layer: &Digest, reader: Box<dyn Read>, root: &Path, opts: &Extrac
     // Overlay form needs CAP_MKNOD and trusted.* xattrs; without them the markers stay (and a
     // checkout merges such a layer by hard links).
     if running_as_root() && !opts.keep_markers {
-        ex.to_overlay_form()?;
+        ex.convert_whiteouts()?;
     }
     ex.finish_dirs()?;
     let mut implicit: Vec<String> = ex.implicit.iter().map(|p| p.to_string_lossy().into_owned()).collect();
@@ -417,7 +417,7 @@ impl Extractor<'_> {
     ///   directory replaces the lower one); with `D/X` another entry of this layer → nothing
     ///   (an upper non-directory hides the lower entry anyway); otherwise → `D/X` becomes a
     ///   character device 0/0.
-    fn to_overlay_form(&mut self) -> Result<()> {
+    fn convert_whiteouts(&mut self) -> Result<()> {
         let mut whiteouts = Vec::new();
         let mut opaque = Vec::new();
         for marker in std::mem::take(&mut self.markers) {

@@ -296,8 +296,10 @@ fn limits_stop_bombs() {
         b.file("zeros", &vec![0u8; 8 << 20], 0o644);
     });
     let e = env();
-    let small =
-        ExtractOptions { limits: Limits { max_layer_bytes: 1 << 20, ..Default::default() }, ..ExtractOptions::default() };
+    let small = ExtractOptions {
+        limits: Limits { max_layer_bytes: 1 << 20, ..Default::default() },
+        ..ExtractOptions::default()
+    };
     let err = e.extract_with(&t, &small).unwrap_err();
     assert!(matches!(err, LayerError::Limit { what: "bytes", .. }), "{err}");
     assert!(err.to_string().contains(ENV_MAX_LAYER_SIZE));
@@ -315,7 +317,8 @@ fn limits_stop_bombs() {
     let long = tar(|b| {
         b.file("d/".repeat(40).to_string().trim_end_matches('/'), b"", 0o644);
     });
-    let short = ExtractOptions { limits: Limits { max_path_len: 20, ..Default::default() }, ..ExtractOptions::default() };
+    let short =
+        ExtractOptions { limits: Limits { max_path_len: 20, ..Default::default() }, ..ExtractOptions::default() };
     assert!(matches!(e.extract_with(&long, &short).unwrap_err(), LayerError::Limit { .. }));
 }
 

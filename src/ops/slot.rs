@@ -312,11 +312,12 @@ fn with_lowers(config: &str, dirs: &[std::path::PathBuf]) -> std::result::Result
     let ann = obj.entry("annotations").or_insert_with(|| serde_json::json!({}));
     let ann = ann.as_object_mut().ok_or("config.json annotations is not an object")?;
     ann.insert(crate::rootfs::LOWER_ANNOTATION.into(), crate::rootfs::annotation(dirs).into());
-    serde_json::to_string_pretty(&spec).map(|mut s| {
-        s.push('\n');
-        s
-    })
-    .map_err(|e| e.to_string())
+    serde_json::to_string_pretty(&spec)
+        .map(|mut s| {
+            s.push('\n');
+            s
+        })
+        .map_err(|e| e.to_string())
 }
 
 /// One `d` line per bind-mount source missing on the host (atomic's default tmpfiles).
