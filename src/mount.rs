@@ -164,19 +164,17 @@ fn mount_entries() -> Vec<MountEntry> {
 /// Undoes mountinfo's octal escapes (`\040` for a space).
 fn unescape(field: &[u8]) -> Vec<u8> {
     let mut p = Vec::with_capacity(field.len());
-    {
-        let mut i = 0;
-        while i < field.len() {
-            if field[i] == b'\\'
-                && i + 3 < field.len()
-                && let Ok(v) = u8::from_str_radix(std::str::from_utf8(&field[i + 1..i + 4]).unwrap_or("x"), 8)
-            {
-                p.push(v);
-                i += 4;
-            } else {
-                p.push(field[i]);
-                i += 1;
-            }
+    let mut i = 0;
+    while i < field.len() {
+        if field[i] == b'\\'
+            && i + 3 < field.len()
+            && let Ok(v) = u8::from_str_radix(std::str::from_utf8(&field[i + 1..i + 4]).unwrap_or("x"), 8)
+        {
+            p.push(v);
+            i += 4;
+        } else {
+            p.push(field[i]);
+            i += 1;
         }
     }
     p

@@ -97,9 +97,7 @@ fn stray_whiteout(roots: &[RootDir], i: usize, rel: &Path) -> bool {
 }
 
 fn is_opaque(root: &RootDir, rel: &Path) -> bool {
-    let Ok(fd) = root.open_at(rel, OFlags::RDONLY | OFlags::DIRECTORY, 0) else { return false };
-    let mut buf = [0u8; 1];
-    matches!(rustix::fs::fgetxattr(&fd, crate::layers::OPAQUE_XATTR, &mut buf), Ok(1) if buf[0] == b'y')
+    root.open_at(rel, OFlags::RDONLY | OFlags::DIRECTORY, 0).is_ok_and(|fd| crate::layers::has_opaque_xattr(fd.as_fd()))
 }
 
 /// The lower layers a config.json names, if it names any.

@@ -176,48 +176,35 @@ pub fn unpack(env: &Env, images: &Images) -> Vec<Figure> {
     let small_name = images.small.file_name().expect("named directory").to_string_lossy().into_owned();
     let extracted = env.fresh("extracted").join("rootfs");
     must(cmd("umoci", &["raw", "unpack", "--image", &format!("{big}:latest"), &s(&extracted)]));
+    // `hoist mount IMAGE` onto a fresh directory (views of earlier rounds unmounted first).
+    let (seed_ref, mounts_ref, target_ref) = (&seed, &mounts, &target);
+    let hoist_mount = |title: &'static str, scratch: &'static str, image: String, hard_links: bool| {
+        Contender::new(
+            title,
+            move |_| {
+                umount_all(env, seed_ref, &mut mounts_ref.borrow_mut());
+                let t = env.fresh(scratch);
+                mounts_ref.borrow_mut().push(t.clone());
+                *target_ref.borrow_mut() = t;
+            },
+            move |_| {
+                let mut c = env.hoist(seed_ref);
+                if hard_links {
+                    c.env("HOIST_ROOTFS", "checkout");
+                }
+                c.arg("mount").arg(&image).arg(&*target_ref.borrow());
+                vec![c]
+            },
+        )
+    };
     let contenders = vec![
-        Contender::new(
-            "hoist mount (overlay of extracted layers)",
-            |_| {
-                umount_all(env, &seed, &mut mounts.borrow_mut());
-                let t = env.fresh("hoist-co");
-                mounts.borrow_mut().push(t.clone());
-                *target.borrow_mut() = t;
-            },
-            |_| {
-                let mut c = env.hoist(&seed);
-                c.arg("mount").arg(stored_name(images)).arg(&*target.borrow());
-                vec![c]
-            },
-        ),
-        Contender::new(
-            "hoist mount, small image (same cost?)",
-            |_| {
-                umount_all(env, &seed, &mut mounts.borrow_mut());
-                let t = env.fresh("hoist-co-small");
-                mounts.borrow_mut().push(t.clone());
-                *target.borrow_mut() = t;
-            },
-            |_| {
-                let mut c = env.hoist(&seed);
-                c.arg("mount").arg(&small_name).arg(&*target.borrow());
-                vec![c]
-            },
-        ),
-        Contender::new(
+        hoist_mount("hoist mount (overlay of extracted layers)", "hoist-co", stored_name(images), false),
+        hoist_mount("hoist mount, small image (same cost?)", "hoist-co-small", small_name, false),
+        hoist_mount(
             "hoist mount, hard-link checkout (HOIST_ROOTFS=checkout)",
-            |_| {
-                umount_all(env, &seed, &mut mounts.borrow_mut());
-                let t = env.fresh("hoist-co-hl");
-                mounts.borrow_mut().push(t.clone());
-                *target.borrow_mut() = t;
-            },
-            |_| {
-                let mut c = env.hoist(&seed);
-                c.env("HOIST_ROOTFS", "checkout").arg("mount").arg(stored_name(images)).arg(&*target.borrow());
-                vec![c]
-            },
+            "hoist-co-hl",
+            stored_name(images),
+            true,
         ),
         Contender::new(
             "floor: cp -al rootfs",

@@ -81,11 +81,8 @@ fn opaque_at(root: &RootDir, rel: &Path) -> bool {
     if kind_at(root, &rel.join(OPAQUE_MARKER)).is_some() {
         return true;
     }
-    let Ok(fd) = root.open_at(rel, rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY, 0) else {
-        return false;
-    };
-    let mut buf = [0u8; 1];
-    matches!(rustix::fs::fgetxattr(&fd, crate::layers::OPAQUE_XATTR, &mut buf), Ok(1) if buf[0] == b'y')
+    root.open_at(rel, rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY, 0)
+        .is_ok_and(|fd| crate::layers::has_opaque_xattr(std::os::fd::AsFd::as_fd(&fd)))
 }
 
 /// Finds `rel` in an image's layers (top layer first), honouring whiteouts and opaque dirs:

@@ -139,6 +139,14 @@ pub fn overlay_roots_allowed() -> bool {
     nix::unistd::geteuid().is_root() && std::env::var(ENV_ROOTFS).map_or(true, |v| v != "checkout")
 }
 
+/// The extracted layers as trees to merge, bottom first.
+fn trees<'a>(store: &Store, layers: &'a [(Digest, LayerRecord)]) -> Vec<LayerTree<'a>> {
+    layers
+        .iter()
+        .map(|(id, rec)| LayerTree { diff_id: id, root: store.layout().layer(id).join("rootfs"), record: rec })
+        .collect()
+}
+
 /// Prepares the root of a deployment in `dest`. With `overlay` and an image overlayfs can
 /// stack, only [`READ_PATHS`] are merged into `dest` (the cost is independent of the image's
 /// size) and the lower layers for the runner are returned; otherwise `dest` gets the complete
@@ -150,15 +158,12 @@ pub fn prepare_root(
     extract: &ExtractOptions,
     progress: &Progress,
     overlay: bool,
-) -> Result<(CheckoutStats, Option<Vec<std::path::PathBuf>>)> {
+) -> Result<Option<Vec<std::path::PathBuf>>> {
     let layers = extracted_layers(store, manifest_digest, extract, progress)?;
-    let trees: Vec<LayerTree<'_>> = layers
-        .iter()
-        .map(|(id, rec)| LayerTree { diff_id: id, root: store.layout().layer(id).join("rootfs"), record: rec })
-        .collect();
     let lowers = if overlay { crate::rootfs::lower_dirs(store.layout(), &layers) } else { None };
     let only = if lowers.is_some() { checkout::Only::Paths(READ_PATHS) } else { checkout::Only::All };
-    Ok((checkout::merge_only(&trees, dest, only)?, lowers))
+    checkout::merge_only(&trees(store, &layers), dest, only)?;
+    Ok(lowers)
 }
 
 /// The image's layer trees as overlayfs lower layers (top first), when overlayfs can stack them
@@ -187,9 +192,5 @@ pub fn checkout(
     progress: &Progress,
 ) -> Result<CheckoutStats> {
     let layers = extracted_layers(store, manifest_digest, extract, progress)?;
-    let trees: Vec<LayerTree<'_>> = layers
-        .iter()
-        .map(|(id, rec)| LayerTree { diff_id: id, root: store.layout().layer(id).join("rootfs"), record: rec })
-        .collect();
-    Ok(checkout::merge(&trees, dest)?)
+    Ok(checkout::merge(&trees(store, &layers), dest)?)
 }

@@ -28,6 +28,12 @@ pub fn xattr_allowed(name: &str) -> bool {
 /// The xattr overlayfs reads as "this directory hides the lower layers' entries".
 pub const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 
+/// Whether the open directory `dir` carries `trusted.overlay.opaque=y`.
+pub fn has_opaque_xattr(dir: BorrowedFd<'_>) -> bool {
+    let mut buf = [0u8; 1];
+    matches!(rustix::fs::fgetxattr(dir, OPAQUE_XATTR, &mut buf), Ok(1) if buf[0] == b'y')
+}
+
 /// Whether a stat is overlayfs's whiteout: a character device 0/0.
 pub fn is_whiteout_device(st: &rustix::fs::Stat) -> bool {
     FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice && st.st_rdev == 0

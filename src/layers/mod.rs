@@ -22,7 +22,7 @@ pub mod paths;
 
 pub use extract::xattr_allowed;
 pub(crate) use extract::{Meta, apply_fd_meta, meta_of};
-pub use extract::{OPAQUE_XATTR, is_whiteout_device};
+pub use extract::{OPAQUE_XATTR, has_opaque_xattr, is_whiteout_device};
 pub use image::{Existing, extract_image};
 
 use std::fs::{self, File};

@@ -190,7 +190,7 @@ pub fn prepare_slot(store: &Store, img: &StoredImage, spec: &SlotSpec<'_>, progr
         let rootfs = staged.rootfs();
         // hoist's runner stacks the layers itself; runc and crun need the whole tree.
         let overlay = runtime.is_none() && images::overlay_roots_allowed();
-        let (_, lowers) = images::prepare_root(store, &img.manifest, &rootfs, &extract, progress, overlay)?;
+        let lowers = images::prepare_root(store, &img.manifest, &rootfs, &extract, progress, overlay)?;
         let fail = |reason: String| OpsError::Failed { name: name.to_string(), reason };
         let manifest: ExportsManifest = match export(&rootfs, "manifest.json")? {
             Some(t) => serde_json::from_str(&t)
