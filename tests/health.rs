@@ -282,7 +282,9 @@ fn updates_are_judged_by_health() {
     // like any crash before the verdict, back to deployment 0, serving and healthy.
     tb.ok("setsid -f sh -c 'exec hoist -q update --no-pull --grace 120 --health-interval 400ms up >/dev/null 2>&1'");
     wait_for("the update to be judging deployment 1", 30, || {
-        let judging = tb.sh("test \"$(readlink /var/lib/hoist/containers/up/current)\" = 1 && test -e /var/lib/hoist/containers/up/txn && grep -q '\"healthy\"' /run/hoist/health/up.json");
+        // The journal says `judge` only once the switch is done (before, a kill completes the
+        // switch instead); the health file may still be deployment 0's until the new runner writes.
+        let judging = tb.sh("test \"$(readlink /var/lib/hoist/containers/up/current)\" = 1 && grep -q '\"op\":\"judge\"' /var/lib/hoist/containers/up/txn && grep -q '\"healthy\"' /run/hoist/health/up.json");
         judging.status.success().then_some(())
     });
     // (`[h]`: the pattern must not match this shell's own command line.)

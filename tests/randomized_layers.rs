@@ -533,9 +533,10 @@ fn run_case(img: &Image, canary: &Path, scratch: &Path, deadline: Instant) -> Re
         if m.code == 0 {
             // A view that cannot be read is a failing case (shrunk like the others).
             let view = std::panic::catch_unwind(|| tree(&mnt));
+            // Unmounted before any verdict, so a failing case leaves no mount behind.
+            let u = hoist(&state, &["umount", mnt.to_str().unwrap()])?;
             prop_assert!(view.is_ok(), "the mounted view cannot be read (see the panic above)");
             ours = view.ok();
-            let u = hoist(&state, &["umount", mnt.to_str().unwrap()])?;
             prop_assert_eq!(u.code, 0, "umount: {}", u.stderr);
         } else {
             refused = Some(m.stderr);
