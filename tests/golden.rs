@@ -56,7 +56,10 @@ fn render(case: &Path) -> BTreeMap<&'static str, String> {
         }
     }
     if let Some(t) = read(&case.join("service.template")) {
-        out.insert("app.service", unit::render(Some(&t), &values, true).unwrap_or_else(|e| format!("error: {e}\n")));
+        out.insert(
+            "app.service",
+            unit::render(Some(&t), &values, true, true).unwrap_or_else(|e| format!("error: {e}\n")),
+        );
     }
     if let Some(t) = read(&case.join("tmpfiles.template")) {
         let text = values

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::harness::{Contender, Figure, compare, must};
+use crate::harness::{Contender, Figure, compare, figures, must};
 use crate::setup::{Env, Registry};
 
 struct Testbed {
@@ -107,8 +107,46 @@ fn install_to_active(env: &Env, tb: &Testbed, reg: &Registry) -> Vec<Figure> {
             |_| vec![tb.sh(&podman)],
         ),
     ];
-    let figs = compare("3. install to active, etcd (testbed)", env.rounds, contenders);
+    let mut figs = compare("3. install to active, etcd (testbed)", env.rounds, contenders);
+    figs.extend(resident(tb, &clean, &image, &podman));
     must(tb.sh(&clean));
+    figs
+}
+
+/// Case 6 under systemd: private memory (USS) of what stays beside a running etcd — for hoist,
+/// every process of the unit outside the container's `payload` cgroup (none once the runner
+/// handed the container over; the runner with a health check); for podman, conmon.
+fn resident(tb: &Testbed, clean: &str, image: &str, podman: &str) -> Vec<Figure> {
+    let uss_kb = |pids: &str| {
+        format!(
+            "t=0; for p in {pids}; do u=$(awk '/^Private_/ {{s+=$2}} END {{print s+0}}' /proc/$p/smaps_rollup); t=$((t+u)); done; echo $t"
+        )
+    };
+    let beside =
+        uss_kb("$(cat /sys/fs/cgroup$(systemctl show -P ControlGroup etcd)/supervisor/cgroup.procs 2>/dev/null)");
+    let measure = |setup: &str, script: &str| -> f64 {
+        must(tb.sh(clean));
+        must(tb.sh(setup));
+        let o = tb.sh(&format!("sleep 2; {script}")).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().parse::<f64>().unwrap_or(f64::NAN) / 1024.0
+    };
+    let hoist = measure(&format!("hoist -q install --now --name etcd --tls-verify=false docker://{image}"), &beside);
+    let hoist_hc = measure(
+        &format!("hoist -q install --now --name etcd --health-cmd true --tls-verify=false docker://{image}"),
+        &beside,
+    );
+    let conmon = measure(podman, &uss_kb("$(pgrep -x conmon)"));
+    let mut figs = figures(
+        "6. resident beside a running etcd under systemd (USS, private MB)",
+        "MB",
+        vec![
+            "hoist (runner handed the container over)".into(),
+            "hoist with a health check (runner stays)".into(),
+            "podman: conmon".into(),
+        ],
+        vec![vec![hoist], vec![hoist_hc], vec![conmon]],
+    );
+    figs[0].note = Some("goal ≤ 0.3 MB (crun's figure) or no resident process".into());
     figs
 }
 

@@ -33,7 +33,7 @@ pub enum InternalCmd {
 pub fn run(args: InternalArgs) -> ! {
     match args.cmd {
         InternalCmd::RunBundle { name, bundle, state_root } => {
-            match runner::run(&RunOptions { name, bundle, state_root }) {
+            match runner::run(&RunOptions { name, bundle, state_root, unit_main: true }) {
                 Ok(outcome) => runner::exit_like(outcome),
                 Err(e) => {
                     eprintln!("hoist: {e}");

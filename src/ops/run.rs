@@ -60,6 +60,7 @@ pub fn run(layout: &Layout, name: &str, cmd: &[String]) -> Result<Outcome> {
             name: format!("hoist-run-{}", std::process::id()),
             bundle: tmp.clone(),
             state_root: state_root.into(),
+            unit_main: false,
         })
         .map_err(|e| fail(e.to_string()))
     })();

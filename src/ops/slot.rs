@@ -258,8 +258,13 @@ pub fn prepare_slot(store: &Store, img: &StoredImage, spec: &SlotSpec<'_>, progr
         }
 
         if !manifest.no_container_service {
-            let unit_text = unit::render(export(&rootfs, "service.template")?.as_deref(), &values, runtime.is_none())
-                .map_err(|source| OpsError::Unit { name: name.to_string(), source })?;
+            let unit_text = unit::render(
+                export(&rootfs, "service.template")?.as_deref(),
+                &values,
+                runtime.is_none(),
+                check.is_none(),
+            )
+            .map_err(|source| OpsError::Unit { name: name.to_string(), source })?;
             fsutil::write_atomic(&staged.unit_file(), unit_text.as_bytes(), 0o644)?;
             let tmpfiles = match export(&rootfs, "tmpfiles.template")? {
                 Some(t) => values

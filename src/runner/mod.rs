@@ -13,7 +13,10 @@
 //! 4. build the container (its init waits for `start`), then block every asynchronous signal;
 //! 5. start it and tell systemd `READY=1` (`Type=notify`: the unit is active once the
 //!    container's process runs) — or, with a health check in the bundle's `health.json`, once
-//!    the first check passes ([`health`]);
+//!    the first check passes ([`health`]). Without a health check, in a `Type=forking` unit, it
+//!    hands the container over instead: it writes the init's pid to the unit's pid file and
+//!    exits, so nothing stays resident ([`hand_over`]); steps 6–8 are then systemd's (stop
+//!    signal, reaping, the unit's result) and the next start's (step 1);
 //! 6. forward every signal to the container's init, reap children until the init exits;
 //! 7. delete the container (kills stragglers, removes its cgroup and state);
 //! 8. exit with the container's exit code, or die of the same signal it died of, so systemd
@@ -62,13 +65,38 @@ pub struct RunOptions {
     pub bundle: PathBuf,
     /// Runtime state directory (`/run/hoist`).
     pub state_root: PathBuf,
+    /// The unit's main process (`hoist internal run-bundle`): it may hand the container over to
+    /// systemd ([`hand_over`]). A foreground run (`hoist run`) never does.
+    pub unit_main: bool,
 }
 
-/// How the container ended.
+/// How the container ended — or that the runner handed it over to systemd.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Exited(i32),
     Signaled(Signal),
+    /// The runner handed the container over to systemd ([`hand_over`]); it exits 0 and leaves
+    /// the container running.
+    HandedOver,
+}
+
+/// In a unit rendered for it (`HOIST_HAND_OVER=<pid file>`, `Type=forking`: no health check to
+/// run): writes the container's init pid to the unit's `PIDFile=` and lets the runner exit, so
+/// that nothing stays resident beside the container. systemd reads the pid file once the runner
+/// is gone — the init is reparented to the service manager by then, so it supervises it as its
+/// own child: it reaps it, judges the unit by its exit status as the runner did, and sends it
+/// the stop signal (`KillMode=mixed`). State the runner leaves (`/run/hoist/containers/NAME`)
+/// is removed at the next start, and a stopped container is recognised by its init being gone.
+fn hand_over(name: &str, init: Pid) -> bool {
+    let Some(pid_file) = std::env::var_os(crate::deploy::unit::HAND_OVER_ENV) else { return false };
+    let pid_file = PathBuf::from(pid_file);
+    match fsutil::write_atomic(&pid_file, format!("{init}\n").as_bytes(), 0o644) {
+        Ok(()) => true,
+        Err(e) => {
+            log(name, &format!("staying beside the container: {e}"));
+            false
+        }
+    }
 }
 
 fn log(name: &str, msg: &str) {
@@ -135,13 +163,22 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, RunnerError> {
         })?;
         if let Some(hc) = &check {
             let seccomp = exec::seccomp_of(&runtime_bundle.join("config.json"));
-            return health::supervise(name, init, &mask, hc, &opts.state_root, seccomp).map_err(sys("wait"));
+            return health::supervise(name, init, &mask, hc, &opts.state_root, seccomp).map(Some).map_err(sys("wait"));
+        }
+        if opts.unit_main && hand_over(name, init) {
+            return Ok(None);
         }
         if let Err(e) = notify::notify(&format!("READY=1\nSTATUS=container {name} running (pid {init})")) {
             log(name, &format!("cannot notify systemd: {e}"));
         }
-        supervise(init, &mask).map_err(sys("wait"))
+        supervise(init, &mask).map(Some).map_err(sys("wait"))
     })();
+    let result = match result {
+        // systemd supervises the container's init itself now: nothing of ours stays.
+        Ok(None) => return Ok(Outcome::HandedOver),
+        Ok(Some(outcome)) => Ok(outcome),
+        Err(e) => Err(e),
+    };
 
     let _ = notify::notify("STOPPING=1");
     if let Err(e) = container.delete(true) {
@@ -262,6 +299,7 @@ fn prepare_bundle(opts: &RunOptions) -> Result<(PathBuf, cgroup::Placement, Root
 /// Ends this process the way the container ended.
 pub fn exit_like(outcome: Outcome) -> ! {
     match outcome {
+        Outcome::HandedOver => std::process::exit(0),
         Outcome::Exited(code) => std::process::exit(code),
         Outcome::Signaled(sig) => {
             // Signals that would dump core are reported as 128+n instead of dumping the runner.
