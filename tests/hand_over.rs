@@ -57,5 +57,7 @@ fn the_container_is_the_main_process() {
     assert!(!tb.ok("cat /etc/systemd/system/hc.service").contains("HOIST_HAND_OVER"));
     for name in ["h", "hc"] {
         tb.ok(&format!("hoist -q uninstall {name}"));
+        // Nothing of the container stays in the runtime state either.
+        tb.ok(&format!("test ! -e /run/hoist/containers/{name} && test ! -e /run/hoist/bundles/{name}"));
     }
 }

@@ -114,16 +114,16 @@ fn install_to_active(env: &Env, tb: &Testbed, reg: &Registry) -> Vec<Figure> {
 }
 
 /// Case 6 under systemd: private memory (USS) of what stays beside a running etcd — for hoist,
-/// every process of the unit outside the container's `payload` cgroup (none once the runner
-/// handed the container over; the runner with a health check); for podman, conmon.
+/// its runner (gone once it handed the container over; resident with a health check); for
+/// podman, conmon.
 fn resident(tb: &Testbed, clean: &str, image: &str, podman: &str) -> Vec<Figure> {
     let uss_kb = |pids: &str| {
         format!(
             "t=0; for p in {pids}; do u=$(awk '/^Private_/ {{s+=$2}} END {{print s+0}}' /proc/$p/smaps_rollup); t=$((t+u)); done; echo $t"
         )
     };
-    let beside =
-        uss_kb("$(cat /sys/fs/cgroup$(systemctl show -P ControlGroup etcd)/supervisor/cgroup.procs 2>/dev/null)");
+    // What of hoist runs beside the container: its runner, if it stayed.
+    let beside = uss_kb("$(pgrep -f '[i]nternal run-bundle --name etcd ')");
     let measure = |setup: &str, script: &str| -> f64 {
         must(tb.sh(clean));
         must(tb.sh(setup));

@@ -40,7 +40,9 @@ pub async fn uninstall(layout: &Layout, sd: &Systemd, host: &Host, name: &str, p
     if !c.exists() {
         return Err(OpsError::NoSuch(name.to_string()));
     }
-    uninstall_container(&c, sd, host, purge).await
+    let out = uninstall_container(&c, sd, host, purge).await?;
+    crate::runner::forget(layout.run_root(), name);
+    Ok(out)
 }
 
 /// Uninstalls whatever of `c` is there (also the remains of an interrupted install or

@@ -233,6 +233,21 @@ fn supervise(init: Pid, mask: &SigSet) -> nix::Result<Outcome> {
     }
 }
 
+/// Removes what the runner of container `name` left under `state_root` once it is not running
+/// (a handed-over container that ended leaves its libcontainer state and runtime config):
+/// `uninstall` calls it so nothing of the container stays in `/run/hoist`.
+pub fn forget(state_root: &Path, name: &str) {
+    if !valid_name(name) || is_running(state_root, name) {
+        return;
+    }
+    let dir = state_root.join("containers").join(name);
+    if let Ok(mut c) = Container::load(dir.clone()) {
+        let _ = c.delete(true);
+    }
+    let _ = fsutil::remove_any(&dir);
+    let _ = fsutil::remove_any(&state_root.join("bundles").join(name));
+}
+
 /// Removes the state a crashed earlier run left behind (killing its processes if any remain).
 fn clean_stale(name: &str, dir: &Path) {
     if fs::symlink_metadata(dir).is_err() {
