@@ -23,7 +23,11 @@ fn pull_is_idempotent_and_lists() {
     assert_eq!(first["result"], "done");
     assert_eq!(first["layers_extracted"], 2);
     let blobs = r.count("store/blobs/sha256");
-    assert_eq!(blobs, 4, "manifest, config, 2 layers");
+    assert_eq!(blobs, 2, "manifest and config: the layer blobs go once their layers are extracted");
+    // --keep-blobs keeps them.
+    let kept = Root::new();
+    kept.ok(&["pull", "--keep-blobs", &format!("oci-archive:{}", hello().display())]);
+    assert_eq!(kept.count("store/blobs/sha256"), 4, "manifest, config, 2 layers");
 
     let again = r.pull(&hello());
     assert_eq!(again["result"], "unchanged");
@@ -161,12 +165,12 @@ fn second_checkout_decompresses_nothing() {
     let r = Root::new();
     let p = r.pull(&layered());
     let digest: Digest = p["digest"].as_str().unwrap().parse().unwrap();
-    // Take the compressed layer blobs away: a checkout that needed them would fail.
+    // The compressed layer blobs are gone after extraction: a checkout that needed them would fail.
     let manifest: serde_json::Value =
         serde_json::from_slice(&fs::read(r.path().join("store/blobs/sha256").join(digest.hex())).unwrap()).unwrap();
     for l in manifest["layers"].as_array().unwrap() {
         let d: Digest = l["digest"].as_str().unwrap().parse().unwrap();
-        fs::remove_file(r.path().join("store/blobs/sha256").join(d.hex())).unwrap();
+        assert!(!r.path().join("store/blobs/sha256").join(d.hex()).exists(), "layer blob {d} kept");
     }
     let mnt = r.dir.path().join("mnt");
     fs::create_dir(&mnt).unwrap();
@@ -265,7 +269,7 @@ fn rm_and_prune_respect_users() {
     let rm = r.json(&["images", "rm", short]);
     assert_eq!(rm[0]["name"], "hello:latest");
     let pr = r.json(&["images", "prune"]);
-    assert_eq!(pr["blobs"], 3, "hello's manifest, config and top layer; the base layer is etcd's too");
+    assert_eq!(pr["blobs"], 2, "hello's manifest and config (layer blobs went at extraction)");
     assert_eq!(pr["layers"], 1);
     assert_eq!(pr["deployments"], json!(["ghost"]));
     assert!(db.slot(0).record().is_ok());

@@ -59,6 +59,8 @@ fn pull_by_tag_and_digest_repull_and_update() {
     assert_eq!((j["name"].as_str(), j["result"].as_str()), (Some(name.as_str()), Some("done")), "{j}");
     assert_eq!(j["digest"], pushed, "the manifest skopeo pushed, byte for byte");
     assert_eq!(j["blobs_fetched"], 4, "config, two layers, manifest: {j}");
+    // The layer blobs are dropped once their layers are extracted: manifest and config stay.
+    assert_eq!(blobs(&root).len(), 2, "{:?}", blobs(&root));
     // Same image as the archive it was pushed from.
     let local = Root::new();
     assert_eq!(local.pull(&hello())["digest"], pushed);
@@ -66,7 +68,8 @@ fn pull_by_tag_and_digest_repull_and_update() {
     // What worked is remembered with the name: plain HTTP, tried first next time.
     let index = fs::read_to_string(root.path().join("store/index.json")).unwrap();
     assert!(index.contains(r#""io.hoist.transport": "http""#), "{index}");
-    // Re-pulls are free, and --tls-verify=false is remembered for the reference and the name.
+    // Re-pulls are free (one manifest request: the extracted layers need no blob), and
+    // --tls-verify=false is remembered for the reference and the name.
     for again in [r.as_str(), name.as_str()] {
         let j = root.json(&["pull", again]);
         assert_eq!((j["result"].as_str(), j["blobs_fetched"].as_u64()), (Some("unchanged"), Some(0)), "{again}: {j}");

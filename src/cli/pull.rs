@@ -25,6 +25,10 @@ pub struct PullArgs {
 /// How to reach a registry (for `docker://` references).
 #[derive(Debug, Args, Clone, Default)]
 pub struct RegistryArgs {
+    /// Keep the compressed layer blobs in the store after extraction (by default they are
+    /// deleted once their layer is extracted and verified: the store keeps one copy of each layer)
+    #[arg(long)]
+    pub keep_blobs: bool,
     /// Verify the registry's TLS certificate. `--tls-verify=false` skips the check and allows
     /// plain HTTP (for a local registry); it is remembered for later pulls of the same reference
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
@@ -99,6 +103,7 @@ impl RegistryArgs {
                 cert_dir: self.cert_dir.clone(),
             },
             trust: self.trust.options(),
+            keep_blobs: self.keep_blobs,
         }
     }
 }

@@ -199,5 +199,6 @@ pub(crate) fn import(
         transport: Transport::Verified,
         verified: None,
         fetched_from: None,
+        needs_layer_blobs: true,
     })
 }

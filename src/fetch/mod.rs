@@ -88,6 +88,8 @@ pub struct PullOptions {
     pub registry: RegistryOptions,
     /// The signature policy that decides whether the image may be stored.
     pub trust: crate::trust::Options,
+    /// `--keep-blobs`: keep the compressed layer blobs after extraction (see [`drop_layer_blobs`]).
+    pub keep_blobs: bool,
 }
 
 /// How registry (`docker://`) sources are fetched.
@@ -143,7 +145,7 @@ fn pull_inner(store: &Store, source: &Source, opts: &PullOptions, progress: &Pro
     let fetched = match source {
         Source::Registry(r) => {
             let routes = routes(store, r, opts)?;
-            registry::import(store, r, &routes, platform, checker.as_ref(), progress)?
+            registry::import(store, r, &routes, platform, checker.as_ref(), &opts.extract, progress)?
         }
         Source::OciDir { .. } | Source::OciArchive { .. } | Source::DockerArchive { .. } => {
             // A local source carries no signatures: only a policy that needs none lets it in,
@@ -159,11 +161,11 @@ fn pull_inner(store: &Store, source: &Source, opts: &PullOptions, progress: &Pro
             let mut f = match source {
                 Source::OciDir { path, reference } => {
                     let layout = oci_layout::Layout::dir(path)?;
-                    oci_layout::import(store, layout, reference.as_deref(), platform, progress, &check)?
+                    oci_layout::import(store, layout, reference.as_deref(), platform, &opts.extract, progress, &check)?
                 }
                 Source::OciArchive { path, reference } => {
                     let layout = oci_layout::Layout::archive(path)?;
-                    oci_layout::import(store, layout, reference.as_deref(), platform, progress, &check)?
+                    oci_layout::import(store, layout, reference.as_deref(), platform, &opts.extract, progress, &check)?
                 }
                 Source::DockerArchive { path, reference } => {
                     docker_archive::import(store, path, reference.as_ref(), progress, &check)?
@@ -294,8 +296,43 @@ impl Fetched {
     /// A manifest (and everything it names) now in the store.
     pub(crate) fn stored(manifest: Digest, doc: &ImageManifest, blobs_fetched: usize, transport: Transport) -> Self {
         let media_type = doc.media_type().clone().unwrap_or(MediaType::ImageManifest);
-        Fetched { manifest, media_type, blobs_fetched, name: None, transport, verified: None, fetched_from: None }
+        Fetched {
+            manifest,
+            media_type,
+            blobs_fetched,
+            name: None,
+            transport,
+            verified: None,
+            fetched_from: None,
+            needs_layer_blobs: false,
+        }
     }
+}
+
+/// Whether layer `diff_id` is extracted from `blob` as `opts` would extract it: a pull then needs
+/// no copy of the blob (it may have been dropped, see [`drop_layer_blobs`]).
+pub(crate) fn layer_extracted(store: &Store, blob: &Digest, diff_id: &Digest, opts: &layers::ExtractOptions) -> bool {
+    matches!(layers::load_record(store.layout(), diff_id),
+        Ok(Some(rec)) if rec.blob.as_ref() == Some(blob) && !rec.decided_otherwise(opts))
+}
+
+/// Deletes the compressed blobs of `manifest`'s layers that are extracted from them (the layer
+/// tree's diff_id was verified against the image config when it was made): the store then holds
+/// one extracted copy of each layer plus the documents (manifest, config, signatures). A re-pull
+/// needs no blob of an extracted layer (the registry puller checks the config's diff_ids first),
+/// an update fetches only the layers it lacks, and rollback and checkouts never need the blobs.
+/// A later pull that decides otherwise about device nodes fetches the blob again.
+fn drop_layer_blobs(store: &Store, manifest: &ImageManifest) -> Result<()> {
+    for (desc, diff_id) in manifest.layers().iter().zip(store.diff_ids(manifest)?) {
+        let Ok(blob) = desc.digest().to_string().parse::<Digest>() else { continue };
+        if let Some(rec) = layers::load_record(store.layout(), &diff_id)?
+            && rec.blob.as_ref() == Some(&blob)
+            && store.has_blob(&blob)
+        {
+            store.remove_blob(&blob)?;
+        }
+    }
+    Ok(())
 }
 
 /// What a source-specific import left in the store.
@@ -313,6 +350,9 @@ pub(crate) struct Fetched {
     pub verified: Option<crate::trust::Verified>,
     /// Where a registry image's bytes came from (`io.hoist.fetched-from`).
     pub fetched_from: Option<String>,
+    /// The source rebuilds its manifest from the layer blobs at every pull (docker-archive):
+    /// they are kept, so a re-pull finds the image unchanged.
+    pub needs_layer_blobs: bool,
 }
 
 fn finish(
@@ -326,6 +366,9 @@ fn finish(
     let manifest = store.manifest(&f.manifest)?;
     let layers_extracted =
         layers::extract_image(store, &f.manifest, &manifest, &opts.extract, layers::Existing::Redecide, progress)?;
+    if !opts.keep_blobs && !f.needs_layer_blobs {
+        drop_layer_blobs(store, &manifest)?;
+    }
     let previous = store.lookup(name)?;
     let ref_changed = previous
         .as_ref()

@@ -156,6 +156,7 @@ pub(crate) fn import(
     layout: Layout,
     reference: Option<&str>,
     platform: Option<&Platform>,
+    extract: &crate::layers::ExtractOptions,
     progress: &Progress,
     check_name: &dyn Fn(Option<&ImageName>) -> Result<()>,
 ) -> Result<Fetched> {
@@ -198,10 +199,17 @@ pub(crate) fn import(
         serde_json::from_slice(&manifest_bytes).map_err(|e| src_err(format!("manifest {manifest_digest}: {e}")))?;
     let config = manifest.config();
     let (config_digest, config_bytes) = layout.read_blob(config)?;
+    // Layers extracted from these very blobs need no copy (their blobs may have been dropped).
+    let diff_ids: Vec<Digest> = serde_json::from_slice::<oci_spec::image::ImageConfiguration>(&config_bytes)
+        .map(|c| c.rootfs().diff_ids().iter().filter_map(|d| d.parse().ok()).collect())
+        .unwrap_or_default();
     let mut wanted = Vec::new();
-    for l in manifest.layers() {
+    for (i, l) in manifest.layers().iter().enumerate() {
         let d: Digest =
             l.digest().to_string().parse().map_err(|e: crate::digest::InvalidDigest| src_err(e.to_string()))?;
+        if diff_ids.get(i).is_some_and(|id| super::layer_extracted(store, &d, id, extract)) {
+            continue;
+        }
         wanted.push((d, l.size()));
     }
     fetched += layout.import_blobs(store, &wanted, progress)?;

@@ -54,6 +54,8 @@ pub enum LayerError {
     Limit { layer: Digest, what: &'static str, limit: u64, env: &'static str },
     #[error("layer {layer}: uncompressed content is {actual}, but the image config says {expected}")]
     DiffIdMismatch { layer: Digest, expected: Digest, actual: Digest },
+    #[error("layer {layer}: the blob is not in the store (deleted after an earlier extraction): pull the image again")]
+    BlobGone { layer: Digest },
     #[error("layer {layer}: unsupported media type {media_type}")]
     MediaType { layer: Digest, media_type: String },
     #[error("layer {layer}: reading the archive: {source}")]
@@ -376,7 +378,10 @@ pub fn ensure_extracted(
     let result = (|| {
         fsutil::ensure_dir(&tmp, 0o700).map_err(io_err)?;
         let blob_path = layout.blob(blob);
-        let file = File::open(&blob_path).at(&blob_path).map_err(io_err)?;
+        let file = match File::open(&blob_path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(LayerError::BlobGone { layer: blob.clone() }),
+            r => r.at(&blob_path).map_err(io_err)?,
+        };
         let reader = decompress(blob, file)?;
         let mut rec = extract::extract(blob, reader, &tmp.join("rootfs"), opts)?;
         let actual = rec.diff_id.clone().expect("extract sets diff_id");

@@ -6,15 +6,18 @@
 //!                                    org.opencontainers.image.ref.name = "REPOSITORY:TAG"
 //!                                    io.hoist.source                   = the reference it came from
 //!                                    io.hoist.pulled                   = unix time of the pull
-//! store/blobs/sha256/<hex>         manifests, configs and (compressed) layers, content-addressed
+//! store/blobs/sha256/<hex>         manifests, configs and (compressed) layers, content-addressed;
+//!                                    a layer's blob is deleted once the layer is extracted and
+//!                                    verified, unless the pull keeps blobs (`fetch::drop_layer_blobs`)
 //! ```
 //! Invariants:
 //! - a blob file exists only with content whose sha256 is its name: it is streamed into `<root>/tmp`,
 //!   hashed on the way, checked against the expected digest and size, then renamed into place;
 //! - writing a blob that is already there does nothing (idempotent pulls);
-//! - `index.json` is replaced atomically; a stored name always points at a manifest whose config and
-//!   layers are all present (refs are written last);
-//! - the layout stays readable by other tools (`skopeo copy oci:<root>/store:hello:latest …`).
+//! - `index.json` is replaced atomically; a stored name always points at a manifest whose config is
+//!   present and whose layers are present as blobs or extracted (refs are written last);
+//! - the layout is readable by other tools (`skopeo copy oci:<root>/store:hello:latest …`) for
+//!   images pulled with `--keep-blobs`.
 //!
 //! Callers hold the state lock for every mutation.
 

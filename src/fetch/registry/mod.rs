@@ -150,12 +150,14 @@ pub(crate) fn import(
     routes: &[Route],
     platform: Option<&Platform>,
     checker: Option<&Checker>,
+    extract: &crate::layers::ExtractOptions,
     progress: &Progress,
 ) -> Result<Fetched> {
     // Pulls happen before any command's async part (see fetch::resolve), never inside it.
     let rt = runtime()?;
     let (mut puller, bytes, digest) = rt.block_on(first_manifest(store, logical, routes, progress))?;
     puller.checker = checker;
+    puller.extract = Some(*extract);
     rt.block_on(puller.pull(bytes, digest, platform.cloned().unwrap_or_else(Platform::host)))
 }
 
@@ -210,6 +212,8 @@ struct Puller<'a> {
     http: bool,
     /// The signature policy (None: `--insecure-policy`).
     checker: Option<&'a Checker>,
+    /// How this pull extracts: a layer already extracted as it decides needs no blob.
+    extract: Option<crate::layers::ExtractOptions>,
 }
 
 fn client(https: bool, tls_verify: bool, conn: &Connection) -> Client {
@@ -264,6 +268,7 @@ impl<'a> Puller<'a> {
             client: client(!conn.prefer_http, conn.tls_verify, conn),
             http: conn.prefer_http,
             checker: None,
+            extract: None,
         })
     }
 
@@ -347,24 +352,38 @@ impl<'a> Puller<'a> {
             return Err(RegistryError::TooLarge { what, limit: MAX_DOCUMENT }.into());
         }
         let mut missing: Vec<(&str, Digest, u64)> = Vec::new();
-        for (what, d) in wanted {
+        for (what, d) in &wanted {
             let digest: Digest = d
                 .digest()
                 .to_string()
                 .parse()
                 .map_err(|_| self.protocol(format!("{what} digest {} is not sha256", d.digest())))?;
-            if !self.store.has_blob(&digest) && !missing.iter().any(|(_, m, _)| *m == digest) {
-                missing.push((what, digest, d.size()));
-            }
+            missing.push((what, digest, d.size()));
         }
-        let fetched = missing.len();
+        // The config first: its diff_ids say which layers are extracted already, and their
+        // blobs (dropped after extraction, see `fetch`) need not be fetched again.
+        let (_, config_digest, config_size) = missing.remove(0);
+        let mut fetched = 0;
+        if !self.store.has_blob(&config_digest) {
+            self.blob("config", &config_digest, config_size).await?;
+            fetched += 1;
+        }
+        let diff_ids = self.store.diff_ids(&manifest).map_err(|e| self.protocol(e.to_string()))?;
+        let mut seen = Vec::new();
+        missing.retain(|(_, d, _)| {
+            let layer = manifest.layers().iter().position(|l| l.digest().to_string() == d.to_string());
+            let extracted = layer.and_then(|i| diff_ids.get(i)).is_some_and(|id| self.extracted(d, id));
+            let keep = !self.store.has_blob(d) && !extracted && !seen.contains(d);
+            seen.push(d.clone());
+            keep
+        });
+        fetched += missing.len();
         let this = &self;
         futures_util::stream::iter(missing)
             .map(|(what, d, size)| async move { this.blob(what, &d, size).await })
             .buffer_unordered(PARALLEL)
             .try_collect::<Vec<()>>()
             .await?;
-        let mut fetched = fetched;
         if !self.store.has_blob(&manifest_digest) {
             self.store.put_bytes(&format!("manifest {manifest_digest}"), &manifest_bytes, Some(&manifest_digest))?;
             fetched += 1;
@@ -396,6 +415,12 @@ impl<'a> Puller<'a> {
         let subject = Subject { scope: &scope, docker: Some(self.logical), manifest: Some(manifest) };
         let decision = trust::evaluate(c, &subject, &signatures);
         Ok((lookup, signatures, decision))
+    }
+
+    /// Whether layer `diff_id` is extracted from `blob` as this pull would extract it (then the
+    /// blob is not needed).
+    fn extracted(&self, blob: &Digest, diff_id: &Digest) -> bool {
+        self.extract.as_ref().is_some_and(|opts| super::layer_extracted(self.store, blob, diff_id, opts))
     }
 
     /// A manifest's bytes and digest (verified against the header and the reference's digest).
