@@ -395,7 +395,7 @@ pub fn memory(env: &Env, images: &Images, reg: &Registry) -> Vec<Figure> {
 pub fn disk(env: &Env, images: &Images, reg: &Registry) -> Vec<Figure> {
     const N: usize = 5;
     let big = s(&images.big);
-    // hoist: the image (blobs + extracted layers) and five views (overlay stacks: no files).
+    // hoist: the image (manifest, config, extracted layers) and five views (overlay stacks: no files).
     let h = env.fresh("hoist-disk");
     let root = h.join("root");
     let mut c = env.hoist(&root);
@@ -433,12 +433,12 @@ pub fn disk(env: &Env, images: &Images, reg: &Registry) -> Vec<Figure> {
         "7. disk, 5 containers of big",
         "MB",
         vec![
-            "hoist (blobs + layers + 5 overlay roots)".into(),
+            "hoist (documents + layers + 5 overlay roots)".into(),
             "podman (overlay + 5 created)".into(),
             "umoci unpack ×5 + layout".into(),
         ],
         vec![vec![hoist_mb], vec![podman_mb], vec![umoci_mb]],
     );
-    figs[0].note = Some("compressed blobs kept for re-verification and push".into());
+    figs[0].note = Some("layer blobs deleted once extracted; --keep-blobs keeps them".into());
     figs
 }
