@@ -59,6 +59,7 @@ fn pull_by_tag_and_digest_repull_and_update() {
     assert_eq!((j["name"].as_str(), j["result"].as_str()), (Some(name.as_str()), Some("done")), "{j}");
     assert_eq!(j["digest"], pushed, "the manifest skopeo pushed, byte for byte");
     assert_eq!(j["blobs_fetched"], 4, "config, two layers, manifest: {j}");
+    assert_eq!(j["layers_extracted"], 2, "extracted while downloading: {j}");
     // The layer blobs are dropped once their layers are extracted: manifest and config stay.
     assert_eq!(blobs(&root).len(), 2, "{:?}", blobs(&root));
     // Same image as the archive it was pushed from.
@@ -100,6 +101,7 @@ fn pull_by_tag_and_digest_repull_and_update() {
     assert_eq!((j["result"].as_str(), j["digest"].as_str()), (Some("done"), Some(v2.as_str())), "{j}");
     let fetched = j["blobs_fetched"].as_u64().unwrap();
     assert!((2..4).contains(&fetched), "only the new layer, config and manifest: {j}");
+    assert_eq!(j["layers_extracted"], 1, "{j}");
     assert_eq!(root.count("tmp"), 0);
 
     // Docker v2 schema 2 (what `docker push` writes): docker media types for manifest,

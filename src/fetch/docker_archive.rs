@@ -200,5 +200,6 @@ pub(crate) fn import(
         verified: None,
         fetched_from: None,
         needs_layer_blobs: true,
+        layers_extracted: 0,
     })
 }

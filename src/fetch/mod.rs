@@ -305,6 +305,7 @@ impl Fetched {
             verified: None,
             fetched_from: None,
             needs_layer_blobs: false,
+            layers_extracted: 0,
         }
     }
 }
@@ -350,6 +351,8 @@ pub(crate) struct Fetched {
     pub verified: Option<crate::trust::Verified>,
     /// Where a registry image's bytes came from (`io.hoist.fetched-from`).
     pub fetched_from: Option<String>,
+    /// Layers the import extracted already (a registry pull extracts while it downloads).
+    pub layers_extracted: usize,
     /// The source rebuilds its manifest from the layer blobs at every pull (docker-archive):
     /// they are kept, so a re-pull finds the image unchanged.
     pub needs_layer_blobs: bool,
@@ -364,8 +367,8 @@ fn finish(
     progress: &Progress,
 ) -> Result<PullResult> {
     let manifest = store.manifest(&f.manifest)?;
-    let layers_extracted =
-        layers::extract_image(store, &f.manifest, &manifest, &opts.extract, layers::Existing::Redecide, progress)?;
+    let layers_extracted = f.layers_extracted
+        + layers::extract_image(store, &f.manifest, &manifest, &opts.extract, layers::Existing::Redecide, progress)?;
     if !opts.keep_blobs && !f.needs_layer_blobs {
         drop_layer_blobs(store, &manifest)?;
     }

@@ -32,7 +32,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
@@ -379,11 +379,62 @@ impl<'a> Puller<'a> {
         });
         fetched += missing.len();
         let this = &self;
-        futures_util::stream::iter(missing)
-            .map(|(what, d, size)| async move { this.blob(what, &d, size).await })
+        let layer_of = |d: &Digest| {
+            let i = manifest.layers().iter().position(|l| l.digest().to_string() == d.to_string())?;
+            Some((diff_ids.get(i)?.clone(), manifest.layers()[i].media_type().to_string()))
+        };
+        // One extraction per diff_id (two blobs of one layer would share its temporary name).
+        let mut extracting = std::collections::HashSet::new();
+        let extracted: std::sync::Mutex<Vec<Digest>> = Default::default();
+        let extracted = &extracted;
+        let downloaded = futures_util::stream::iter(missing)
+            .map(|(what, d, size)| {
+                let layer = layer_of(&d).filter(|(id, _)| extracting.insert(id.clone()));
+                async move {
+                    this.blob(what, &d, size).await?;
+                    // Extraction overlaps the other downloads: a layer is extracted (on a
+                    // blocking thread) as soon as its blob is stored.
+                    if let (Some((diff_id, media_type)), Some(opts)) = (layer, this.extract) {
+                        let made = diff_id.clone();
+                        let layout = this.store.layout().clone();
+                        let task = this.progress.task(&format!("Extracting layer {}", d.short()), 0);
+                        let blob = d.clone();
+                        let done = tokio::task::spawn_blocking(move || {
+                            crate::layers::ensure_extracted(&layout, &blob, Some(&media_type), &diff_id, &opts)
+                        })
+                        .await;
+                        task.finish();
+                        match done {
+                            Ok(r) => {
+                                if r?.1 {
+                                    extracted.lock().unwrap_or_else(|e| e.into_inner()).push(made);
+                                }
+                            }
+                            Err(e) => return Err(FetchError::from(this.protocol(format!("extraction: {e}")))),
+                        }
+                    }
+                    Ok::<(), FetchError>(())
+                }
+            })
             .buffer_unordered(PARALLEL)
-            .try_collect::<Vec<()>>()
-            .await?;
+            // Every download and extraction runs to its end, also after a failure: an extraction
+            // on its blocking thread cannot be cancelled, and what it made is removed below.
+            .collect::<Vec<Result<()>>>()
+            .await
+            .into_iter()
+            .collect::<Result<Vec<()>>>();
+        let made = std::mem::take(&mut *extracted.lock().unwrap_or_else(|e| e.into_inner()));
+        if let Err(e) = downloaded {
+            // Nothing of a failed pull stays: the layers it extracted are new, nothing uses them.
+            for id in &made {
+                let dir = self.store.layout().layer(id);
+                let trash = dir.with_file_name(format!(".trash-{}-{}", id.hex(), std::process::id()));
+                if std::fs::rename(&dir, &trash).is_ok() {
+                    let _ = crate::fsutil::remove_any(&trash);
+                }
+            }
+            return Err(e);
+        }
         if !self.store.has_blob(&manifest_digest) {
             self.store.put_bytes(&format!("manifest {manifest_digest}"), &manifest_bytes, Some(&manifest_digest))?;
             fetched += 1;
@@ -395,6 +446,7 @@ impl<'a> Puller<'a> {
             (false, true) => Transport::Verified,
         };
         let mut f = Fetched::stored(manifest_digest, &manifest, fetched, transport);
+        f.layers_extracted = made.len();
         f.verified = verified;
         f.fetched_from = Some(self.fetched_from());
         Ok(f)
