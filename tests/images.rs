@@ -421,6 +421,18 @@ fn corrupted_blob_is_refused() {
     data[n / 2] ^= 0xff;
     fs::write(&layer, data).unwrap();
     let err = r.fails(&["pull", &format!("oci:{}", dir.display())], 1);
+    let actual = Digest::of_bytes(&fs::read(&layer).unwrap());
+    assert!(
+        err.ends_with(&format!(
+            "layer sha256:{}: the blob does not match its digest (the content hashes to {actual}); nothing was kept\n",
+            built.layers[0].hex()
+        )),
+        "{err}"
+    );
+    assert_eq!(r.count("store/blobs/sha256"), 0);
+    assert_eq!(r.count("layers"), 0);
+    // With --keep-blobs the blob is copied first, and refused there.
+    let err = r.fails(&["pull", "--keep-blobs", &format!("oci:{}", dir.display())], 1);
     assert!(err.contains("digest mismatch"), "{err}");
     assert_eq!(r.count("store/blobs/sha256"), 0);
     assert_eq!(r.json(&["images"]), json!([]));

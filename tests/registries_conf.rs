@@ -11,7 +11,7 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::registry::{Registry, auth_file, closed_port};
+use common::registry::{Front, Registry, auth_file, closed_port};
 use common::{Root, hello, hello_v2};
 
 fn archive(p: &Path) -> String {
@@ -468,16 +468,6 @@ fn tag_and_digest_pins() {
     assert_eq!((j["digest"].as_str(), j["result"].as_str()), (Some(v1.as_str()), Some("unchanged")));
 }
 
-/// Kills a helper process on drop.
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A mirror that answers a digest with another image (and claims the digest in its header): the
 /// bytes are checked against the digest asked for, the mirror's answer is refused, and the
 /// primary serves the real image.
@@ -486,17 +476,8 @@ fn lying_mirror_is_caught_by_the_digest() {
     let upstream = Registry::start();
     let v1 = upstream.push(&archive(&hello()), "app:1", false);
     upstream.push(&archive(&hello_v2()), "app:2", false);
-    let mut child = std::process::Command::new("python3")
-        .arg(common::repo().join("tests/kit/lying_mirror.py"))
-        .args([upstream.addr.as_str(), "2"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut port = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut port).unwrap();
-    let _mirror = Killed(child);
-    let mirror = format!("127.0.0.1:{}", port.trim());
+    let front = Front::start("lying_mirror.py", &[upstream.addr.as_ref(), "2".as_ref()]);
+    let mirror = &front.addr;
     let conf = Conf::new(&format!(
         "[[registry]]\nlocation = \"{u}\"\ninsecure = true\n[[registry.mirror]]\nlocation = \"{mirror}\"\ninsecure = true\n",
         u = upstream.addr

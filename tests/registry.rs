@@ -7,7 +7,7 @@ mod common;
 use std::fs;
 use std::path::Path;
 
-use common::registry::{Registry, auth_file, closed_port};
+use common::registry::{Front, Registry, auth_file, closed_port};
 use common::*;
 use hoist::fetch::Platform;
 use hoist::oci_build::{ImageBuilder, LayerBuilder, write_index_dir};
@@ -228,6 +228,36 @@ fn corrupted_blob_is_refused_and_nothing_stored() {
     }
     assert_eq!(root.count("tmp"), 0, "no temporary files left");
     assert_eq!(root.count("layers"), 0, "nothing extracted");
+    // With --keep-blobs the blob is stored first, and refused there.
+    let err = root.fails(&["pull", "--tls-verify=false", "--keep-blobs", &reg.reference("layered:1")], 1);
+    assert!(err.contains(&format!("layer {layer}: the registry sent content that hashes to sha256:")), "{err}");
+    assert!(!blobs(&root).contains(&layer.strip_prefix("sha256:").unwrap().to_string()));
+    assert_eq!((root.count("tmp"), root.count("layers")), (0, 0));
+}
+
+/// Every blob's first response breaks off half-way (`tests/kit/cut_front.py`): the layer being
+/// extracted from it is thrown away and fetched again, and the pull ends complete.
+#[test]
+fn interrupted_downloads_are_retried_from_scratch() {
+    let reg = Registry::start();
+    let pushed = reg.push(&archive(&layered()), "layered:1", false);
+    let front = Front::start("cut_front.py", &[reg.addr.as_ref()]);
+    let root = Root::new();
+    let r = format!("docker://{}/layered:1", front.addr);
+    let o = root.cmd().args(["pull", "--tls-verify=false", &r]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let manifest: Value = serde_json::from_slice(&fs::read(reg.blob_file(&pushed)).unwrap()).unwrap();
+    for l in manifest["layers"].as_array().unwrap() {
+        let d = l["digest"].as_str().unwrap();
+        let retried = err.lines().any(|l| l.starts_with(&format!("layer {d}: ")) && l.ends_with("; retrying in 250 ms"));
+        assert!(retried, "{d}: {err}");
+    }
+    let j = root.json(&["images", "info", &format!("{}/layered:1", front.addr)]);
+    assert_eq!(j["digest"], pushed, "{j}");
+    // Every layer extracted whole (its diff_id checked), nothing half-made left behind.
+    assert_eq!(root.count("layers"), manifest["layers"].as_array().unwrap().len(), "{err}");
+    assert_eq!(root.count("tmp"), 0);
 }
 
 #[test]

@@ -149,7 +149,7 @@ pub fn run(ctx: &Ctx, args: PullArgs) -> Result<()> {
             ctx.say(&format!("{} is up to date ({})", r.name, r.manifest.short()));
         } else {
             ctx.say(&format!(
-                "Pulled {} ({}): {} blob(s) stored, {} layer(s) extracted",
+                "Pulled {} ({}): {} blob(s) fetched, {} layer(s) extracted",
                 r.name,
                 r.manifest.short(),
                 r.blobs_fetched,

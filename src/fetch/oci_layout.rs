@@ -23,6 +23,7 @@ use super::tarindex::TarIndex;
 use super::{FetchError, Fetched, Result, src_err};
 use crate::digest::Digest;
 use crate::fsutil::human_size;
+use crate::layers::{BlobStream, LayerError, StreamJob};
 use crate::imgref::{ImageName, is_full_reference, source_named};
 use crate::progress::Progress;
 use crate::rooted::{self, RootDir};
@@ -81,6 +82,29 @@ impl Layout {
                 Ok((Box::new(r), size))
             }
         }
+    }
+
+    /// Opens a layer blob as an owned reader (for extraction on another thread), refusing one
+    /// larger than its descriptor says before anything is read.
+    fn open_blob(&self, digest: &Digest, size: u64) -> Result<Box<dyn Read + Send>> {
+        let what = format!("blob {digest}");
+        let rel = format!("blobs/sha256/{}", digest.hex());
+        let (r, actual): (Box<dyn Read + Send>, u64) = match self {
+            Layout::Dir(root) => {
+                let f = root.open_file(Path::new(&rel)).map_err(|e| open_err(&what, e))?;
+                let actual = f.metadata().map_err(|e| src_err(format!("{what}: {e}")))?.len();
+                (Box::new(f), actual)
+            }
+            Layout::Archive(idx) => {
+                let (r, actual) =
+                    idx.open_member_owned(&rel).map_err(|_| src_err(format!("{what}: missing member {rel}")))?;
+                (Box::new(r), actual)
+            }
+        };
+        if actual > size {
+            return Err(too_large(&what, size));
+        }
+        Ok(r)
     }
 
     /// Reads a small document (at most [`MAX_DOCUMENT`] bytes).
@@ -157,6 +181,7 @@ pub(crate) fn import(
     reference: Option<&str>,
     platform: Option<&Platform>,
     extract: &crate::layers::ExtractOptions,
+    keep_blobs: bool,
     progress: &Progress,
     check_name: &dyn Fn(Option<&ImageName>) -> Result<()>,
 ) -> Result<Fetched> {
@@ -203,15 +228,37 @@ pub(crate) fn import(
     let diff_ids: Vec<Digest> = serde_json::from_slice::<oci_spec::image::ImageConfiguration>(&config_bytes)
         .map(|c| c.rootfs().diff_ids().iter().filter_map(|d| d.parse().ok()).collect())
         .unwrap_or_default();
+    // Without --keep-blobs, each layer is extracted straight from the layout's file (checked
+    // against its descriptor as it is read) and its blob is never copied.
     let mut wanted = Vec::new();
+    let mut jobs: Vec<StreamJob<'_>> = Vec::new();
     for (i, l) in manifest.layers().iter().enumerate() {
         let d: Digest =
             l.digest().to_string().parse().map_err(|e: crate::digest::InvalidDigest| src_err(e.to_string()))?;
-        if diff_ids.get(i).is_some_and(|id| super::layer_extracted(store, &d, id, extract)) {
+        let diff_id = diff_ids.get(i);
+        if diff_id.is_some_and(|id| super::layer_extracted(store, &d, id, extract)) {
             continue;
         }
-        wanted.push((d, l.size()));
+        match diff_id {
+            Some(id) if !keep_blobs && !jobs.iter().any(|j| &j.diff_id == id) => {
+                let (layout, blob, size) = (&layout, d.clone(), l.size());
+                jobs.push(StreamJob {
+                    blob: d.clone(),
+                    media_type: l.media_type().to_string(),
+                    diff_id: id.clone(),
+                    open: Box::new(move || {
+                        let reader = layout
+                            .open_blob(&blob, size)
+                            .map_err(|e| LayerError::Unreadable { layer: blob.clone(), cause: e.to_string() })?;
+                        Ok(BlobStream { digest: blob.clone(), size, reader })
+                    }),
+                });
+            }
+            _ => wanted.push((d, l.size())),
+        }
     }
+    let made = crate::layers::extract_streams(store.layout(), &jobs, extract, progress)?;
+    fetched += jobs.len();
     fetched += layout.import_blobs(store, &wanted, progress)?;
     // Config and manifest last: a manifest in the store implies its blobs are there.
     for (what, d, data) in [("config", &config_digest, &config_bytes), ("manifest", &manifest_digest, &manifest_bytes)]
@@ -221,5 +268,9 @@ pub(crate) fn import(
             fetched += 1;
         }
     }
-    Ok(Fetched { name, ..Fetched::stored(manifest_digest, &manifest, fetched, Transport::Verified) })
+    Ok(Fetched {
+        name,
+        layers_extracted: made.len(),
+        ..Fetched::stored(manifest_digest, &manifest, fetched, Transport::Verified)
+    })
 }

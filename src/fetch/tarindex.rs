@@ -69,6 +69,15 @@ impl TarIndex {
         Ok((f.take(size), size))
     }
 
+    /// [`Self::open_member`] as an owned reader with a position of its own (positioned reads on
+    /// a duplicate of the archive's descriptor), for readers on several threads at once.
+    pub fn open_member_owned(&self, name: &str) -> Result<(MemberReader, u64)> {
+        let &(pos, size) =
+            self.members.get(name).ok_or_else(|| src_err(format!("{}: missing member {name}", self.path.display())))?;
+        let file = self.file.try_clone().map_err(|e| src_err(format!("{}: {e}", self.path.display())))?;
+        Ok((MemberReader { file, pos, end: pos + size }, size))
+    }
+
     /// Reads a member of at most `max` bytes (JSON documents).
     pub fn read_limited(&self, name: &str, max: u64) -> Result<Vec<u8>> {
         let (r, size) = self.open_member(name)?;
@@ -81,5 +90,25 @@ impl TarIndex {
         let mut data = Vec::with_capacity(size as usize);
         r.take(max).read_to_end(&mut data).map_err(|e| src_err(format!("{}: {name}: {e}", self.path.display())))?;
         Ok(data)
+    }
+}
+
+/// A member's data, read with positioned reads (see [`TarIndex::open_member_owned`]).
+pub(crate) struct MemberReader {
+    file: File,
+    pos: u64,
+    end: u64,
+}
+
+impl Read for MemberReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let want = buf.len().min((self.end - self.pos) as usize);
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
     }
 }

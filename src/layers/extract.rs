@@ -85,7 +85,9 @@ pub fn extract(layer: &Digest, reader: Box<dyn Read>, root: &Path, opts: &Extrac
         env: super::ENV_MAX_LAYER_SIZE,
     };
     let archive_err = |source: io::Error| {
-        if source.kind() == io::ErrorKind::FileTooLarge {
+        if let Some(m) = super::decode::Mismatch::of(&source) {
+            LayerError::BlobMismatch { layer: layer.clone(), mismatch: m.clone() }
+        } else if source.kind() == io::ErrorKind::FileTooLarge {
             limit_err()
         } else {
             LayerError::Archive { layer: layer.clone(), source }

@@ -16,17 +16,19 @@
 //! layer here, across layers at checkout), hardlinks that leave the tree, and streams beyond the
 //! [`Limits`]. Device nodes are skipped with a warning unless explicitly allowed.
 
+mod decode;
 mod extract;
 mod image;
 pub mod paths;
 
 pub use extract::xattr_allowed;
+pub use decode::Mismatch;
 pub(crate) use extract::{Meta, apply_fd_meta, meta_of};
 pub use extract::{OPAQUE_XATTR, has_opaque_xattr, is_whiteout_device};
-pub use image::{Existing, extract_image};
+pub use image::{Existing, StreamJob, extract_image, extract_streams};
 
 use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, Read};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -56,6 +58,12 @@ pub enum LayerError {
     DiffIdMismatch { layer: Digest, expected: Digest, actual: Digest },
     #[error("layer {layer}: the blob is not in the store (deleted after an earlier extraction): pull the image again")]
     BlobGone { layer: Digest },
+    /// A blob's source could not be read (the source's own words, naming the blob).
+    #[error("{cause}")]
+    Unreadable { layer: Digest, cause: String },
+    /// A blob read straight from its source is not what its descriptor says.
+    #[error("layer {layer}: the blob {mismatch}; nothing was kept")]
+    BlobMismatch { layer: Digest, mismatch: decode::Mismatch },
     #[error("layer {layer}: unsupported media type {media_type}")]
     MediaType { layer: Digest, media_type: String },
     #[error("layer {layer}: reading the archive: {source}")]
@@ -231,112 +239,6 @@ impl Compression {
     }
 }
 
-/// Opens a decompressing reader over a layer blob. The magic bytes decide (the caller checked
-/// that the media type is a layer type; a gzip blob labelled as plain tar still extracts).
-pub fn decompress(layer: &Digest, file: File) -> Result<Box<dyn Read>> {
-    let mut r = BufReader::with_capacity(256 << 10, file);
-    let head = r.fill_buf().map_err(|source| LayerError::Archive { layer: layer.clone(), source })?;
-    // Decompression gets a thread of its own, so it runs beside file creation.
-    Ok(match Compression::sniff(head) {
-        Compression::None => Box::new(r),
-        Compression::Gzip => Box::new(ReadAhead::spawn(flate2::bufread::MultiGzDecoder::new(r))),
-        Compression::Zstd => Box::new(ReadAhead::spawn(
-            zstd::Decoder::with_buffer(r).map_err(|source| LayerError::Archive { layer: layer.clone(), source })?,
-        )),
-    })
-}
-
-/// Reads `inner` on a helper thread, a few 1 MiB chunks ahead of the consumer.
-struct ReadAhead {
-    rx: Option<std::sync::mpsc::Receiver<io::Result<Vec<u8>>>>,
-    chunk: Vec<u8>,
-    pos: usize,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl ReadAhead {
-    fn spawn<R: Read + Send + 'static>(mut inner: R) -> Self {
-        let (tx, rx) = std::sync::mpsc::sync_channel(4);
-        let thread = std::thread::spawn(move || {
-            loop {
-                let mut buf = vec![0u8; 1 << 20];
-                let mut filled = 0;
-                // Fill the chunk (decoders return small reads).
-                let res = loop {
-                    match inner.read(&mut buf[filled..]) {
-                        Ok(0) => break Ok(()),
-                        Ok(n) => {
-                            filled += n;
-                            if filled == buf.len() {
-                                break Ok(());
-                            }
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => break Err(e),
-                    }
-                };
-                buf.truncate(filled);
-                let last = filled == 0 || res.is_err();
-                let msg = match res {
-                    Err(e) if filled == 0 => Err(e),
-                    Err(e) => {
-                        // Deliver what was read, then the error.
-                        if tx.send(Ok(buf)).is_err() {
-                            return;
-                        }
-                        Err(e)
-                    }
-                    Ok(()) => Ok(buf),
-                };
-                if tx.send(msg).is_err() || last {
-                    return;
-                }
-            }
-        });
-        ReadAhead { rx: Some(rx), chunk: Vec::new(), pos: 0, thread: Some(thread) }
-    }
-}
-
-impl Read for ReadAhead {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.chunk.len() {
-            let Some(rx) = &self.rx else { return Ok(0) };
-            match rx.recv() {
-                Ok(Ok(chunk)) if chunk.is_empty() => {
-                    self.rx = None;
-                    return Ok(0);
-                }
-                Ok(Ok(chunk)) => {
-                    self.chunk = chunk;
-                    self.pos = 0;
-                }
-                Ok(Err(e)) => {
-                    self.rx = None;
-                    return Err(e);
-                }
-                Err(_) => {
-                    self.rx = None;
-                    return Ok(0);
-                }
-            }
-        }
-        let n = out.len().min(self.chunk.len() - self.pos);
-        out[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
-impl Drop for ReadAhead {
-    fn drop(&mut self) {
-        // Closing the channel stops the helper at its next send; wait so the blob file is closed.
-        self.rx = None;
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// Reads `layers/<hex>/layer.json` if the layer is extracted.
 pub fn load_record(layout: &Layout, diff_id: &Digest) -> Result<Option<LayerRecord>> {
     let path = layout.layer(diff_id).join("layer.json");
@@ -349,14 +251,59 @@ pub fn load_record(layout: &Layout, diff_id: &Digest) -> Result<Option<LayerReco
     }
 }
 
-/// Makes sure the layer with `diff_id` is extracted, extracting it from `blob` when it is not.
-/// Returns its record and whether work was done.
+/// Makes sure the layer with `diff_id` is extracted, extracting it from the stored `blob` when
+/// it is not. Returns its record and whether work was done.
 pub fn ensure_extracted(
     layout: &Layout,
     blob: &Digest,
     media_type: Option<&str>,
     diff_id: &Digest,
     opts: &ExtractOptions,
+) -> Result<(LayerRecord, bool)> {
+    extract_from(layout, blob, media_type, diff_id, opts, || {
+        let blob_path = layout.blob(blob);
+        match File::open(&blob_path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(LayerError::BlobGone { layer: blob.clone() }),
+            r => {
+                let file = r.at(&blob_path).map_err(|source| LayerError::Io { layer: blob.clone(), source })?;
+                // Stored blobs were verified when they were stored.
+                Ok(decode::decompress(Box::new(file), None))
+            }
+        }
+    })
+}
+
+/// A layer blob's compressed bytes read straight from where they are (a registry's response
+/// body, a file of an OCI layout), never stored as a blob: checked against `digest` and `size`
+/// while they are extracted (see [`decode`]).
+pub struct BlobStream {
+    pub digest: Digest,
+    pub size: u64,
+    pub reader: Box<dyn Read + Send>,
+}
+
+/// [`ensure_extracted`] from a [`BlobStream`]: the layer is kept only when the stream was its
+/// descriptor's bytes and the tar stream hashes to `diff_id`. When the layer is there already,
+/// the stream is dropped unread.
+pub fn extract_stream(
+    layout: &Layout,
+    stream: BlobStream,
+    media_type: Option<&str>,
+    diff_id: &Digest,
+    opts: &ExtractOptions,
+) -> Result<(LayerRecord, bool)> {
+    let BlobStream { digest, size, reader } = stream;
+    let expect = decode::Expect { digest: digest.clone(), size };
+    extract_from(layout, &digest, media_type, diff_id, opts, move || Ok(decode::decompress(reader, Some(expect))))
+}
+
+fn extract_from(
+    layout: &Layout,
+    blob: &Digest,
+    media_type: Option<&str>,
+    diff_id: &Digest,
+    opts: &ExtractOptions,
+    open: impl FnOnce() -> Result<(Box<dyn Read>, decode::Verdict)>,
 ) -> Result<(LayerRecord, bool)> {
     if let Some(rec) = load_record(layout, diff_id)?
         && !rec.decided_otherwise(opts)
@@ -377,13 +324,12 @@ pub fn ensure_extracted(
     fsutil::remove_any(&tmp).at(&tmp).map_err(io_err)?;
     let result = (|| {
         fsutil::ensure_dir(&tmp, 0o700).map_err(io_err)?;
-        let blob_path = layout.blob(blob);
-        let file = match File::open(&blob_path) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(LayerError::BlobGone { layer: blob.clone() }),
-            r => r.at(&blob_path).map_err(io_err)?,
-        };
-        let reader = decompress(blob, file)?;
-        let mut rec = extract::extract(blob, reader, &tmp.join("rootfs"), opts)?;
+        let (reader, verdict) = open()?;
+        // A blob that is not its descriptor's bytes explains any failure best.
+        let mut rec = extract::extract(blob, reader, &tmp.join("rootfs"), opts).map_err(|e| match verdict.mismatch() {
+            Some(mismatch) => LayerError::BlobMismatch { layer: blob.clone(), mismatch },
+            None => e,
+        })?;
         let actual = rec.diff_id.clone().expect("extract sets diff_id");
         if &actual != diff_id {
             return Err(LayerError::DiffIdMismatch { layer: blob.clone(), expected: diff_id.clone(), actual });
@@ -407,6 +353,18 @@ pub fn ensure_extracted(
         let _ = fsutil::remove_any(&tmp);
     }
     result.map(|r| (r, true))
+}
+
+/// Removes layers a failed pull extracted (new, so nothing uses them): each is renamed away
+/// first, so a crash never leaves a half-deleted layer under its name.
+pub fn discard(layout: &Layout, diff_ids: &[Digest]) {
+    for id in diff_ids {
+        let dir = layout.layer(id);
+        let trash = dir.with_file_name(format!(".trash-{}-{}", id.hex(), std::process::id()));
+        if fs::rename(&dir, &trash).is_ok() {
+            let _ = fsutil::remove_any(&trash);
+        }
+    }
 }
 
 #[cfg(test)]

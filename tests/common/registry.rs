@@ -280,3 +280,34 @@ fn make_tls(dir: &Path) -> String {
     }
     format!("tls: {{certificate: '{}', key: '{}'}}", srv.join("server.crt").display(), srv.join("server.key").display())
 }
+
+/// An HTTP front from `tests/kit/` (a Python script that prints its port once it listens) in
+/// front of a registry; killed when dropped, passing or not.
+pub struct Front {
+    pub addr: String,
+    child: Child,
+}
+
+impl Front {
+    /// Starts `tests/kit/SCRIPT ARGS…`.
+    pub fn start(script: &str, args: &[&std::ffi::OsStr]) -> Self {
+        let mut child = Command::new("python3")
+            .arg(super::repo().join("tests/kit").join(script))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("python3 tests/kit/{script}: {e}"));
+        let mut port = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut port).unwrap();
+        assert!(!port.trim().is_empty(), "tests/kit/{script} printed no port");
+        Front { addr: format!("127.0.0.1:{}", port.trim()), child }
+    }
+}
+
+impl Drop for Front {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

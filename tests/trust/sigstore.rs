@@ -9,7 +9,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 
 use super::{reject, scoped};
-use crate::common::registry::Registry;
+use crate::common::registry::{Front, Registry};
 use crate::common::signing::{self, KitSigner};
 use crate::common::*;
 use crate::matrix::*;
@@ -479,33 +479,14 @@ fn bundles_through_the_referrers_api() {
     assert_eq!(r.count("store/blobs/sha256"), 0);
 }
 
-/// A child process killed when the test ends, passing or not.
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts tests/kit/referrers_proxy.py in front of `upstream` (`extra`: its mode); returns it
 /// (killed on drop) and its address.
-fn front(upstream: &str, log: &Path, extra: &[&str]) -> (Killed, String) {
-    let mut proxy = Killed(
-        Command::new("python3")
-            .arg(signing::kit("referrers_proxy.py"))
-            .arg(upstream)
-            .arg(log)
-            .args(extra)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut port = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(proxy.0.stdout.take().unwrap()), &mut port).unwrap();
-    (proxy, format!("127.0.0.1:{}", port.trim()))
+fn front(upstream: &str, log: &Path, extra: &[&str]) -> (Front, String) {
+    let mut args: Vec<&std::ffi::OsStr> = vec![upstream.as_ref(), log.as_os_str()];
+    args.extend(extra.iter().map(|a| a.as_ref()));
+    let f = Front::start("referrers_proxy.py", &args);
+    let addr = f.addr.clone();
+    (f, addr)
 }
 
 /// A registry that refuses the referrers API with 405 instead of 404: the tag schema is read

@@ -26,6 +26,7 @@
 
 pub mod auth;
 mod signatures;
+mod stream;
 
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -151,6 +152,7 @@ pub(crate) fn import(
     platform: Option<&Platform>,
     checker: Option<&Checker>,
     extract: &crate::layers::ExtractOptions,
+    keep_blobs: bool,
     progress: &Progress,
 ) -> Result<Fetched> {
     // Pulls happen before any command's async part (see fetch::resolve), never inside it.
@@ -158,6 +160,7 @@ pub(crate) fn import(
     let (mut puller, bytes, digest) = rt.block_on(first_manifest(store, logical, routes, progress))?;
     puller.checker = checker;
     puller.extract = Some(*extract);
+    puller.stream_layers = !keep_blobs;
     rt.block_on(puller.pull(bytes, digest, platform.cloned().unwrap_or_else(Platform::host)))
 }
 
@@ -214,6 +217,8 @@ struct Puller<'a> {
     checker: Option<&'a Checker>,
     /// How this pull extracts: a layer already extracted as it decides needs no blob.
     extract: Option<crate::layers::ExtractOptions>,
+    /// Extract layers straight from the responses, never storing their blobs ([`stream`]).
+    stream_layers: bool,
 }
 
 fn client(https: bool, tls_verify: bool, conn: &Connection) -> Client {
@@ -269,6 +274,7 @@ impl<'a> Puller<'a> {
             http: conn.prefer_http,
             checker: None,
             extract: None,
+            stream_layers: false,
         })
     }
 
@@ -391,27 +397,25 @@ impl<'a> Puller<'a> {
             .map(|(what, d, size)| {
                 let layer = layer_of(&d).filter(|(id, _)| extracting.insert(id.clone()));
                 async move {
-                    this.blob(what, &d, size).await?;
-                    // Extraction overlaps the other downloads: a layer is extracted (on a
-                    // blocking thread) as soon as its blob is stored.
-                    if let (Some((diff_id, media_type)), Some(opts)) = (layer, this.extract) {
-                        let made = diff_id.clone();
-                        let layout = this.store.layout().clone();
-                        let task = this.progress.task(&format!("Extracting layer {}", d.short()), 0);
-                        let blob = d.clone();
-                        let done = tokio::task::spawn_blocking(move || {
-                            crate::layers::ensure_extracted(&layout, &blob, Some(&media_type), &diff_id, &opts)
-                        })
-                        .await;
-                        task.finish();
-                        match done {
-                            Ok(r) => {
-                                if r?.1 {
-                                    extracted.lock().unwrap_or_else(|e| e.into_inner()).push(made);
-                                }
-                            }
-                            Err(e) => return Err(FetchError::from(this.protocol(format!("extraction: {e}")))),
+                    let made = match (layer, this.extract) {
+                        (Some((diff_id, media_type)), Some(opts)) if this.stream_layers => {
+                            let id = diff_id.clone();
+                            this.layer_streamed(&d, size, diff_id, media_type, opts).await?.then_some(id)
                         }
+                        (layer, opts) => {
+                            this.blob(what, &d, size).await?;
+                            match (layer, opts) {
+                                // Extraction overlaps the other downloads: a layer is extracted
+                                // (on a blocking thread) as soon as its blob is stored.
+                                (Some((diff_id, media_type)), Some(opts)) => {
+                                    this.layer_from_store(&d, diff_id, media_type, opts).await?
+                                }
+                                _ => None,
+                            }
+                        }
+                    };
+                    if let Some(id) = made {
+                        extracted.lock().unwrap_or_else(|e| e.into_inner()).push(id);
                     }
                     Ok::<(), FetchError>(())
                 }
@@ -426,13 +430,7 @@ impl<'a> Puller<'a> {
         let made = std::mem::take(&mut *extracted.lock().unwrap_or_else(|e| e.into_inner()));
         if let Err(e) = downloaded {
             // Nothing of a failed pull stays: the layers it extracted are new, nothing uses them.
-            for id in &made {
-                let dir = self.store.layout().layer(id);
-                let trash = dir.with_file_name(format!(".trash-{}-{}", id.hex(), std::process::id()));
-                if std::fs::rename(&dir, &trash).is_ok() {
-                    let _ = crate::fsutil::remove_any(&trash);
-                }
-            }
+            crate::layers::discard(self.store.layout(), &made);
             return Err(e);
         }
         if !self.store.has_blob(&manifest_digest) {
@@ -467,6 +465,29 @@ impl<'a> Puller<'a> {
         let subject = Subject { scope: &scope, docker: Some(self.logical), manifest: Some(manifest) };
         let decision = trust::evaluate(c, &subject, &signatures);
         Ok((lookup, signatures, decision))
+    }
+
+    /// Extracts layer `blob`, stored already, as `diff_id` on a blocking thread; the diff_id
+    /// when a layer was made.
+    async fn layer_from_store(
+        &self,
+        blob: &Digest,
+        diff_id: Digest,
+        media_type: String,
+        opts: crate::layers::ExtractOptions,
+    ) -> Result<Option<Digest>> {
+        let layout = self.store.layout().clone();
+        let task = self.progress.task(&format!("Extracting layer {}", blob.short()), 0);
+        let (b, id) = (blob.clone(), diff_id.clone());
+        let done = tokio::task::spawn_blocking(move || {
+            crate::layers::ensure_extracted(&layout, &b, Some(&media_type), &id, &opts)
+        })
+        .await;
+        task.finish();
+        match done {
+            Ok(r) => Ok(r?.1.then_some(diff_id)),
+            Err(e) => Err(FetchError::from(self.protocol(format!("extraction: {e}")))),
+        }
     }
 
     /// Whether layer `diff_id` is extracted from `blob` as this pull would extract it (then the
@@ -651,7 +672,8 @@ fn check_layer(l: &Descriptor, max_blob: u64) -> Result<(), RegistryError> {
 fn is_transient(e: &OciDistributionError) -> bool {
     match e {
         OciDistributionError::RequestError(re) => {
-            !looks_like_tls(e) && (re.is_connect() || re.is_timeout() || re.is_body() || re.is_request())
+            // A body cut off mid-way is a decode error to reqwest.
+            !looks_like_tls(e) && (re.is_connect() || re.is_timeout() || re.is_body() || re.is_decode() || re.is_request())
         }
         OciDistributionError::ServerError { code, .. } => *code >= 500 || *code == 429,
         OciDistributionError::RegistryError { envelope, .. } => {
