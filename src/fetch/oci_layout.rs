@@ -250,7 +250,7 @@ pub(crate) fn import(
                         let reader = layout
                             .open_blob(&blob, size)
                             .map_err(|e| LayerError::Unreadable { layer: blob.clone(), cause: e.to_string() })?;
-                        Ok(BlobStream { digest: blob.clone(), size, reader })
+                        Ok(BlobStream { digest: blob.clone(), size, reader, source_hashes: false })
                     }),
                 });
             }

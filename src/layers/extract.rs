@@ -8,6 +8,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid};
@@ -61,9 +62,16 @@ struct Extractor<'a> {
     /// a later entry replaces that directory or an ancestor (O(1) per entry: only removed trees
     /// are walked), and re-checked by inode when it is applied.
     dirs: HashMap<PathBuf, Deferred>,
-    /// The parent directory of the previous entry, kept open (entries come grouped by
-    /// directory). Dropped whenever anything is removed.
-    last_parent: Option<(PathBuf, OwnedFd)>,
+    /// The layer root, open.
+    root_dir: Rc<OwnedFd>,
+    /// The directories of the previous entry's parent path, open, one per component (entries
+    /// come in tree order). Dropped whenever anything is removed.
+    open_dirs: Vec<(std::ffi::OsString, Rc<OwnedFd>)>,
+    /// What a file created here gets without asking: its owner (None when the root is setgid,
+    /// so the group is inherited) and the umask (None when unknown). fchown and fchmod are only
+    /// called where the entry wants something else.
+    created_owner: Option<(u32, u32)>,
+    umask: Option<u32>,
     /// Bytes written into files so far (sparse entries count with their expanded size).
     written: u64,
     /// Whiteout marker files made (`.wh.*`), converted to overlayfs's form at the end.
@@ -96,13 +104,24 @@ pub fn extract(layer: &Digest, reader: Box<dyn Read>, root: &Path, opts: &Extrac
     let io_err = |source| LayerError::Io { layer: layer.clone(), source };
     fsutil::ensure_dir(root, 0o755).map_err(io_err)?;
     let root = RootDir::open(root).at(root).map_err(io_err)?;
+    let root_dir = Rc::new(
+        rustix::fs::openat(root.fd(), c".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| io_err(fsutil::PathError::new(root.display(Path::new("")), e.into())))?,
+    );
+    let root_setgid =
+        rustix::fs::fstat(root.fd()).map_err(|e| io_err(fsutil::PathError::new(root.display(Path::new("")), e.into())))?.st_mode
+            & 0o2000
+            != 0;
     let mut ex = Extractor {
         layer,
         root,
         opts,
         implicit: HashSet::new(),
         dirs: HashMap::new(),
-        last_parent: None,
+        root_dir,
+        open_dirs: Vec::new(),
+        created_owner: (!root_setgid).then(|| (rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw())),
+        umask: process_umask(),
         written: 0,
         markers: Vec::new(),
         rec: LayerRecord::default(),
@@ -127,7 +146,7 @@ pub fn extract(layer: &Digest, reader: Box<dyn Read>, root: &Path, opts: &Extrac
     let mut reader = archive.into_inner();
     reader.drain().map_err(archive_err)?;
     let (diff_id, size) = reader.finish();
-    ex.last_parent = None;
+    ex.open_dirs.clear();
     // Overlay form needs CAP_MKNOD and trusted.* xattrs; without them the markers stay (and a
     // checkout merges such a layer by hard links).
     if running_as_root() && !opts.keep_markers {
@@ -177,62 +196,66 @@ impl Extractor<'_> {
     /// Opens the parent directory of `rel`, creating missing ancestors (recorded as implicit)
     /// and refusing symlinked or non-directory ones. Every step is an `openat` of one component
     /// with `O_NOFOLLOW | O_DIRECTORY` from the directory above: nothing outside the root is
-    /// reachable.
-    fn parent(&mut self, rel: &Path) -> Result<BorrowedFd<'_>> {
+    /// reachable. The directories of the previous entry's path stay open (entries come in tree
+    /// order), so only the components that differ are opened.
+    fn parent(&mut self, rel: &Path) -> Result<Rc<OwnedFd>> {
         let parent = rel.parent().unwrap_or(Path::new(""));
-        if self.last_parent.as_ref().is_some_and(|(p, _)| p == parent) {
-            return Ok(self.last_parent.as_ref().expect("checked").1.as_fd());
-        }
-        let mut cur = rustix::fs::openat(
-            self.root.fd(),
-            c".",
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| self.io(Path::new(""), e.into()))?;
-        let mut prefix = PathBuf::new();
-        for c in parent.components() {
-            let name = c.as_os_str();
+        let comps: Vec<&OsStr> = parent.iter().collect();
+        let keep = self.open_dirs.iter().zip(&comps).take_while(|((name, _), c)| name == *c).count();
+        self.open_dirs.truncate(keep);
+        let mut prefix: PathBuf = comps[..keep].iter().collect();
+        for name in &comps[keep..] {
             prefix.push(name);
-            let kind = rooted::stat_in(cur.as_fd(), name).map_err(|e| self.io(&prefix, e))?.map(|s| Kind::of(&s));
-            match kind {
-                Some(Kind::Dir) => {}
-                None => {
-                    rustix::fs::mkdirat(&cur, name, Mode::from_raw_mode(0o755))
-                        .map_err(|e| self.io(&prefix, e.into()))?;
-                    self.implicit.insert(prefix.clone());
+            let cur = self.open_dirs.last().map_or(&self.root_dir, |(_, fd)| fd).clone();
+            let open = || {
+                rustix::fs::openat(
+                    &*cur,
+                    *name,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+            };
+            let fd = match open() {
+                Ok(fd) => fd,
+                Err(e) => {
+                    let kind =
+                        rooted::stat_in(cur.as_fd(), name).map_err(|e| self.io(&prefix, e))?.map(|s| Kind::of(&s));
+                    match kind {
+                        None => {
+                            rustix::fs::mkdirat(&*cur, *name, Mode::from_raw_mode(0o755))
+                                .map_err(|e| self.io(&prefix, e.into()))?;
+                            self.implicit.insert(prefix.clone());
+                            open().map_err(|e| self.io(&prefix, e.into()))?
+                        }
+                        Some(Kind::Symlink) => {
+                            return Err(LayerError::ThroughSymlink {
+                                layer: self.layer.clone(),
+                                entry: rel.display().to_string(),
+                                symlink: prefix.display().to_string(),
+                            });
+                        }
+                        Some(Kind::Dir) => return Err(self.io(&prefix, e.into())),
+                        Some(_) => {
+                            return Err(LayerError::ParentNotDir {
+                                layer: self.layer.clone(),
+                                entry: rel.display().to_string(),
+                                parent: prefix.display().to_string(),
+                            });
+                        }
+                    }
                 }
-                Some(Kind::Symlink) => {
-                    return Err(LayerError::ThroughSymlink {
-                        layer: self.layer.clone(),
-                        entry: rel.display().to_string(),
-                        symlink: prefix.display().to_string(),
-                    });
-                }
-                Some(_) => {
-                    return Err(LayerError::ParentNotDir {
-                        layer: self.layer.clone(),
-                        entry: rel.display().to_string(),
-                        parent: prefix.display().to_string(),
-                    });
-                }
-            }
-            cur = rustix::fs::openat(
-                &cur,
-                name,
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| self.io(&prefix, e.into()))?;
+            };
+            self.open_dirs.push((name.to_os_string(), Rc::new(fd)));
         }
-        self.last_parent = Some((parent.to_path_buf(), cur));
-        Ok(self.last_parent.as_ref().expect("just set").1.as_fd())
+        Ok(self.open_dirs.last().map_or(&self.root_dir, |(_, fd)| fd).clone())
     }
 
     /// Removes what is at `rel` (in the parent open as `dir`), forgetting deferred metadata and
     /// implicit marks of every directory in the removed tree.
     fn remove(&mut self, dir: BorrowedFd<'_>, rel: &Path) -> Result<()> {
         let name = rel.file_name().expect("entries have names");
+        // What was removed may be on the open path (a directory replaced by a symlink).
+        self.open_dirs.clear();
         let mut removed = Vec::new();
         rooted::remove_in(dir, name, &mut |d| removed.push(d.to_path_buf())).map_err(|e| self.io(rel, e))?;
         for d in removed {
@@ -275,35 +298,40 @@ impl Extractor<'_> {
         }) {
             return Err(self.bad(&raw, "malformed whiteout (an entry below a whiteout)"));
         }
-        // The parent fd is owned by the cache; hold a duplicate so `self` stays usable.
-        let dir = self.parent(&rel)?.try_clone_to_owned().map_err(|e| self.io(&rel, e))?;
+        let dir = self.parent(&rel)?;
         let dir = dir.as_fd();
         // A later entry with the same name replaces the earlier one (tar semantics), except that
-        // a directory entry over an existing directory only updates its metadata.
-        let existing = rooted::stat_in(dir, &name).map_err(|e| self.io(&rel, e))?;
-        let existing_dir = existing.as_ref().is_some_and(|s| Kind::of(s) == Kind::Dir);
-        if existing.is_some() && !(existing_dir && kind.is_dir()) {
+        // a directory entry over an existing directory only updates its metadata. Directories,
+        // files and symlinks are created first and only looked at when the name is taken (it
+        // seldom is); other kinds clear the name first.
+        let creates = matches!(
+            kind,
+            EntryType::Directory | EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse | EntryType::Symlink
+        );
+        if !creates && rooted::stat_in(dir, &name).map_err(|e| self.io(&rel, e))?.is_some() {
             self.remove(dir, &rel)?;
-            self.last_parent = None;
         }
         match kind {
             EntryType::Directory => {
-                if !existing_dir {
-                    rustix::fs::mkdirat(dir, &*name, Mode::from_raw_mode(0o755))
-                        .map_err(|e| self.io(&rel, e.into()))?;
-                }
+                self.create(dir, &name, &rel, true, || rustix::fs::mkdirat(dir, &*name, Mode::from_raw_mode(0o755)))?;
                 let st = rooted::stat_in(dir, &name).map_err(|e| self.io(&rel, e))?.expect("just made");
                 self.implicit.remove(&rel);
                 self.dirs.insert(rel, Deferred { meta, xattrs, ino: st.st_ino });
             }
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                let fd = rustix::fs::openat(
-                    dir,
-                    &*name,
-                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
-                .map_err(|e| self.io(&rel, e.into()))?;
+                // Created with its permission bits: the directory being extracted is private
+                // (mode 0700 above it) until the layer is complete.
+                let create_mode = meta.mode & 0o777;
+                let fd = self
+                    .create(dir, &name, &rel, false, || {
+                        rustix::fs::openat(
+                            dir,
+                            &*name,
+                            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                            Mode::from_raw_mode(create_mode),
+                        )
+                    })?
+                    .expect("not a directory");
                 let mut f = File::from(fd);
                 if name.as_bytes().starts_with(paths::WHITEOUT_PREFIX.as_bytes()) {
                     self.markers.push(rel.clone());
@@ -321,13 +349,13 @@ impl Extractor<'_> {
                         });
                     }
                 }
-                apply_fd_meta(&f, &meta).map_err(|e| self.io(&rel, e))?;
+                self.new_file_meta(&f, &meta, create_mode).map_err(|e| self.io(&rel, e))?;
                 rooted::set_xattrs(f.as_fd(), &xattrs).map_err(|e| self.io(&rel, e))?;
             }
             EntryType::Symlink => {
                 let target =
                     entry.link_name().map_err(arch)?.ok_or_else(|| self.bad(&raw, "symlink without a target"))?;
-                rustix::fs::symlinkat(&*target, dir, &*name).map_err(|e| self.io(&rel, e.into()))?;
+                self.create(dir, &name, &rel, false, || rustix::fs::symlinkat(&*target, dir, &*name))?;
                 self.meta_in(dir, &name, &rel, &meta, false)?;
             }
             EntryType::Link => {
@@ -364,6 +392,50 @@ impl Extractor<'_> {
                 self.rec.warnings.push(format!("{}: skipped unsupported tar entry type {:?}", rel.display(), other));
             }
         }
+        Ok(())
+    }
+
+    /// Runs `make` (which creates `name` in `dir`); when the name is taken, clears it first (a
+    /// directory entry over a directory keeps it: `Ok(None)`) and runs `make` again.
+    fn create<T>(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        name: &OsStr,
+        rel: &Path,
+        is_dir: bool,
+        make: impl Fn() -> rustix::io::Result<T>,
+    ) -> Result<Option<T>> {
+        match make() {
+            Err(rustix::io::Errno::EXIST) => {}
+            r => return r.map(Some).map_err(|e| self.io(rel, e.into())),
+        }
+        let existing = rooted::stat_in(dir, name).map_err(|e| self.io(rel, e))?;
+        if is_dir && existing.as_ref().is_some_and(|s| Kind::of(s) == Kind::Dir) {
+            return Ok(None);
+        }
+        self.remove(dir, rel)?;
+        make().map(Some).map_err(|e| self.io(rel, e.into()))
+    }
+
+    /// [`apply_fd_meta`] for a file just created with `created_mode`: owner and mode are only
+    /// set where they differ from what the file got (chown clears setuid bits, so it comes first).
+    fn new_file_meta(&self, f: &File, meta: &Meta, created_mode: u32) -> io::Result<()> {
+        if self.created_owner != Some((meta.uid, meta.gid)) {
+            use std::os::fd::AsRawFd;
+            match nix::unistd::fchown(f.as_raw_fd(), Some(Uid::from_raw(meta.uid)), Some(Gid::from_raw(meta.gid))) {
+                Ok(()) => {}
+                Err(nix::errno::Errno::EPERM) if !running_as_root() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if self.created_owner != Some((meta.uid, meta.gid)) || meta.mode != created_mode || self.umask.is_none_or(|m| m & created_mode != 0) {
+            rustix::fs::fchmod(f, Mode::from_raw_mode(meta.mode))?;
+        }
+        let t = rustix::fs::Timestamps {
+            last_access: rustix::fs::Timespec { tv_sec: meta.mtime, tv_nsec: 0 },
+            last_modification: rustix::fs::Timespec { tv_sec: meta.mtime, tv_nsec: 0 },
+        };
+        rustix::fs::futimens(f, &t)?;
         Ok(())
     }
 
@@ -552,6 +624,14 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> std::result::Result<(Met
         }
     }
     Ok((meta, xattrs))
+}
+
+/// This process's umask, from `/proc/self/status` (reading it with umask(2) would change it for
+/// every thread for a moment).
+fn process_umask() -> Option<u32> {
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+    u32::from_str_radix(line.trim(), 8).ok()
 }
 
 fn running_as_root() -> bool {

@@ -2,15 +2,19 @@
 //!
 //! ```text
 //! layers/<diffid-hex>/rootfs/      the layer's own entries, with their owners, modes, times and
-//!                                  allow-listed xattrs; whiteouts stay as empty `.wh.<name>` and
-//!                                  `.wh..wh..opq` marker files (the OCI changeset names)
+//!                                  allow-listed xattrs; whiteouts in overlayfs's form (character
+//!                                  devices 0/0, `trusted.overlay.opaque=y`) when extracted as
+//!                                  root, else the OCI marker files `.wh.<name>`, `.wh..wh..opq`
 //! layers/<diffid-hex>/layer.json   a [`LayerRecord`]: what the tree cannot say by itself
 //! layers/.tmp-<hex>-<pid>/         extraction in progress; renamed into place only when complete
+//! layers/.trash-<hex>-<pid>/       a layer of a failed pull, renamed away before it is deleted
 //! ```
 //! Invariants: a `layers/<hex>` directory is complete (it is renamed into place after its whole
-//! stream hashed to the diff_id); the directory is mode 0700 because it holds setuid files and,
-//! with `--allow-devices`, device nodes. A checkout merges these trees (`checkout` module) by
-//! hard-linking, so nothing is decompressed twice.
+//! stream hashed to the diff_id, and, for a blob read straight from its source, after the
+//! compressed bytes matched their descriptor: [`extract_stream`]); the directory is mode 0700
+//! because it holds setuid files and, with `--allow-devices`, device nodes. Containers see these
+//! trees as overlayfs lower layers (`rootfs` module), or merged by hard links (`checkout`
+//! module), so nothing is decompressed twice.
 //!
 //! Hostile layers are refused, not repaired: `..` names, writes through symlinks (in the same
 //! layer here, across layers at checkout), hardlinks that leave the tree, and streams beyond the
@@ -280,6 +284,10 @@ pub struct BlobStream {
     pub digest: Digest,
     pub size: u64,
     pub reader: Box<dyn Read + Send>,
+    /// The reader hashes the bytes itself and fails instead of ending when they differ from
+    /// `digest` (a registry body through oci-client): only the size is counted here. The tar
+    /// stream is checked against its diff_id either way.
+    pub source_hashes: bool,
 }
 
 /// [`ensure_extracted`] from a [`BlobStream`]: the layer is kept only when the stream was its
@@ -292,8 +300,8 @@ pub fn extract_stream(
     diff_id: &Digest,
     opts: &ExtractOptions,
 ) -> Result<(LayerRecord, bool)> {
-    let BlobStream { digest, size, reader } = stream;
-    let expect = decode::Expect { digest: digest.clone(), size };
+    let BlobStream { digest, size, reader, source_hashes } = stream;
+    let expect = decode::Expect { digest: digest.clone(), size, source_hashes };
     extract_from(layout, &digest, media_type, diff_id, opts, move || Ok(decode::decompress(reader, Some(expect))))
 }
 

@@ -6,11 +6,13 @@
 //!    in the reference; an index or manifest list is resolved to this machine's platform (or
 //!    `--platform`, variants included: [`super::platform`]) and the chosen manifest is checked
 //!    against the index entry's digest and size;
-//! 2. the config and every layer not already in the store are streamed into `<root>/tmp`
-//!    ([`Store::blob_writer`]), at most [`PARALLEL`] at a time, each cut off at its descriptor's
-//!    size and checked against its digest before the rename into `store/blobs` (so a corrupt or
-//!    oversized blob leaves nothing behind); transient failures (connection, timeout, HTTP 5xx
-//!    and 429) are retried [`ATTEMPTS`] times with backoff;
+//! 2. the config and every layer not already extracted are downloaded, at most [`PARALLEL`] at
+//!    a time, each cut off at its descriptor's size: the config (and, with `--keep-blobs`, each
+//!    layer) into `<root>/tmp` ([`Store::blob_writer`]), checked against its digest before the
+//!    rename into `store/blobs`; by default each layer straight into its extraction ([`stream`]),
+//!    which keeps it only when the bytes match. A corrupt or oversized blob leaves nothing
+//!    behind; transient failures (connection, timeout, a body cut off, HTTP 5xx and 429) are
+//!    retried [`ATTEMPTS`] times with backoff;
 //! 3. the manifest is written last. Extraction and diff_id checks are shared with every other
 //!    source ([`super::finish`]).
 //!

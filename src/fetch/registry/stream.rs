@@ -1,8 +1,9 @@
 //! Layers extracted straight from the registry's response (the default; `--keep-blobs` stores
 //! each blob first). The response body is handed chunk by chunk, through a bounded channel, to
-//! an extraction on a blocking thread, which checks the bytes against the layer's descriptor
-//! ([`crate::layers::extract_stream`]) and keeps the layer only when they match: the blob
-//! itself is never written. A body longer than the descriptor is cut off at the first byte too
+//! an extraction on a blocking thread, which keeps the layer only when the body was the
+//! descriptor's bytes (oci-client hashes it as it streams and ends it with an error when the
+//! digest differs; the extraction counts the size: [`crate::layers::extract_stream`]) and the
+//! tar stream hashes to the diff_id: the blob itself is never written. A body longer than the descriptor is cut off at the first byte too
 //! many. A transient failure (connection, timeout, HTTP 5xx, 429) throws the partial extraction
 //! away and starts the layer again, up to [`ATTEMPTS`] times.
 
@@ -49,7 +50,9 @@ impl Puller<'_> {
             let task =
                 self.progress.task(&format!("Fetching and extracting layer {} ({})", blob.short(), human_size(size)), size);
             let (tx, rx) = mpsc::channel(IN_FLIGHT);
-            let stream = BlobStream { digest: blob.clone(), size, reader: Box::new(Body { rx, chunk: Bytes::new() }) };
+            // oci-client hashes the body and ends it with an error when it does not match.
+            let reader = Box::new(Body { rx, chunk: Bytes::new() });
+            let stream = BlobStream { digest: blob.clone(), size, reader, source_hashes: true };
             let (layout, id, mt) = (self.store.layout().clone(), diff_id.clone(), media_type.clone());
             let extraction = tokio::task::spawn_blocking(move || {
                 crate::layers::extract_stream(&layout, stream, Some(&mt), &id, &opts).map(|(_, made)| made)
