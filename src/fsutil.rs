@@ -37,6 +37,16 @@ impl<T> IoContext<T> for io::Result<T> {
 
 /// Writes `data` to `path` atomically (temp file + fsync + rename + directory fsync).
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), PathError> {
+    write_renamed(path, data, mode, true)
+}
+
+/// Replaces `path` with `data` at once (temp file + rename), without fsync: for runtime state
+/// under `/run`, which never outlives a boot, so readers only need never to see half a file.
+pub fn write_replace(path: &Path, data: &[u8], mode: u32) -> Result<(), PathError> {
+    write_renamed(path, data, mode, false)
+}
+
+fn write_renamed(path: &Path, data: &[u8], mode: u32, durable: bool) -> Result<(), PathError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
@@ -44,14 +54,16 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), PathError
         let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
         f.set_permissions(fs::Permissions::from_mode(mode))?;
         f.write_all(data)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         fs::rename(&tmp, path)
     })();
     if let Err(e) = result {
         let _ = fs::remove_file(&tmp);
         return Err(PathError::new(path, e));
     }
-    sync_dir(dir)
+    if durable { sync_dir(dir) } else { Ok(()) }
 }
 
 /// fsyncs a directory so a rename inside it is durable.

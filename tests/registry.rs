@@ -250,7 +250,8 @@ fn interrupted_downloads_are_retried_from_scratch() {
     let manifest: Value = serde_json::from_slice(&fs::read(reg.blob_file(&pushed)).unwrap()).unwrap();
     for l in manifest["layers"].as_array().unwrap() {
         let d = l["digest"].as_str().unwrap();
-        let retried = err.lines().any(|l| l.starts_with(&format!("layer {d}: ")) && l.ends_with("; retrying in 250 ms"));
+        let retried =
+            err.lines().any(|l| l.starts_with(&format!("layer {d}: ")) && l.ends_with("; retrying in 250 ms"));
         assert!(retried, "{d}: {err}");
     }
     let j = root.json(&["images", "info", &format!("{}/layered:1", front.addr)]);

@@ -139,13 +139,12 @@ pub fn pull(store: &Store, source: &Source, opts: &PullOptions, progress: &Progr
 }
 
 fn pull_inner(store: &Store, source: &Source, opts: &PullOptions, progress: &Progress) -> Result<PullResult> {
-    let platform = opts.registry.platform.as_ref();
     // The policy is read before anything else: a broken policy stops every pull.
     let checker = opts.trust.checker()?;
     let fetched = match source {
         Source::Registry(r) => {
             let routes = routes(store, r, opts)?;
-            registry::import(store, r, &routes, platform, checker.as_ref(), &opts.extract, opts.keep_blobs, progress)?
+            registry::import(store, r, &routes, opts, checker.as_ref(), progress)?
         }
         Source::OciDir { .. } | Source::OciArchive { .. } | Source::DockerArchive { .. } => {
             // A local source carries no signatures: only a policy that needs none lets it in,
@@ -161,11 +160,11 @@ fn pull_inner(store: &Store, source: &Source, opts: &PullOptions, progress: &Pro
             let mut f = match source {
                 Source::OciDir { path, reference } => {
                     let layout = oci_layout::Layout::dir(path)?;
-                    oci_layout::import(store, layout, reference.as_deref(), platform, &opts.extract, opts.keep_blobs, progress, &check)?
+                    oci_layout::import(store, layout, reference.as_deref(), opts, progress, &check)?
                 }
                 Source::OciArchive { path, reference } => {
                     let layout = oci_layout::Layout::archive(path)?;
-                    oci_layout::import(store, layout, reference.as_deref(), platform, &opts.extract, opts.keep_blobs, progress, &check)?
+                    oci_layout::import(store, layout, reference.as_deref(), opts, progress, &check)?
                 }
                 Source::DockerArchive { path, reference } => {
                     docker_archive::import(store, path, reference.as_ref(), progress, &check)?

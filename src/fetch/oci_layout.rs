@@ -23,8 +23,8 @@ use super::tarindex::TarIndex;
 use super::{FetchError, Fetched, Result, src_err};
 use crate::digest::Digest;
 use crate::fsutil::human_size;
-use crate::layers::{BlobStream, LayerError, StreamJob};
 use crate::imgref::{ImageName, is_full_reference, source_named};
+use crate::layers::{BlobStream, LayerError, StreamJob};
 use crate::progress::Progress;
 use crate::rooted::{self, RootDir};
 use crate::store::{Store, Transport};
@@ -179,12 +179,11 @@ pub(crate) fn import(
     store: &Store,
     layout: Layout,
     reference: Option<&str>,
-    platform: Option<&Platform>,
-    extract: &crate::layers::ExtractOptions,
-    keep_blobs: bool,
+    opts: &super::PullOptions,
     progress: &Progress,
     check_name: &dyn Fn(Option<&ImageName>) -> Result<()>,
 ) -> Result<Fetched> {
+    let (platform, extract, keep_blobs) = (opts.registry.platform.as_ref(), &opts.extract, opts.keep_blobs);
     let index: ImageIndex = layout.read_json("index.json", "image index")?;
     let ref_of =
         |d: &Descriptor| d.annotations().as_ref().and_then(|a| a.get("org.opencontainers.image.ref.name").cloned());

@@ -108,10 +108,11 @@ pub fn extract(layer: &Digest, reader: Box<dyn Read>, root: &Path, opts: &Extrac
         rustix::fs::openat(root.fd(), c".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
             .map_err(|e| io_err(fsutil::PathError::new(root.display(Path::new("")), e.into())))?,
     );
-    let root_setgid =
-        rustix::fs::fstat(root.fd()).map_err(|e| io_err(fsutil::PathError::new(root.display(Path::new("")), e.into())))?.st_mode
-            & 0o2000
-            != 0;
+    let root_setgid = rustix::fs::fstat(root.fd())
+        .map_err(|e| io_err(fsutil::PathError::new(root.display(Path::new("")), e.into())))?
+        .st_mode
+        & 0o2000
+        != 0;
     let mut ex = Extractor {
         layer,
         root,
@@ -120,7 +121,8 @@ pub fn extract(layer: &Digest, reader: Box<dyn Read>, root: &Path, opts: &Extrac
         dirs: HashMap::new(),
         root_dir,
         open_dirs: Vec::new(),
-        created_owner: (!root_setgid).then(|| (rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw())),
+        created_owner: (!root_setgid)
+            .then(|| (rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw())),
         umask: process_umask(),
         written: 0,
         markers: Vec::new(),
@@ -306,7 +308,11 @@ impl Extractor<'_> {
         // seldom is); other kinds clear the name first.
         let creates = matches!(
             kind,
-            EntryType::Directory | EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse | EntryType::Symlink
+            EntryType::Directory
+                | EntryType::Regular
+                | EntryType::Continuous
+                | EntryType::GNUSparse
+                | EntryType::Symlink
         );
         if !creates && rooted::stat_in(dir, &name).map_err(|e| self.io(&rel, e))?.is_some() {
             self.remove(dir, &rel)?;
@@ -428,7 +434,10 @@ impl Extractor<'_> {
                 Err(e) => return Err(e.into()),
             }
         }
-        if self.created_owner != Some((meta.uid, meta.gid)) || meta.mode != created_mode || self.umask.is_none_or(|m| m & created_mode != 0) {
+        if self.created_owner != Some((meta.uid, meta.gid))
+            || meta.mode != created_mode
+            || self.umask.is_none_or(|m| m & created_mode != 0)
+        {
             rustix::fs::fchmod(f, Mode::from_raw_mode(meta.mode))?;
         }
         let t = rustix::fs::Timestamps {

@@ -50,9 +50,12 @@ pub fn extract_image(
         let blob = parse_digest(desc.digest().as_ref(), &doc)?;
         todo.push((blob, desc.media_type().to_string(), diff_id.clone()));
     }
-    let (done, failure) = side_by_side(&todo, progress, |(blob, ..)| format!("Extracting layer {}", blob.short()), |(blob, mt, diff_id)| {
-        ensure_extracted(store.layout(), blob, Some(mt), diff_id, opts).map(|(_, made)| made)
-    });
+    let (done, failure) = side_by_side(
+        &todo,
+        progress,
+        |(blob, ..)| format!("Extracting layer {}", blob.short()),
+        |(blob, mt, diff_id)| ensure_extracted(store.layout(), blob, Some(mt), diff_id, opts).map(|(_, made)| made),
+    );
     match failure {
         Some(e) => Err(e),
         None => Ok(done.len()),
@@ -71,10 +74,18 @@ pub struct StreamJob<'a> {
 /// Extracts each job's layer from its source, side by side; returns the layers made. On a
 /// failure, the layers it made are removed again (nothing uses them yet) and the first failure
 /// in job order is returned.
-pub fn extract_streams(layout: &Layout, jobs: &[StreamJob<'_>], opts: &ExtractOptions, progress: &Progress) -> Result<Vec<Digest>> {
-    let (done, failure) = side_by_side(jobs, progress, |j| format!("Extracting layer {}", j.blob.short()), |j| {
-        extract_stream(layout, (j.open)()?, Some(&j.media_type), &j.diff_id, opts).map(|(_, made)| made)
-    });
+pub fn extract_streams(
+    layout: &Layout,
+    jobs: &[StreamJob<'_>],
+    opts: &ExtractOptions,
+    progress: &Progress,
+) -> Result<Vec<Digest>> {
+    let (done, failure) = side_by_side(
+        jobs,
+        progress,
+        |j| format!("Extracting layer {}", j.blob.short()),
+        |j| extract_stream(layout, (j.open)()?, Some(&j.media_type), &j.diff_id, opts).map(|(_, made)| made),
+    );
     let made: Vec<Digest> = done.into_iter().map(|i| jobs[i].diff_id.clone()).collect();
     match failure {
         Some(e) => {

@@ -25,8 +25,8 @@ mod extract;
 mod image;
 pub mod paths;
 
-pub use extract::xattr_allowed;
 pub use decode::Mismatch;
+pub use extract::xattr_allowed;
 pub(crate) use extract::{Meta, apply_fd_meta, meta_of};
 pub use extract::{OPAQUE_XATTR, has_opaque_xattr, is_whiteout_device};
 pub use image::{Existing, StreamJob, extract_image, extract_streams};
@@ -334,10 +334,11 @@ fn extract_from(
         fsutil::ensure_dir(&tmp, 0o700).map_err(io_err)?;
         let (reader, verdict) = open()?;
         // A blob that is not its descriptor's bytes explains any failure best.
-        let mut rec = extract::extract(blob, reader, &tmp.join("rootfs"), opts).map_err(|e| match verdict.mismatch() {
-            Some(mismatch) => LayerError::BlobMismatch { layer: blob.clone(), mismatch },
-            None => e,
-        })?;
+        let mut rec =
+            extract::extract(blob, reader, &tmp.join("rootfs"), opts).map_err(|e| match verdict.mismatch() {
+                Some(mismatch) => LayerError::BlobMismatch { layer: blob.clone(), mismatch },
+                None => e,
+            })?;
         let actual = rec.diff_id.clone().expect("extract sets diff_id");
         if &actual != diff_id {
             return Err(LayerError::DiffIdMismatch { layer: blob.clone(), expected: diff_id.clone(), actual });

@@ -386,7 +386,7 @@ impl Monitor<'_> {
         let path = state_file(self.state_root, self.name);
         let Ok(data) = serde_json::to_vec(&state) else { return };
         let _ = crate::fsutil::ensure_dir(path.parent().unwrap_or(self.state_root), 0o700);
-        if let Err(e) = crate::fsutil::write_atomic(&path, &data, 0o600) {
+        if let Err(e) = crate::fsutil::write_replace(&path, &data, 0o600) {
             log(self.name, &format!("health state: {e}"));
         }
     }

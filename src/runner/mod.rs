@@ -90,7 +90,7 @@ pub enum Outcome {
 fn hand_over(name: &str, init: Pid) -> bool {
     let Some(pid_file) = std::env::var_os(crate::deploy::unit::HAND_OVER_ENV) else { return false };
     let pid_file = PathBuf::from(pid_file);
-    match fsutil::write_atomic(&pid_file, format!("{init}\n").as_bytes(), 0o644) {
+    match fsutil::write_replace(&pid_file, format!("{init}\n").as_bytes(), 0o644) {
         Ok(()) => true,
         Err(e) => {
             log(name, &format!("staying beside the container: {e}"));
@@ -306,7 +306,7 @@ fn prepare_bundle(opts: &RunOptions) -> Result<(PathBuf, cgroup::Placement, Root
     let dir = opts.state_root.join("bundles").join(name);
     fsutil::ensure_dir(&dir, 0o700).map_err(|source| RunnerError::Io { name: name.to_string(), source })?;
     let data = serde_json::to_vec_pretty(&spec).map_err(|e| bad(e.to_string()))?;
-    fsutil::write_atomic(&dir.join("config.json"), &data, 0o600)
+    fsutil::write_replace(&dir.join("config.json"), &data, 0o600)
         .map_err(|source| RunnerError::Io { name: name.to_string(), source })?;
     Ok((dir, place, root_info))
 }

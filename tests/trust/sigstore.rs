@@ -4,7 +4,6 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::{Value, json};
 
@@ -483,7 +482,7 @@ fn bundles_through_the_referrers_api() {
 /// (killed on drop) and its address.
 fn front(upstream: &str, log: &Path, extra: &[&str]) -> (Front, String) {
     let mut args: Vec<&std::ffi::OsStr> = vec![upstream.as_ref(), log.as_os_str()];
-    args.extend(extra.iter().map(|a| a.as_ref()));
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
     let f = Front::start("referrers_proxy.py", &args);
     let addr = f.addr.clone();
     (f, addr)

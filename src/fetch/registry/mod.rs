@@ -151,18 +151,17 @@ pub(crate) fn import(
     store: &Store,
     logical: &RegistryRef,
     routes: &[Route],
-    platform: Option<&Platform>,
+    opts: &super::PullOptions,
     checker: Option<&Checker>,
-    extract: &crate::layers::ExtractOptions,
-    keep_blobs: bool,
     progress: &Progress,
 ) -> Result<Fetched> {
+    let platform = opts.registry.platform.as_ref();
     // Pulls happen before any command's async part (see fetch::resolve), never inside it.
     let rt = runtime()?;
     let (mut puller, bytes, digest) = rt.block_on(first_manifest(store, logical, routes, progress))?;
     puller.checker = checker;
-    puller.extract = Some(*extract);
-    puller.stream_layers = !keep_blobs;
+    puller.extract = Some(opts.extract);
+    puller.stream_layers = !opts.keep_blobs;
     rt.block_on(puller.pull(bytes, digest, platform.cloned().unwrap_or_else(Platform::host)))
 }
 
@@ -675,7 +674,8 @@ fn is_transient(e: &OciDistributionError) -> bool {
     match e {
         OciDistributionError::RequestError(re) => {
             // A body cut off mid-way is a decode error to reqwest.
-            !looks_like_tls(e) && (re.is_connect() || re.is_timeout() || re.is_body() || re.is_decode() || re.is_request())
+            !looks_like_tls(e)
+                && (re.is_connect() || re.is_timeout() || re.is_body() || re.is_decode() || re.is_request())
         }
         OciDistributionError::ServerError { code, .. } => *code >= 500 || *code == 429,
         OciDistributionError::RegistryError { envelope, .. } => {

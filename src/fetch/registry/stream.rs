@@ -47,8 +47,9 @@ impl Puller<'_> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let task =
-                self.progress.task(&format!("Fetching and extracting layer {} ({})", blob.short(), human_size(size)), size);
+            let task = self
+                .progress
+                .task(&format!("Fetching and extracting layer {} ({})", blob.short(), human_size(size)), size);
             let (tx, rx) = mpsc::channel(IN_FLIGHT);
             // oci-client hashes the body and ends it with an error when it does not match.
             let reader = Box::new(Body { rx, chunk: Bytes::new() });
@@ -59,9 +60,8 @@ impl Puller<'_> {
             });
             let fed = self.feed(blob, size, &tx, &task).await;
             drop(tx);
-            let extracted = extraction
-                .await
-                .map_err(|e| FetchError::from(self.protocol(format!("extraction of {label}: {e}"))))?;
+            let extracted =
+                extraction.await.map_err(|e| FetchError::from(self.protocol(format!("extraction of {label}: {e}"))))?;
             task.finish();
             return match fed {
                 Ok(()) | Err(Fed::Hungup) => extracted.map_err(|e| corrupt_of(e, &label)),
@@ -84,7 +84,8 @@ impl Puller<'_> {
         tx: &mpsc::Sender<io::Result<Bytes>>,
         task: &crate::progress::Task,
     ) -> std::result::Result<(), Fed> {
-        let mut body = self.client.pull_blob_stream(&self.reference, blob.to_string().as_str()).await.map_err(Fed::Http)?;
+        let mut body =
+            self.client.pull_blob_stream(&self.reference, blob.to_string().as_str()).await.map_err(Fed::Http)?;
         let mut received = 0u64;
         while let Some(item) = body.next().await {
             let bytes = match item {
