@@ -129,10 +129,34 @@ fn fmt_value(v: f64, unit: &str) -> String {
     }
 }
 
+/// The project's goal for a row (issue 17's table), and whether this run meets it.
+fn goal(f: &Figure) -> String {
+    let c = f.contender.as_str();
+    let ratio = |max: f64| match f.hoist_ratio {
+        Some(r) => format!("≤ {max:.2}× {}", if r <= max { "✔" } else { "✘" }),
+        None => String::new(),
+    };
+    let below = |max: f64, unit: &str| format!("≤ {max} {unit} {}", if f.median <= max { "✔" } else { "✘" });
+    match f.case.as_str() {
+        "1. cold pull, big" if c.starts_with("podman") => ratio(0.2),
+        "2. unpack big (from an OCI layout)" if c.starts_with("floor: tar") => ratio(0.5),
+        "2. second checkout, big" if c == "hoist mount (overlay of extracted layers)" => below(50.0, "ms"),
+        "2. second checkout, big" if c.starts_with("hoist mount, small image") => match f.hoist_ratio {
+            Some(r) => format!("≈ 1 (0.8–1.25) {}", if (0.8..=1.25).contains(&r) { "✔" } else { "✘" }),
+            None => String::new(),
+        },
+        "4. start /bin/true (busybox bundle)" if c == "crun run" => ratio(0.8),
+        case if case.starts_with("6. resident") && c.starts_with("hoist (runner handed") => below(0.3, "MB"),
+        case if case.starts_with("7. disk") && c.starts_with("podman") => ratio(1.05),
+        _ => String::new(),
+    }
+}
+
 impl Report {
     pub fn markdown(&self) -> String {
-        let mut out =
-            String::from("| case | contender | median | min–max | hoist / this |\n| --- | --- | --- | --- | --- |\n");
+        let mut out = String::from(
+            "| case | contender | median | min–max | hoist / this | goal |\n| --- | --- | --- | --- | --- | --- |\n",
+        );
         for f in &self.figures {
             let ratio = f.hoist_ratio.map(|r| format!("{r:.2}×")).unwrap_or_else(|| "—".into());
             let contender = match &f.note {
@@ -140,13 +164,14 @@ impl Report {
                 None => f.contender.clone(),
             };
             out.push_str(&format!(
-                "| {} | {} | **{}** | {}–{} | {} |\n",
+                "| {} | {} | **{}** | {}–{} | {} | {} |\n",
                 f.case,
                 contender,
                 fmt_value(f.median, f.unit),
                 fmt_value(f.min, f.unit),
                 fmt_value(f.max, f.unit),
-                ratio
+                ratio,
+                goal(f)
             ));
         }
         out

@@ -136,7 +136,7 @@ fn resident(tb: &Testbed, clean: &str, image: &str, podman: &str) -> Vec<Figure>
         &beside,
     );
     let conmon = measure(podman, &uss_kb("$(pgrep -x conmon)"));
-    let mut figs = figures(
+    let figs = figures(
         "6. resident beside a running etcd under systemd (USS, private MB)",
         "MB",
         vec![
@@ -146,7 +146,6 @@ fn resident(tb: &Testbed, clean: &str, image: &str, podman: &str) -> Vec<Figure>
         ],
         vec![vec![hoist], vec![hoist_hc], vec![conmon]],
     );
-    figs[0].note = Some("goal ≤ 0.3 MB (crun's figure) or no resident process".into());
     figs
 }
 
