@@ -136,7 +136,7 @@ fn resident(tb: &Testbed, clean: &str, image: &str, podman: &str) -> Vec<Figure>
         &beside,
     );
     let conmon = measure(podman, &uss_kb("$(pgrep -x conmon)"));
-    let figs = figures(
+    figures(
         "6. resident beside a running etcd under systemd (USS, private MB)",
         "MB",
         vec![
@@ -145,8 +145,7 @@ fn resident(tb: &Testbed, clean: &str, image: &str, podman: &str) -> Vec<Figure>
             "podman: conmon".into(),
         ],
         vec![vec![hoist], vec![hoist_hc], vec![conmon]],
-    );
-    figs
+    )
 }
 
 /// Case 5: `hoist rollback` of a running container, small image vs big image (a pointer switch

@@ -394,6 +394,10 @@ impl<'a> Puller<'a> {
         let mut extracting = std::collections::HashSet::new();
         let extracted: std::sync::Mutex<Vec<Digest>> = Default::default();
         let extracted = &extracted;
+        // Streamed layers are extracted while they download: as many at once as there are cores
+        // (more would only make the extractions share them).
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let width = if self.stream_layers { PARALLEL.min(cores.max(2)) } else { PARALLEL };
         let downloaded = futures_util::stream::iter(missing)
             .map(|(what, d, size)| {
                 let layer = layer_of(&d).filter(|(id, _)| extracting.insert(id.clone()));
@@ -421,7 +425,7 @@ impl<'a> Puller<'a> {
                     Ok::<(), FetchError>(())
                 }
             })
-            .buffer_unordered(PARALLEL)
+            .buffer_unordered(width)
             // Every download and extraction runs to its end, also after a failure: an extraction
             // on its blocking thread cannot be cancelled, and what it made is removed below.
             .collect::<Vec<Result<()>>>()
