@@ -41,12 +41,17 @@ pub enum Error {
     /// A failure whose explanation was already printed (exit 1, nothing more to say).
     #[error("")]
     Reported,
+    /// `--check` found changes to make (exit 3; what they are was printed).
+    #[error("")]
+    Pending,
 }
 
 impl Error {
-    /// Exit status: 2 for usage errors, 1 for everything else.
+    /// Exit status: 2 for usage errors, 3 for changes pending (`apply --check`), 1 for
+    /// everything else.
     pub fn exit_code(&self) -> i32 {
         match self {
+            Error::Pending => 3,
             Error::Usage(_) | Error::Resolve(crate::fetch::resolve::ResolveError::NotPulledFrom { .. }) => 2,
             _ => 1,
         }

@@ -17,6 +17,7 @@
 //!
 //! All paths come from one [`layout::Layout`] built from `--root`.
 
+pub mod apply;
 pub mod checkout;
 pub mod cli;
 pub mod deploy;

@@ -18,7 +18,7 @@
 //! swapping DIR for a symlink meanwhile cannot redirect it. `umount` uses `UMOUNT_NOFOLLOW`.
 //!
 //! Crash safety: `mount.json` is written with `"state": "pending"` before the checkout and
-//! rewritten as `"mounted"` after the mount. A `mounts/<id>` whose record is missing, unreadable
+//! rewritten as `"mounted"` after the mount (atomically, not synced: a view dies with the boot). A `mounts/<id>` whose record is missing, unreadable
 //! or pending — or whose DIR is not actually mounted with this checkout (checked in
 //! `/proc/self/mountinfo` and by inode) — is the leftover of an interrupted or stale mount;
 //! `mount`, `umount` and `images prune` remove it.
@@ -124,8 +124,10 @@ fn read_record(base: &Path) -> Option<MountRecord> {
     serde_json::from_slice(&data).ok()
 }
 
+/// Written whole (temp file + rename) but not synced: a view does not outlive a boot, and a record
+/// a crash lost leaves a `mounts/<id>` without one, which is cleaned up as a leftover.
 fn write_record(base: &Path, rec: &MountRecord) -> Result<(), PathError> {
-    fsutil::write_atomic(&base.join("mount.json"), &serde_json::to_vec_pretty(rec).expect("serializes"), 0o600)
+    fsutil::write_replace(&base.join("mount.json"), &serde_json::to_vec_pretty(rec).expect("serializes"), 0o600)
 }
 
 /// One line of `/proc/self/mountinfo`.

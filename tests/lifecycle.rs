@@ -117,6 +117,7 @@ impl World {
             grace: Duration::from_millis(300),
             extract: Default::default(),
             health: Default::default(),
+            replace: false,
         }
     }
 

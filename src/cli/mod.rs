@@ -1,6 +1,7 @@
 //! The command line: clap argument structs and one small handler per verb (`cli/<verb>.rs`),
 //! each mapping arguments to a library call and printing its result (a table or `--json`).
 
+mod apply;
 mod images;
 mod install;
 mod internal;
@@ -77,6 +78,8 @@ pub enum Command {
     Mount(mount::MountArgs),
     /// Remove a view made by `hoist mount`
     Umount(mount::UmountArgs),
+    /// Make the installed containers match the files in /etc/hoist/containers (desired state)
+    Apply(apply::ApplyArgs),
     /// Signature policy diagnostics: `trust show IMAGE`
     Trust(trust::TrustArgs),
     /// Plumbing used by generated units
@@ -184,6 +187,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Mount(a) => mount::mount(&ctx, a),
         Command::Umount(a) => mount::umount(&ctx, a),
         Command::Trust(a) => trust::run(&ctx, a),
+        Command::Apply(a) => apply::run(&ctx, a),
         Command::Internal(args) => internal::run(args),
     }
 }

@@ -95,13 +95,28 @@ fn report(ctx: &Ctx, results: &[Switched]) -> Result<()> {
 pub fn update(ctx: &Ctx, args: UpdateArgs) -> Result<()> {
     let sets = parse_sets(&args.sets).map_err(|e| Error::Usage(e.to_string()))?;
     let (store, _lock) = ctx.store_locked()?;
-    let names = if args.all { query::names(&ctx.layout) } else { args.names.clone() };
+    let names = if args.all {
+        // A container declared with `update = "manual"` or `"digest"` (see `hoist apply`) only
+        // moves when named (or when its file changes).
+        let mut names = query::names(&ctx.layout);
+        names.retain(|n| match crate::apply::policy_of(&ctx.layout, n) {
+            Some((p, file)) if p != crate::apply::desired::Policy::Tag => {
+                ctx.say(&format!("{n}: not updated by --all: update = \"{}\" in {}", p.as_str(), file.display()));
+                false
+            }
+            _ => true,
+        });
+        names
+    } else {
+        args.names.clone()
+    };
     let opts = UpdateOptions {
         sets,
         no_rollback: args.no_rollback,
         grace: Duration::from_secs(args.grace),
         extract: args.registry.options().extract,
         health: super::install::health_flags(&args.health)?,
+        replace: false,
     };
     let progress = ctx.progress();
     let pull = args.registry.options();

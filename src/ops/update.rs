@@ -40,6 +40,9 @@ pub struct UpdateOptions {
     pub extract: ExtractOptions,
     /// `--health-*` flags given now (on top of the kept ones).
     pub health: crate::health::HealthFlags,
+    /// `sets` and `health` are the whole desired state (`hoist apply`), replacing the recorded
+    /// ones instead of going on top of them.
+    pub replace: bool,
 }
 
 /// Which verb switched.
@@ -199,9 +202,13 @@ pub async fn update(
     let c = Container::open(store.layout(), name)?;
     let (cur_slot, rec) = c.current_record()?;
     let cur = cur_slot.n;
-    let mut sets = rec.sets.clone();
-    sets.extend(opts.sets.clone());
-    let health = opts.health.over(&rec.health_flags);
+    let (sets, health) = if opts.replace {
+        (opts.sets.clone(), opts.health.clone())
+    } else {
+        let mut sets = rec.sets.clone();
+        sets.extend(opts.sets.clone());
+        (sets, opts.health.over(&rec.health_flags))
+    };
     let from = rec.manifest.clone();
     if img.manifest == rec.manifest
         && sets == rec.sets
