@@ -1,8 +1,6 @@
 //! Timing and reporting: contenders of one case run interleaved (A B C, B C A, …) for several
 //! rounds; each figure is a median over rounds, and the hoist/peer ratio is the median of the
-//! per-round ratios (so a slow round for everyone cancels out). Before each timed run the page
-//! cache's dirty data is written back (`sync`, untimed): a run pays for its own writes only as
-//! far as it waits for them, never for the gigabytes the previous contender left dirty.
+//! per-round ratios (so a slow round for everyone cancels out).
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
@@ -88,7 +86,6 @@ pub fn compare(case: &str, rounds: usize, mut contenders: Vec<Contender<'_>>) ->
             let i = (k + round) % n;
             let c = &mut contenders[i];
             (c.prepare)(round);
-            rustix::fs::sync();
             let d = timed((c.run)(round));
             samples[i].push(d.as_secs_f64() * 1000.0);
         }
