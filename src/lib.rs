@@ -25,6 +25,7 @@ pub mod digest;
 pub mod error;
 pub mod fault;
 pub mod fetch;
+pub mod fleet;
 pub mod fsutil;
 pub mod health;
 pub mod host;

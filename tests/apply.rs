@@ -52,7 +52,8 @@ fn image(archive: &Path) -> String {
 
 /// `systemctl is-enabled` / `is-active` of a unit (they exit non-zero for "disabled"/"inactive").
 fn unit_state(tb: &Testbed, unit: &str) -> (String, String) {
-    let out = |verb: &str| String::from_utf8_lossy(&tb.sh(&format!("systemctl {verb} {unit}")).stdout).trim().to_string();
+    let out =
+        |verb: &str| String::from_utf8_lossy(&tb.sh(&format!("systemctl {verb} {unit}")).stdout).trim().to_string();
     (out("is-enabled"), out("is-active"))
 }
 
@@ -176,9 +177,8 @@ fn apply_converges_files_and_containers() {
         o,
         format!(
             "hello: not updated by --all: update = \"manual\" in {DIR}/hello.toml\nbyhand: already up to date ({})\n",
-            json_of(&tb.ok("hoist --json status byhand"))["digest"].as_str().unwrap().trim_start_matches("sha256:")
+            &json_of(&tb.ok("hoist --json status byhand"))["digest"].as_str().unwrap().trim_start_matches("sha256:")
                 [..12]
-                .to_string()
         )
     );
 }

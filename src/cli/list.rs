@@ -104,6 +104,9 @@ pub fn status(ctx: &Ctx, args: StatusArgs) -> Result<()> {
         st.deployments.iter().map(|(n, i)| format!("{n}: {i}")).collect::<Vec<_>>().join(", ")
     );
     println!("  runtime:     {}", s.runtime);
+    if let Some(f) = crate::fleet::state(&ctx.layout) {
+        println!("  fleet lock:  {}", super::fleet::describe(&f));
+    }
     if let Some(u) = &st.unit {
         println!("  unit:        {}.service {} ({}), {}", s.name, u.active_state, u.sub_state, u.unit_file_state);
         if u.main_pid != 0 {

@@ -2,6 +2,7 @@
 //! each mapping arguments to a library call and printing its result (a table or `--json`).
 
 mod apply;
+mod fleet;
 mod images;
 mod install;
 mod internal;
@@ -80,6 +81,8 @@ pub enum Command {
     Umount(mount::UmountArgs),
     /// Make the installed containers match the files in /etc/hoist/containers (desired state)
     Apply(apply::ApplyArgs),
+    /// Coordinated updates (FleetLock): `fleet status`, `fleet release`
+    Fleet(fleet::FleetArgs),
     /// Signature policy diagnostics: `trust show IMAGE`
     Trust(trust::TrustArgs),
     /// Plumbing used by generated units
@@ -188,6 +191,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Umount(a) => mount::umount(&ctx, a),
         Command::Trust(a) => trust::run(&ctx, a),
         Command::Apply(a) => apply::run(&ctx, a),
+        Command::Fleet(a) => fleet::run(&ctx, a),
         Command::Internal(args) => internal::run(args),
     }
 }

@@ -35,6 +35,9 @@ pub struct UpdateArgs {
     /// Seconds the restarted service must stay up to count as healthy
     #[arg(long, default_value_t = 3, value_name = "SECONDS")]
     pub grace: u64,
+    /// Switch without asking the FleetLock server configured in /etc/hoist/hoist.toml
+    #[arg(long)]
+    pub ignore_fleet_lock: bool,
     #[command(flatten)]
     pub health: crate::health::HealthFlags,
     #[command(flatten)]
@@ -118,16 +121,41 @@ pub fn update(ctx: &Ctx, args: UpdateArgs) -> Result<()> {
         health: super::install::health_flags(&args.health)?,
         replace: false,
     };
+    let fleet = if args.ignore_fleet_lock { None } else { crate::fleet::Fleet::from_config().map_err(fleet_error)? };
     let progress = ctx.progress();
     let pull = args.registry.options();
     // Every target is pulled before anything is switched (and before the async part).
     let mut targets = Vec::new();
+    let mut switching = Vec::new();
     for name in &names {
         let (_, rec) = Container::open(&ctx.layout, name).and_then(|c| c.current_record()).map_err(OpsError::from)?;
         let deployed = Deployed { image: &rec.image, source: rec.source.as_deref() };
         let img = resolve::update_target(&store, deployed, args.rebase.as_deref(), args.no_pull, &pull, &progress)?;
         let pinned = if args.rebase.is_none() { resolve::pinned(deployed.source) } else { None };
+        if update::differs(&rec, &img, &opts) {
+            switching.push(name.as_str());
+        }
         targets.push((name, img, pinned));
+    }
+    // With a FleetLock server: a slot before the first switch (see `fleet`).
+    let held_before = crate::fleet::state(&ctx.layout);
+    if let Some(f) = &fleet
+        && !switching.is_empty()
+    {
+        if held_before.is_none() {
+            crate::fleet::record(&ctx.layout, f, crate::fleet::Phase::Updating, None).map_err(fleet_error)?;
+        }
+        if let Err(e) = f.lock() {
+            if held_before.is_none() {
+                crate::fleet::clear(&ctx.layout).map_err(fleet_error)?;
+            }
+            eprintln!("hoist: {}", crate::error::printable(&e.to_string()));
+            eprintln!(
+                "hoist: not switching {}: the new image(s) are pulled and ready; `hoist update` switches once the fleet lock allows (--ignore-fleet-lock: now)",
+                switching.join(", ")
+            );
+            return Err(Error::Reported);
+        }
     }
     let results = systemd::block_on(async {
         let sd = Systemd::connect().await?;
@@ -139,7 +167,44 @@ pub fn update(ctx: &Ctx, args: UpdateArgs) -> Result<()> {
         }
         Ok::<_, Error>(out)
     })?;
+    if let Some(f) = &fleet
+        && (!switching.is_empty() || held_before.is_some())
+    {
+        settle(ctx, f, &results)?;
+    }
     report(ctx, &results)
+}
+
+fn fleet_error(e: crate::fleet::FleetError) -> Error {
+    Error::Failed(e.to_string())
+}
+
+/// After the switches: release the slot when every container is well, keep it when one failed.
+fn settle(ctx: &Ctx, f: &crate::fleet::Fleet, results: &[Switched]) -> Result<()> {
+    if let Some(bad) = results.iter().find(|r| r.result.failed()) {
+        let reason = format!(
+            "the update of {} to {} failed: {}",
+            bad.name,
+            bad.to.short(),
+            bad.reason.as_deref().unwrap_or("unhealthy")
+        );
+        crate::fleet::record(&ctx.layout, f, crate::fleet::Phase::Held, Some(reason.clone())).map_err(fleet_error)?;
+        ctx.notice(&format!(
+            "holding the fleet lock of group {} at {}: {reason}; other hosts wait (a later successful update, or `hoist fleet release`, lets them go)",
+            f.group, f.url
+        ));
+        return Ok(());
+    }
+    match f.unlock() {
+        Ok(()) => {
+            crate::fleet::clear(&ctx.layout).map_err(fleet_error)?;
+            ctx.notice(&format!("released the fleet lock of group {} at {}", f.group, f.url));
+        }
+        Err(e) => ctx.warn(&format!(
+            "{e}; still holding the fleet lock (the next `hoist update` or `hoist fleet release` retries)"
+        )),
+    }
+    Ok(())
 }
 
 pub fn rollback(ctx: &Ctx, args: RollbackArgs) -> Result<()> {

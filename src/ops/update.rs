@@ -190,6 +190,27 @@ fn is_running(state: &str) -> bool {
     matches!(state, "active" | "activating" | "reloading")
 }
 
+/// The values and health flags a deployment made with `opts` would have.
+fn desired(rec: &Record, opts: &UpdateOptions) -> (BTreeMap<String, String>, crate::health::HealthFlags) {
+    if opts.replace {
+        (opts.sets.clone(), opts.health.clone())
+    } else {
+        let mut sets = rec.sets.clone();
+        sets.extend(opts.sets.clone());
+        (sets, opts.health.over(&rec.health_flags))
+    }
+}
+
+/// Whether updating the deployment `rec` to `img` with `opts` would switch (anything but
+/// "already up to date").
+pub fn differs(rec: &Record, img: &StoredImage, opts: &UpdateOptions) -> bool {
+    let (sets, health) = desired(rec, opts);
+    !(img.manifest == rec.manifest
+        && sets == rec.sets
+        && img.name.to_string() == rec.image
+        && health == rec.health_flags)
+}
+
 pub async fn update(
     store: &Store,
     sd: &Systemd,
@@ -202,19 +223,9 @@ pub async fn update(
     let c = Container::open(store.layout(), name)?;
     let (cur_slot, rec) = c.current_record()?;
     let cur = cur_slot.n;
-    let (sets, health) = if opts.replace {
-        (opts.sets.clone(), opts.health.clone())
-    } else {
-        let mut sets = rec.sets.clone();
-        sets.extend(opts.sets.clone());
-        (sets, opts.health.over(&rec.health_flags))
-    };
+    let (sets, health) = desired(&rec, opts);
     let from = rec.manifest.clone();
-    if img.manifest == rec.manifest
-        && sets == rec.sets
-        && img.name.to_string() == rec.image
-        && health == rec.health_flags
-    {
+    if !differs(&rec, img, opts) {
         return Ok(Switched {
             name: name.into(),
             action: Action::Update,
