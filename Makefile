@@ -6,6 +6,7 @@
 #   make fuzz       the randomized layer test for FUZZ_SECS seconds (default 600), seed FUZZ_SEED
 #   make demo       the guided tour (see README)
 #   make bench      hoist against podman, skopeo, umoci, runc and crun (see README "Benchmarks")
+#   make install    binary, update timer, completions and man pages under $(DESTDIR)$(PREFIX)
 
 CARGO    ?= cargo
 HOIST    := target/release/hoist
@@ -22,7 +23,16 @@ IMAGES := $(IMAGEDIR)/hello.tar $(IMAGEDIR)/hello-v1.tar $(IMAGEDIR)/hello-v2.ta
           $(IMAGEDIR)/hello-broken.tar $(IMAGEDIR)/etcd.tar $(IMAGEDIR)/layered.tar \
           $(IMAGEDIR)/registry.tar $(IMAGEDIR)/registry-v2.tar
 
-.PHONY: all build deps pydeps images test lint fuzz demo bench clean
+.PHONY: all build deps pydeps images test lint fuzz demo bench clean install
+
+# make install: PREFIX=/usr for a package, DESTDIR to stage; INSTALL_BIN to install another build.
+PREFIX      ?= /usr/local
+DESTDIR     ?=
+INSTALL_BIN ?= $(HOIST)
+BINDIR      := $(PREFIX)/bin
+UNITDIR     := $(PREFIX)/lib/systemd/system
+MANDIR      := $(PREFIX)/share/man/man1
+SHAREDIR    := $(PREFIX)/share
 
 all: build
 
@@ -89,6 +99,22 @@ demo: deps
 bench: build
 	@$(MAKE) --no-print-directory deps DEB_PKGS="$(BENCH_PKGS)"
 	$(CARGO) bench --locked --bench compare
+
+install:
+	@test -x $(INSTALL_BIN) || $(MAKE) --no-print-directory build
+	install -D -m 0755 $(INSTALL_BIN) $(DESTDIR)$(BINDIR)/hoist
+	install -d -m 0755 $(DESTDIR)$(UNITDIR)
+	for u in hoist-update.service hoist-update.timer; do \
+	  sed 's|@BINDIR@|$(BINDIR)|g' units/$$u > $(DESTDIR)$(UNITDIR)/$$u && chmod 0644 $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
+	done
+	install -d -m 0755 $(DESTDIR)$(SHAREDIR)/bash-completion/completions \
+	  $(DESTDIR)$(SHAREDIR)/zsh/vendor-completions $(DESTDIR)$(SHAREDIR)/fish/vendor_completions.d
+	$(INSTALL_BIN) completions bash > $(DESTDIR)$(SHAREDIR)/bash-completion/completions/hoist
+	$(INSTALL_BIN) completions zsh > $(DESTDIR)$(SHAREDIR)/zsh/vendor-completions/_hoist
+	$(INSTALL_BIN) completions fish > $(DESTDIR)$(SHAREDIR)/fish/vendor_completions.d/hoist.fish
+	$(INSTALL_BIN) internal man-pages $(DESTDIR)$(MANDIR) >/dev/null
+	gzip -9nf $(DESTDIR)$(MANDIR)/hoist*.1
+	install -d -m 0755 $(DESTDIR)/etc/hoist/containers
 
 clean:
 	$(CARGO) clean

@@ -181,4 +181,23 @@ fn apply_converges_files_and_containers() {
                 [..12]
         )
     );
+
+    // The update timer's service, as `make install` writes it, runs the same under systemd.
+    let bin = tb.ok("command -v hoist").trim().to_string();
+    let bindir = Path::new(&bin).parent().unwrap().display().to_string();
+    for u in ["hoist-update.service", "hoist-update.timer"] {
+        let text = fs::read_to_string(repo().join("units").join(u)).unwrap().replace("@BINDIR@", &bindir);
+        fs::write(tb.dir.join("state").join(u), text).unwrap();
+        tb.ok(&format!("cp /var/lib/hoist/{u} /etc/systemd/system/{u}"));
+    }
+    tb.ok(
+        "systemctl daemon-reload && systemctl enable --now hoist-update.timer && systemctl start hoist-update.service",
+    );
+    assert_eq!(tb.prop("hoist-update.service", "Result"), "success");
+    assert_eq!(tb.prop("hoist-update.timer", "ActiveState"), "active");
+    let journal = tb.journal("hoist-update.service");
+    assert!(
+        journal.contains(&format!("hello: not updated by --all: update = \"manual\" in {DIR}/hello.toml")),
+        "{journal}"
+    );
 }

@@ -11,11 +11,7 @@ use crate::apply::{self, Applied, ApplyOptions, Result_, desired};
 use crate::error::{Error, Result};
 use crate::systemd::{self, Systemd};
 
-/// Examples:
-///   hoist apply --check --diff      what would change, changing nothing (exit 3 if anything would)
-///   hoist apply --json              apply /etc/hoist/containers/*.toml, one JSON result per container
 #[derive(Debug, Args)]
-#[command(verbatim_doc_comment)]
 pub struct ApplyArgs {
     /// Directory of NAME.toml files declaring the containers
     #[arg(long, value_name = "DIR", env = "HOIST_CONTAINERS_DIR", default_value = desired::DEFAULT_DIR)]

@@ -56,35 +56,61 @@ pub struct GlobalOpts {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Install an image as a systemd service (pulls it first if needed)
+    #[command(
+        after_help = "Examples:\n  hoist install --now docker://registry.example.com/etcd:3.4\n  hoist install --name etcd2 --set ETCD_PORT=2479 --health-cmd true etcd:3.4"
+    )]
     Install(install::InstallArgs),
     /// Stop, disable and remove system containers (data stays unless --purge)
+    #[command(
+        after_help = "Examples:\n  hoist uninstall etcd\n  hoist uninstall --purge etcd      (also its data directories)"
+    )]
     Uninstall(uninstall::UninstallArgs),
     /// Move containers to a new image or new values, with automatic rollback on failure
+    #[command(
+        after_help = "Examples:\n  hoist update etcd\n  hoist update --all                (what the update timer runs; honours FleetLock)"
+    )]
     Update(update::UpdateArgs),
     /// Switch a container back to its previous deployment (again: forward)
+    #[command(after_help = "Examples:\n  hoist rollback etcd")]
     Rollback(update::RollbackArgs),
     /// List system containers (running ones; -a for all)
+    #[command(after_help = "Examples:\n  hoist list -a\n  hoist --json list")]
     List(list::ListArgs),
     /// A container's unit state and deployment
+    #[command(after_help = "Examples:\n  hoist status etcd")]
     Status(list::StatusArgs),
     /// A container's journal
+    #[command(after_help = "Examples:\n  hoist logs -f etcd")]
     Logs(logs::LogsArgs),
     /// Run a command in a container (exec when running, one-shot when stopped)
+    #[command(after_help = "Examples:\n  hoist run etcd etcdctl endpoint health")]
     Run(run::RunArgs),
     /// Fetch an image into the local store (idempotent)
+    #[command(
+        after_help = "Examples:\n  hoist pull docker://registry.example.com/etcd:3.4\n  hoist pull oci-archive:/tmp/etcd.tar"
+    )]
     Pull(pull::PullArgs),
     /// List, remove, inspect and prune stored images
+    #[command(after_help = "Examples:\n  hoist images\n  hoist images info etcd:3.4")]
     Images(images::ImagesArgs),
     /// Mount a read-only view of an image's root filesystem on an empty directory
+    #[command(after_help = "Examples:\n  hoist mount etcd:3.4 /mnt/etcd")]
     Mount(mount::MountArgs),
     /// Remove a view made by `hoist mount`
+    #[command(after_help = "Examples:\n  hoist umount /mnt/etcd")]
     Umount(mount::UmountArgs),
     /// Make the installed containers match the files in /etc/hoist/containers (desired state)
+    #[command(after_help = "Examples:\n  hoist apply --check --diff\n  hoist --json apply")]
     Apply(apply::ApplyArgs),
     /// Coordinated updates (FleetLock): `fleet status`, `fleet release`
+    #[command(after_help = "Examples:\n  hoist fleet status\n  hoist fleet release")]
     Fleet(fleet::FleetArgs),
     /// Signature policy diagnostics: `trust show IMAGE`
+    #[command(after_help = "Examples:\n  hoist trust show docker://registry.example.com/etcd:3.4")]
     Trust(trust::TrustArgs),
+    /// Print a shell completion script: bash, zsh or fish (`make install` puts them in place)
+    #[command(after_help = "Examples:\n  hoist completions bash > /etc/bash_completion.d/hoist")]
+    Completions { shell: clap_complete::Shell },
     /// Plumbing used by generated units
     #[command(hide = true)]
     Internal(internal::InternalArgs),
@@ -192,6 +218,11 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Trust(a) => trust::run(&ctx, a),
         Command::Apply(a) => apply::run(&ctx, a),
         Command::Fleet(a) => fleet::run(&ctx, a),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "hoist", &mut std::io::stdout());
+            Ok(())
+        }
         Command::Internal(args) => internal::run(args),
     }
 }
