@@ -9,6 +9,7 @@
 //!   are not restarted.
 //! - -> a healthy release: the hosts update one at a time (the server's log never shows two
 //!   holders) until all run it and the slot is free.
+//! - killed right after taking the slot: the next update switches and gives it back.
 //! - server down: nothing switches (fail closed); `--ignore-fleet-lock` switches.
 
 mod common;
@@ -191,9 +192,23 @@ fn fleetlock_limits_a_bad_release_to_one_host() {
     let granted: usize = log.iter().filter(|l| l["path"] == "/v1/pre-reboot" && l["status"] == 200).count();
     assert!(granted >= 4, "{log:#?}");
 
+    // Killed right after taking the slot: the next update finishes and gives it back.
+    let v4 = reg.push(&archive(hello()), "app:stable", false);
+    let o = tb.sh(&format!("{} HOIST_FAULT=update:fleet-locked hoist update --grace 2 app2", host(2)));
+    assert_eq!(o.status.code(), Some(137), "killed: {o:?}");
+    assert_eq!(holders(&tb), vec![ids[1].clone()]);
+    let st = json_of(&tb.ok(&format!("{} hoist --json fleet status", host(2))));
+    assert_eq!(st["state"]["phase"], "updating");
+    assert_eq!(digest(&tb, 2), v3);
+    let runs = update_at_once(&tb, &[2], "");
+    assert_eq!(runs[0].1, 0, "{}", runs[0].2);
+    assert!(runs[0].2.contains(&format!("released the fleet lock of group workers at {url}")), "{}", runs[0].2);
+    assert_eq!(digest(&tb, 2), v4);
+    assert_eq!(holders(&tb), Vec::<String>::new());
+    tb.ok("test ! -e /var/lib/hoist-h2/fleetlock.json");
+
     // The server down: nothing switches; --ignore-fleet-lock does.
     tb.ok("kill $(cat /var/lib/hoist/fleetlock.pid)");
-    let v4 = reg.push(&archive(hello()), "app:stable", false);
     let before = invocation(&tb, 1);
     let runs = update_at_once(&tb, &[1], "");
     let (_, rc, out) = &runs[0];

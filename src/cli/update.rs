@@ -156,6 +156,7 @@ pub fn update(ctx: &Ctx, args: UpdateArgs) -> Result<()> {
             );
             return Err(Error::Reported);
         }
+        crate::fault::point("update:fleet-locked");
     }
     let results = systemd::block_on(async {
         let sd = Systemd::connect().await?;
