@@ -4,7 +4,8 @@
 //! all following `app:stable` in a local registry, and a FleetLock server written from the
 //! protocol document (tests/kit/fleetlock.py, one slot) runs beside them.
 //!
-//! - `app:stable` -> a broken release, all four update at once: exactly one takes the slot,
+//! - `app:stable` -> a broken release: `update --check` sees it without fetching a blob,
+//!   `--download-only` pulls it without switching; then all four update at once: exactly one takes the slot,
 //!   rolls back and keeps the slot; the other three are refused (semaphore full), keep v1 and
 //!   are not restarted.
 //! - -> a healthy release: the hosts update one at a time (the server's log never shows two
@@ -135,7 +136,28 @@ fn fleetlock_limits_a_bad_release_to_one_host() {
 
     // A broken release: one host takes the slot, fails, rolls back and keeps the slot.
     let before: Vec<String> = HOSTS.iter().map(|n| invocation(&tb, *n)).collect();
-    reg.push(&archive(hello_broken()), "app:stable", false);
+    let v2 = reg.push(&archive(hello_broken()), "app:stable", false);
+    // --check: one manifest request, no blob; exit 3 when an update is available.
+    let short = |d: &str| d.strip_prefix("sha256:").unwrap()[..12].to_string();
+    let blob_gets = || reg.access_log().lines().filter(|l| l.contains("\"GET /v2/app/blobs/sha256:")).count();
+    let blobs = blob_gets();
+    assert!(blobs > 0, "the installs fetched blobs: {}", reg.access_log());
+    let o = tb.sh(&format!("{} hoist update --check app1", host(1)));
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("app1: update available: {} -> {} (docker://{a}/app:stable)\n", short(&v1), short(&v2))
+    );
+    let j = json_of(&String::from_utf8_lossy(&tb.sh(&format!("{} hoist --json update --check --all", host(1))).stdout));
+    assert_eq!((j[0]["result"].as_str(), j[0]["available"].as_str()), (Some("pending"), Some(v2.as_str())));
+    assert_eq!(blob_gets(), blobs, "--check fetched blobs");
+    // --download-only: pulled, nothing switched, no fleet lock asked for.
+    let before4 = invocation(&tb, 4);
+    let o = tb.ok(&format!("{} hoist update --download-only app4", host(4)));
+    assert_eq!(o, format!("app4: {} pulled and ready (`hoist update app4` switches to it)\n", short(&v2)));
+    assert_eq!((invocation(&tb, 4), digest(&tb, 4)), (before4, v1.clone()));
+    assert!(server_log(&tb).is_empty());
+    assert!(blob_gets() > blobs, "--download-only fetched the new layers");
     let runs = update_at_once(&tb, &HOSTS, "");
     let tried: Vec<&(u32, i32, String)> = runs.iter().filter(|(_, _, out)| out.contains("rolled back")).collect();
     assert_eq!(tried.len(), 1, "{runs:#?}");

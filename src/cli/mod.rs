@@ -15,6 +15,7 @@ mod run;
 mod trust;
 mod uninstall;
 mod update;
+mod update_check;
 
 use std::path::PathBuf;
 

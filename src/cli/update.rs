@@ -38,6 +38,14 @@ pub struct UpdateArgs {
     /// Switch without asking the FleetLock server configured in /etc/hoist/hoist.toml
     #[arg(long)]
     pub ignore_fleet_lock: bool,
+    /// Report what would change (the digest each reference names now) without pulling or
+    /// switching anything; exit 3 when an update is available
+    #[arg(long, conflicts_with_all = ["sets", "no_pull", "download_only"])]
+    pub check: bool,
+    /// Pull what the update needs and stop before switching (a later `hoist update` switches
+    /// without downloading)
+    #[arg(long, conflicts_with = "no_pull")]
+    pub download_only: bool,
     #[command(flatten)]
     pub health: crate::health::HealthFlags,
     #[command(flatten)]
@@ -113,6 +121,9 @@ pub fn update(ctx: &Ctx, args: UpdateArgs) -> Result<()> {
     } else {
         args.names.clone()
     };
+    if args.check {
+        return super::update_check::run(ctx, &store, &names, &args);
+    }
     let opts = UpdateOptions {
         sets,
         no_rollback: args.no_rollback,
@@ -136,6 +147,9 @@ pub fn update(ctx: &Ctx, args: UpdateArgs) -> Result<()> {
             switching.push(name.as_str());
         }
         targets.push((name, img, pinned));
+    }
+    if args.download_only {
+        return super::update_check::ready(ctx, &targets, &switching);
     }
     // With a FleetLock server: a slot before the first switch (see `fleet`).
     let held_before = crate::fleet::state(&ctx.layout);

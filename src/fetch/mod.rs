@@ -138,6 +138,32 @@ pub fn pull(store: &Store, source: &Source, opts: &PullOptions, progress: &Progr
     pull_inner(store, source, opts, progress).map_err(|cause| PullError { reference, cause })
 }
 
+/// The digest of the manifest `source` names now, reading only what says so (a registry's
+/// manifest, a layout's index): `None` for a docker-archive, whose digest is known only once it
+/// is imported. Nothing is stored.
+pub fn current_digest(store: &Store, source: &Source, opts: &PullOptions) -> Result<Option<Digest>, PullError> {
+    let reference = source.to_string();
+    let platform = opts.registry.platform.as_ref();
+    let inner = || -> Result<Option<Digest>> {
+        match source {
+            Source::Registry(r) => {
+                let routes = routes(store, r, opts)?;
+                Ok(Some(registry::current_digest(store, r, &routes, platform)?))
+            }
+            Source::OciDir { path, reference } => {
+                Ok(Some(oci_layout::manifest_digest(&oci_layout::Layout::dir(path)?, reference.as_deref(), platform)?))
+            }
+            Source::OciArchive { path, reference } => Ok(Some(oci_layout::manifest_digest(
+                &oci_layout::Layout::archive(path)?,
+                reference.as_deref(),
+                platform,
+            )?)),
+            Source::DockerArchive { .. } => Ok(None),
+        }
+    };
+    inner().map_err(|cause| PullError { reference, cause })
+}
+
 fn pull_inner(store: &Store, source: &Source, opts: &PullOptions, progress: &Progress) -> Result<PullResult> {
     // The policy is read before anything else: a broken policy stops every pull.
     let checker = opts.trust.checker()?;

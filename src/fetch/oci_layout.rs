@@ -175,15 +175,13 @@ fn is_index(mt: &MediaType) -> bool {
     matches!(mt, MediaType::ImageIndex) || mt.to_string() == "application/vnd.docker.distribution.manifest.list.v2+json"
 }
 
-pub(crate) fn import(
-    store: &Store,
-    layout: Layout,
+/// The manifest `reference` names in the layout (an index resolved to `platform`, default this
+/// machine's), and the name the layout gives the image when the reference named none.
+fn chosen(
+    layout: &Layout,
     reference: Option<&str>,
-    opts: &super::PullOptions,
-    progress: &Progress,
-    check_name: &dyn Fn(Option<&ImageName>) -> Result<()>,
-) -> Result<Fetched> {
-    let (platform, extract, keep_blobs) = (opts.registry.platform.as_ref(), &opts.extract, opts.keep_blobs);
+    platform: Option<&Platform>,
+) -> Result<(Descriptor, Option<ImageName>)> {
     let index: ImageIndex = layout.read_json("index.json", "image index")?;
     let ref_of =
         |d: &Descriptor| d.annotations().as_ref().and_then(|a| a.get("org.opencontainers.image.ref.name").cloned());
@@ -207,8 +205,6 @@ pub(crate) fn import(
         None => ref_of(&desc).filter(|r| is_full_reference(r)).and_then(|r| source_named(&r)),
         Some(_) => None,
     };
-    check_name(name.as_ref())?;
-    let mut fetched = 0;
     if is_index(desc.media_type()) {
         let (digest, data) = layout.read_blob(&desc)?;
         let inner: ImageIndex =
@@ -218,6 +214,28 @@ pub(crate) fn import(
             src_err(format!("image index {digest} has no manifest for {want} (it has: {})", offered.join(", ")))
         })?;
     }
+    Ok((desc, name))
+}
+
+/// The digest of the manifest `reference` names now, reading only the layout's index (and a
+/// nested index): what `hoist update --check` compares with a deployment.
+pub(crate) fn manifest_digest(layout: &Layout, reference: Option<&str>, platform: Option<&Platform>) -> Result<Digest> {
+    let (desc, _) = chosen(layout, reference, platform)?;
+    desc.digest().to_string().parse().map_err(|e: crate::digest::InvalidDigest| src_err(e.to_string()))
+}
+
+pub(crate) fn import(
+    store: &Store,
+    layout: Layout,
+    reference: Option<&str>,
+    opts: &super::PullOptions,
+    progress: &Progress,
+    check_name: &dyn Fn(Option<&ImageName>) -> Result<()>,
+) -> Result<Fetched> {
+    let (extract, keep_blobs) = (&opts.extract, opts.keep_blobs);
+    let (desc, name) = chosen(&layout, reference, opts.registry.platform.as_ref())?;
+    check_name(name.as_ref())?;
+    let mut fetched = 0;
     let (manifest_digest, manifest_bytes) = layout.read_blob(&desc)?;
     let manifest: ImageManifest =
         serde_json::from_slice(&manifest_bytes).map_err(|e| src_err(format!("manifest {manifest_digest}: {e}")))?;
