@@ -69,7 +69,7 @@ images: deps
 # every tier must run.
 # The signature tests' kit (tests/kit/*.py) writes cosign keys and sigstore attachments.
 pydeps:
-	@python3 -c 'import nacl, cryptography' 2>/dev/null || python3 -m pip install -q pynacl cryptography
+	@python3 -c 'import nacl, cryptography, ansible' 2>/dev/null || python3 -m pip install -q pynacl cryptography ansible-core
 
 test: deps pydeps images
 	HOIST_PRIV_TESTS=1 $(CARGO) test --locked -- --test-threads=2
