@@ -229,6 +229,19 @@ fn fleetlock_limits_a_bad_release_to_one_host() {
     assert_eq!(holders(&tb), Vec::<String>::new());
     tb.ok("test ! -e /var/lib/hoist-h2/fleetlock.json");
 
+    // A held slot given back by hand: `hoist fleet release`.
+    assert_eq!(reg.push(&archive(hello_broken()), "app:stable", false), v2);
+    let runs = update_at_once(&tb, &[3], "");
+    assert!(runs[0].2.contains("holding the fleet lock of group workers"), "{}", runs[0].2);
+    assert_eq!(holders(&tb), vec![ids[2].clone()]);
+    let o = tb.ok(&format!("{} hoist fleet release", host(3)));
+    assert_eq!(o, format!("released the fleet lock of group workers at {url}\n"));
+    assert_eq!(holders(&tb), Vec::<String>::new());
+    tb.ok("test ! -e /var/lib/hoist-h3/fleetlock.json");
+    let status = tb.ok(&format!("{} hoist status app3", host(3)));
+    assert!(!status.contains("fleet lock:"), "{status}");
+    assert_eq!(reg.push(&archive(hello()), "app:stable", false), v4);
+
     // The server down: nothing switches; --ignore-fleet-lock does.
     tb.ok("kill $(cat /var/lib/hoist/fleetlock.pid)");
     let before = invocation(&tb, 1);
