@@ -10,6 +10,7 @@
 //!   are not restarted.
 //! - -> a healthy release: the hosts update one at a time (the server's log never shows two
 //!   holders) until all run it and the slot is free.
+//! - `hoist apply` updating a container takes and gives back the slot the same way.
 //! - killed right after taking the slot: the next update switches and gives it back.
 //! - server down: nothing switches (fail closed); `--ignore-fleet-lock` switches.
 
@@ -242,6 +243,26 @@ fn fleetlock_limits_a_bad_release_to_one_host() {
     assert!(!status.contains("fleet lock:"), "{status}");
     assert_eq!(reg.push(&archive(hello()), "app:stable", false), v4);
 
+    // `hoist apply` takes the slot too when it updates a container (here a new value).
+    tb.ok(&format!(
+        "mkdir -p /var/lib/hoist-h1/decl && printf 'image = \"docker://{a}/app:stable\"\n[set]\nPORT = 8091\nRECEIVER = \"fleet\"\n' >/var/lib/hoist-h1/decl/app1.toml"
+    ));
+    let seen = server_log(&tb).len();
+    let o = tb.ok(&format!("{} hoist apply --dir /var/lib/hoist-h1/decl --grace 2 2>&1", host(1)));
+    assert!(
+        o.contains("app1: updated") && o.contains(&format!("released the fleet lock of group workers at {url}")),
+        "{o}"
+    );
+    let calls: Vec<(String, String, u64)> = server_log(&tb)[seen..]
+        .iter()
+        .map(|l| (l["path"].as_str().unwrap().into(), l["id"].as_str().unwrap().into(), l["status"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        calls,
+        vec![("/v1/pre-reboot".into(), ids[0].clone(), 200), ("/v1/steady-state".into(), ids[0].clone(), 200)]
+    );
+    assert_eq!((says(&tb, 1), digest(&tb, 1)), ("Hi fleet (v2)".to_string(), v3.clone()));
+
     // The server down: nothing switches; --ignore-fleet-lock does.
     tb.ok("kill $(cat /var/lib/hoist/fleetlock.pid)");
     let before = invocation(&tb, 1);
@@ -255,5 +276,5 @@ fn fleetlock_limits_a_bad_release_to_one_host() {
     let runs = update_at_once(&tb, &[1], "--ignore-fleet-lock");
     assert_eq!(runs[0].1, 0, "{}", runs[0].2);
     assert_eq!(digest(&tb, 1), v4);
-    assert_eq!(says(&tb, 1), "Hi world (v1)");
+    assert_eq!(says(&tb, 1), "Hi fleet (v1)");
 }

@@ -28,7 +28,7 @@ use serde::Serialize;
 use crate::deploy::container::Container;
 use crate::deploy::seccomp::Seccomp;
 use crate::fetch::PullOptions;
-use crate::fetch::resolve::{self, Deployed};
+use crate::fetch::resolve;
 use crate::fsutil::{self, PathError};
 use crate::layout::Layout;
 use crate::ops::Host;
@@ -159,9 +159,23 @@ pub fn images(
                 resolve::stored(store, &d.image, &opts.pull, progress)
             }
             Action::Update => {
+                // Only values or health flags changed: the deployed image as it is (not whatever
+                // its name points at in the store now).
                 let rec = &current[&s.name].record;
-                let deployed = Deployed { image: &rec.image, source: rec.source.as_deref() };
-                resolve::update_target(store, deployed, None, true, &opts.pull, progress)
+                let deployed = match crate::imgref::ImageName::parse(&rec.image) {
+                    Some(name) => Ok(StoredImage {
+                        name,
+                        manifest: rec.manifest.clone(),
+                        source: rec.source.clone(),
+                        pulled: None,
+                        transport: Default::default(),
+                        verified: rec.verified.clone(),
+                        fetched_from: None,
+                    }),
+                    None => Err(format!("{}: recorded image name {:?} does not parse", s.name, rec.image)),
+                };
+                out.insert(s.name.clone(), deployed);
+                continue;
             }
             _ => continue,
         };

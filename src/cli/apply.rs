@@ -25,6 +25,9 @@ pub struct ApplyArgs {
     /// Seconds an updated service must stay up to count as healthy
     #[arg(long, default_value_t = 3, value_name = "SECONDS")]
     pub grace: u64,
+    /// Update without asking the FleetLock server configured in /etc/hoist/hoist.toml
+    #[arg(long)]
+    pub ignore_fleet_lock: bool,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -49,6 +52,11 @@ fn invalid(errors: Vec<desired::FileError>) -> Error {
 
 pub fn run(ctx: &Ctx, args: ApplyArgs) -> Result<()> {
     let declared = desired::read_dir(&args.dir).map_err(invalid)?;
+    let fleet = if args.ignore_fleet_lock || args.check {
+        None
+    } else {
+        crate::fleet::Fleet::from_config().map_err(|e| Error::Failed(e.to_string()))?
+    };
     let (store, _lock) = ctx.store_locked()?;
     let layout = &ctx.layout;
     let managed = apply::managed(layout);
@@ -76,12 +84,35 @@ pub fn run(ctx: &Ctx, args: ApplyArgs) -> Result<()> {
     let progress = ctx.progress();
     // Images first (pulls happen outside the D-Bus runtime), then every step in order.
     let images = apply::images(&store, &steps, &current, &opts, &progress);
+    // Updates and reinstalls switch running deployments: with a FleetLock server, a slot first.
+    let switching: Vec<String> = steps
+        .iter()
+        .filter(|s| matches!(s.action, Action::Update | Action::Reinstall))
+        .map(|s| s.name.clone())
+        .collect();
+    let held_before = crate::fleet::state(layout).is_some();
+    if let Some(f) = &fleet
+        && !switching.is_empty()
+    {
+        super::fleet::take(ctx, f, &switching.iter().map(String::as_str).collect::<Vec<_>>())?;
+    }
     let prepared = apply::Prepared { steps, managed, images };
     let results = systemd::block_on(async {
         let sd = Systemd::connect().await?;
         Ok::<_, Error>(apply::apply(&store, &sd, &ctx.host, &prepared, &opts, &progress).await)
     })?;
     apply::tidy(layout, &declared, &current);
+    if let Some(f) = &fleet
+        && (!switching.is_empty() || held_before)
+    {
+        let failure = results
+            .iter()
+            .find(|r| r.result == Result_::Failed && matches!(r.action, Action::Update | Action::Reinstall))
+            .map(|r| {
+                format!("apply: the {} of {} failed: {}", r.action.as_str(), r.name, r.error.as_deref().unwrap_or(""))
+            });
+        super::fleet::settle(ctx, f, failure)?;
+    }
     report(ctx, &args, &prepared.steps, &results, false);
     if results.iter().any(|r| matches!(r.result, Result_::Failed | Result_::Skipped)) {
         Err(Error::Reported)

@@ -90,3 +90,51 @@ pub fn run(ctx: &Ctx, args: FleetArgs) -> Result<()> {
         }
     }
 }
+
+/// Takes this host's slot before `switching` containers switch (`hoist update`, `hoist apply`):
+/// the state is recorded first (a crash after the lock is finished by the next update); a
+/// refusal or an unreachable server switches nothing (fail closed) and says so.
+pub fn take(ctx: &Ctx, f: &Fleet, switching: &[&str]) -> Result<()> {
+    let failed = |e: fleet::FleetError| Error::Failed(e.to_string());
+    let held_before = fleet::state(&ctx.layout).is_some();
+    if !held_before {
+        fleet::record(&ctx.layout, f, Phase::Updating, None).map_err(failed)?;
+    }
+    if let Err(e) = f.lock() {
+        if !held_before {
+            fleet::clear(&ctx.layout).map_err(failed)?;
+        }
+        eprintln!("hoist: {}", crate::error::printable(&e.to_string()));
+        eprintln!(
+            "hoist: not switching {}: the new image(s) are pulled and ready; `hoist update` switches once the fleet lock allows (--ignore-fleet-lock: now)",
+            switching.join(", ")
+        );
+        return Err(Error::Reported);
+    }
+    crate::fault::point("update:fleet-locked");
+    Ok(())
+}
+
+/// After the switches: keep the slot when one failed (`failure` says which and why), give it
+/// back when every container is well.
+pub fn settle(ctx: &Ctx, f: &Fleet, failure: Option<String>) -> Result<()> {
+    let failed = |e: fleet::FleetError| Error::Failed(e.to_string());
+    if let Some(reason) = failure {
+        fleet::record(&ctx.layout, f, Phase::Held, Some(reason.clone())).map_err(failed)?;
+        ctx.notice(&format!(
+            "holding the fleet lock of group {} at {}: {reason}; other hosts wait (a later successful update, or `hoist fleet release`, lets them go)",
+            f.group, f.url
+        ));
+        return Ok(());
+    }
+    match f.unlock() {
+        Ok(()) => {
+            fleet::clear(&ctx.layout).map_err(failed)?;
+            ctx.notice(&format!("released the fleet lock of group {} at {}", f.group, f.url));
+        }
+        Err(e) => ctx.warn(&format!(
+            "{e}; still holding the fleet lock (the next `hoist update` or `hoist fleet release` retries)"
+        )),
+    }
+    Ok(())
+}

@@ -152,25 +152,11 @@ pub fn update(ctx: &Ctx, args: UpdateArgs) -> Result<()> {
         return super::update_check::ready(ctx, &targets, &switching);
     }
     // With a FleetLock server: a slot before the first switch (see `fleet`).
-    let held_before = crate::fleet::state(&ctx.layout);
+    let held_before = crate::fleet::state(&ctx.layout).is_some();
     if let Some(f) = &fleet
         && !switching.is_empty()
     {
-        if held_before.is_none() {
-            crate::fleet::record(&ctx.layout, f, crate::fleet::Phase::Updating, None).map_err(fleet_error)?;
-        }
-        if let Err(e) = f.lock() {
-            if held_before.is_none() {
-                crate::fleet::clear(&ctx.layout).map_err(fleet_error)?;
-            }
-            eprintln!("hoist: {}", crate::error::printable(&e.to_string()));
-            eprintln!(
-                "hoist: not switching {}: the new image(s) are pulled and ready; `hoist update` switches once the fleet lock allows (--ignore-fleet-lock: now)",
-                switching.join(", ")
-            );
-            return Err(Error::Reported);
-        }
-        crate::fault::point("update:fleet-locked");
+        super::fleet::take(ctx, f, &switching)?;
     }
     let results = systemd::block_on(async {
         let sd = Systemd::connect().await?;
@@ -183,43 +169,23 @@ pub fn update(ctx: &Ctx, args: UpdateArgs) -> Result<()> {
         Ok::<_, Error>(out)
     })?;
     if let Some(f) = &fleet
-        && (!switching.is_empty() || held_before.is_some())
+        && (!switching.is_empty() || held_before)
     {
-        settle(ctx, f, &results)?;
+        let failed = results.iter().find(|r| r.result.failed()).map(|bad| {
+            format!(
+                "the update of {} to {} failed: {}",
+                bad.name,
+                bad.to.short(),
+                bad.reason.as_deref().unwrap_or("unhealthy")
+            )
+        });
+        super::fleet::settle(ctx, f, failed)?;
     }
     report(ctx, &results)
 }
 
 fn fleet_error(e: crate::fleet::FleetError) -> Error {
     Error::Failed(e.to_string())
-}
-
-/// After the switches: release the slot when every container is well, keep it when one failed.
-fn settle(ctx: &Ctx, f: &crate::fleet::Fleet, results: &[Switched]) -> Result<()> {
-    if let Some(bad) = results.iter().find(|r| r.result.failed()) {
-        let reason = format!(
-            "the update of {} to {} failed: {}",
-            bad.name,
-            bad.to.short(),
-            bad.reason.as_deref().unwrap_or("unhealthy")
-        );
-        crate::fleet::record(&ctx.layout, f, crate::fleet::Phase::Held, Some(reason.clone())).map_err(fleet_error)?;
-        ctx.notice(&format!(
-            "holding the fleet lock of group {} at {}: {reason}; other hosts wait (a later successful update, or `hoist fleet release`, lets them go)",
-            f.group, f.url
-        ));
-        return Ok(());
-    }
-    match f.unlock() {
-        Ok(()) => {
-            crate::fleet::clear(&ctx.layout).map_err(fleet_error)?;
-            ctx.notice(&format!("released the fleet lock of group {} at {}", f.group, f.url));
-        }
-        Err(e) => ctx.warn(&format!(
-            "{e}; still holding the fleet lock (the next `hoist update` or `hoist fleet release` retries)"
-        )),
-    }
-    Ok(())
 }
 
 pub fn rollback(ctx: &Ctx, args: RollbackArgs) -> Result<()> {
