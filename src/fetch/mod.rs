@@ -148,7 +148,7 @@ pub fn current_digest(store: &Store, source: &Source, opts: &PullOptions) -> Res
         match source {
             Source::Registry(r) => {
                 let routes = routes(store, r, opts)?;
-                Ok(Some(registry::current_digest(store, r, &routes, platform)?))
+                Ok(Some(registry::probe::current_digest(store, r, &routes, platform)?))
             }
             Source::OciDir { path, reference } => {
                 Ok(Some(oci_layout::manifest_digest(&oci_layout::Layout::dir(path)?, reference.as_deref(), platform)?))

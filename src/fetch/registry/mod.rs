@@ -27,6 +27,7 @@
 //! without certificate checks and falls back to plain HTTP.
 
 pub mod auth;
+pub(crate) mod probe;
 mod signatures;
 mod stream;
 
@@ -143,38 +144,6 @@ pub(crate) fn trust_report(store: &Store, logical: &RegistryRef, routes: &[Route
     let progress = Progress::silent();
     let (puller, _, digest) = rt.block_on(first_manifest(store, logical, routes, &progress))?;
     rt.block_on(puller.trust_report(c, digest))
-}
-
-/// The digest of the manifest `logical` names now for `platform` (an index is resolved from its
-/// own list, without fetching the child): one manifest request, nothing stored, no signature
-/// read (`hoist update --check`; the update itself verifies).
-pub(crate) fn current_digest(
-    store: &Store,
-    logical: &RegistryRef,
-    routes: &[Route],
-    platform: Option<&Platform>,
-) -> Result<Digest> {
-    let rt = runtime()?;
-    let progress = Progress::silent();
-    let (puller, bytes, digest) = rt.block_on(first_manifest(store, logical, routes, &progress))?;
-    let top: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|e| puller.protocol(format!("manifest: {e}")))?;
-    let chosen = if top.get("manifests").is_some() {
-        let index: ImageIndex =
-            serde_json::from_value(top).map_err(|e| puller.protocol(format!("image index {digest}: {e}")))?;
-        let want = platform.cloned().unwrap_or_else(Platform::host);
-        platform::select(&index, &want)
-            .map_err(|offered| RegistryError::NoPlatform {
-                index: digest.clone(),
-                want: want.clone(),
-                offered: offered.join(", "),
-            })?
-            .digest()
-            .to_string()
-    } else {
-        digest
-    };
-    Ok(chosen.parse().map_err(|_| puller.protocol("bad manifest digest".into()))?)
 }
 
 /// Pulls `logical` into the store from the first of `routes` that serves it. `platform`
