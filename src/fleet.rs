@@ -37,6 +37,9 @@ use sha2::Sha256;
 use crate::fsutil::{self, PathError};
 use crate::layout::Layout;
 
+/// The most of a server's answer that is read.
+const MAX_ANSWER: usize = 4096;
+
 /// Default configuration file.
 pub const CONFIG: &str = "/etc/hoist/hoist.toml";
 
@@ -156,8 +159,17 @@ impl Fleet {
                 .await
                 .map_err(|e| unreachable(innermost(&e)))?;
             let status = res.status();
-            let bytes = res.bytes().await.map_err(|e| unreachable(innermost(&e)))?;
-            Ok::<_, FleetError>((status, String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]).into_owned()))
+            // An answer is a small JSON object: at most MAX_ANSWER bytes are read, whatever the
+            // server sends.
+            let mut res = res;
+            let mut body = Vec::new();
+            while body.len() < MAX_ANSWER {
+                match res.chunk().await.map_err(|e| unreachable(innermost(&e)))? {
+                    Some(c) => body.extend_from_slice(&c[..c.len().min(MAX_ANSWER - body.len())]),
+                    None => break,
+                }
+            }
+            Ok::<_, FleetError>((status, String::from_utf8_lossy(&body).into_owned()))
         })?;
         if status.is_success() {
             return Ok(());
@@ -251,6 +263,67 @@ pub fn clear(layout: &Layout) -> Result<(), FleetError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
+
+    /// A one-request HTTP server answering `status` with `body`; returns its URL and what it was
+    /// sent (headers and body).
+    fn serve_once(status: &'static str, body: Vec<u8>) -> (String, std::thread::JoinHandle<String>) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let t = std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut req = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !String::from_utf8_lossy(&req).contains("}}") {
+                let n = c.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                req.extend_from_slice(&buf[..n]);
+            }
+            let head = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            let _ = c.write_all(head.as_bytes());
+            let _ = c.write_all(&body);
+            String::from_utf8_lossy(&req).into_owned()
+        });
+        (url, t)
+    }
+
+    fn fleet(url: String) -> Fleet {
+        Fleet { url, group: "workers".into(), id: "0123456789abcdef0123456789abcdef".into() }
+    }
+
+    #[test]
+    fn requests_follow_the_protocol() {
+        let (url, t) = serve_once("200 OK", b"{}".to_vec());
+        fleet(url).lock().unwrap();
+        let req = t.join().unwrap().to_ascii_lowercase();
+        assert!(req.starts_with("post /v1/pre-reboot http/1.1\r\n"), "{req}");
+        assert!(req.contains("\r\nfleet-lock-protocol: true\r\n"), "{req}");
+        assert!(
+            req.ends_with("{\"client_params\":{\"group\":\"workers\",\"id\":\"0123456789abcdef0123456789abcdef\"}}"),
+            "{req}"
+        );
+    }
+
+    #[test]
+    fn a_hostile_answer_is_bounded_and_reported_as_it_is() {
+        // 16 MiB of answer: read up to the cap, reported by status only (not JSON).
+        let (url, t) = serve_once("409 Conflict", vec![b'x'; 16 << 20]);
+        let e = fleet(url.clone()).unlock().unwrap_err();
+        assert_eq!(e.to_string(), format!("fleet lock server {url} refused steady-state for group workers: HTTP 409"));
+        let _ = t.join();
+        // Control characters in kind/value stay in the message; the CLI prints it escaped.
+        let (url, t) = serve_once("409 Conflict", br#"{"kind":"full\u001b[2J","value":"go away"}"#.to_vec());
+        let e = fleet(url).lock().unwrap_err().to_string();
+        assert!(e.ends_with("refused pre-reboot for group workers: full\u{1b}[2J: go away (HTTP 409)"), "{e:?}");
+        assert_eq!(crate::error::printable(&e).matches("\\x1b").count(), 1);
+        let _ = t.join();
+        // Nobody listening.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let e = fleet(format!("http://127.0.0.1:{port}")).lock().unwrap_err().to_string();
+        assert!(e.starts_with(&format!("fleet lock server http://127.0.0.1:{port} cannot be reached: ")), "{e}");
+    }
 
     #[test]
     fn the_id_is_app_specific_and_stable() {
