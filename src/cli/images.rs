@@ -33,6 +33,15 @@ pub enum ImagesCmd {
     },
     /// Free blobs, extracted layers and dangling deployments nothing refers to
     Prune,
+    /// Write a stored image as oci:DIR[:REF], oci-archive:FILE[:REF] or docker-archive:FILE[:NAME]
+    /// (byte for byte; layer blobs a pull did not keep are fetched again from its source)
+    Export {
+        image: String,
+        /// oci:DIR[:REF] | oci-archive:FILE[:REF] | docker-archive:FILE[:NAME[:TAG]]
+        dest: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
     /// Labels and template variables (defaults, and the ones that must be --set)
     Info {
         /// A stored image or a source reference (a local source is read again, a registry one pulled if missing)
@@ -49,6 +58,7 @@ pub fn run(ctx: &Ctx, args: ImagesArgs) -> Result<()> {
         Some(ImagesCmd::Rm { images }) => rm(ctx, &images),
         Some(ImagesCmd::Prune) => prune(ctx),
         Some(ImagesCmd::Info { image, registry }) => info(ctx, &image, &registry),
+        Some(ImagesCmd::Export { image, dest, registry }) => export(ctx, &image, &dest, &registry),
     }
 }
 
@@ -200,5 +210,37 @@ fn info(ctx: &Ctx, image: &str, registry: &RegistryArgs) -> Result<()> {
     }
     println!("Set by hoist: {}", images::FORCED_VARIABLES.join(" "));
     println!("Set by hoist unless --set: {}", images::OVERRIDABLE_VARIABLES.join(" "));
+    Ok(())
+}
+
+fn export(ctx: &Ctx, image: &str, dest: &str, registry: &RegistryArgs) -> Result<()> {
+    let dest = match crate::imgref::ImageArg::parse(dest)? {
+        crate::imgref::ImageArg::Source(
+            s @ (crate::imgref::Source::OciDir { .. }
+            | crate::imgref::Source::OciArchive { .. }
+            | crate::imgref::Source::DockerArchive { .. }),
+        ) => s.absolutize(&std::env::current_dir().unwrap_or_default()),
+        _ => {
+            return Err(crate::error::Error::Usage(format!(
+                "{dest}: export writes oci:DIR, oci-archive:FILE or docker-archive:FILE (`hoist push` writes to a registry)"
+            )));
+        }
+    };
+    let (store, _lock) = ctx.store_locked()?;
+    let img = store.resolve(image)?;
+    let fetched = crate::fetch::ensure_blobs(&store, &img, &registry.options(), &ctx.progress())?;
+    if fetched > 0 {
+        ctx.notice(&format!(
+            "fetched {fetched} layer blob(s) of {} again from {}",
+            img.name,
+            img.source.as_deref().unwrap_or("?")
+        ));
+    }
+    let e = images::export::export(&store, &img, &dest)?;
+    if ctx.global.json {
+        output::json(&e);
+    } else {
+        ctx.say(&format!("Exported {} ({}) to {}", e.image, e.digest.short(), e.dest));
+    }
     Ok(())
 }

@@ -138,6 +138,62 @@ pub fn pull(store: &Store, source: &Source, opts: &PullOptions, progress: &Progr
     pull_inner(store, source, opts, progress).map_err(|cause| PullError { reference, cause })
 }
 
+/// Makes every blob of `img` present in the store: layers a pull did not keep are fetched again
+/// from the image's source (its registry, by manifest digest, or its layout); a docker-archive
+/// cannot give them back. Returns how many were fetched.
+pub fn ensure_blobs(
+    store: &Store,
+    img: &crate::store::StoredImage,
+    opts: &PullOptions,
+    progress: &Progress,
+) -> Result<usize, PullError> {
+    let reference = img.source.clone().unwrap_or_else(|| img.name.to_string());
+    let fail = |cause: FetchError| PullError { reference: reference.clone(), cause };
+    let manifest = store.manifest(&img.manifest).map_err(|e| fail(e.into()))?;
+    let mut wanted: Vec<(Digest, u64)> = Vec::new();
+    for l in manifest.layers() {
+        let d: Digest =
+            l.digest().to_string().parse().map_err(|e: crate::digest::InvalidDigest| fail(src_err(e.to_string())))?;
+        if !store.has_blob_sized(&d, l.size()) && !wanted.iter().any(|(w, _)| w == &d) {
+            wanted.push((d, l.size()));
+        }
+    }
+    if wanted.is_empty() {
+        return Ok(0);
+    }
+    let gone = |why: &str| {
+        fail(src_err(format!(
+            "{} layer blob(s) of {} are not stored (pulled without --keep-blobs) and {why}",
+            wanted.len(),
+            img.name
+        )))
+    };
+    let Some(source) = img.source.as_deref() else { return Err(gone("the image has no recorded source")) };
+    let source = match crate::imgref::ImageArg::parse(source) {
+        Ok(crate::imgref::ImageArg::Source(s)) => s,
+        _ => return Err(gone(&format!("its source {source} cannot be read"))),
+    };
+    let got = match &source {
+        Source::Registry(r) => {
+            let mut by_digest = r.clone();
+            by_digest.digest = Some(img.manifest.clone());
+            routes(store, &by_digest, opts)
+                .and_then(|routes| registry::refetch::blobs(store, &by_digest, &routes, &wanted, progress))
+        }
+        Source::OciDir { path, .. } => {
+            oci_layout::Layout::dir(path).and_then(|l| oci_layout::copy_blobs(store, &l, &wanted))
+        }
+        Source::OciArchive { path, .. } => {
+            oci_layout::Layout::archive(path).and_then(|l| oci_layout::copy_blobs(store, &l, &wanted))
+        }
+        Source::DockerArchive { .. } => {
+            return Err(gone("a docker-archive holds them uncompressed (pull it again with --keep-blobs)"));
+        }
+    };
+    got.map_err(|e| gone(&format!("its source cannot give them back: {e}")))?;
+    Ok(wanted.len())
+}
+
 /// The digest of the manifest `source` names now, reading only what says so (a registry's
 /// manifest, a layout's index): `None` for a docker-archive, whose digest is known only once it
 /// is imported. Nothing is stored.

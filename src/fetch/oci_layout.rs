@@ -217,6 +217,16 @@ fn chosen(
     Ok((desc, name))
 }
 
+/// Copies `wanted` (digest, size) from the layout into the store, each checked as it is stored
+/// (blobs a pull did not keep, needed again to export or push the image).
+pub(crate) fn copy_blobs(store: &Store, layout: &Layout, wanted: &[(Digest, u64)]) -> Result<()> {
+    for (d, size) in wanted {
+        let r = layout.open_blob(d, *size)?;
+        store.put_blob(&format!("layer {d}"), r, Some(d), Some(*size))?;
+    }
+    Ok(())
+}
+
 /// The digest of the manifest `reference` names now, reading only the layout's index (and a
 /// nested index): what `hoist update --check` compares with a deployment.
 pub(crate) fn manifest_digest(layout: &Layout, reference: Option<&str>, platform: Option<&Platform>) -> Result<Digest> {

@@ -4,6 +4,7 @@
 //! (`containers/NAME.N/info.json`, key `manifest`). Both slots of every container pin their
 //! image, so `prune` never frees what an update or rollback will need.
 
+pub mod export;
 mod info;
 mod prune;
 
@@ -41,6 +42,8 @@ pub enum ImagesError {
     Io(#[from] crate::fsutil::PathError),
     #[error("image {image}: {reason}")]
     Bad { image: String, reason: String },
+    #[error("export to {}: {reason}", dest.display())]
+    Export { dest: std::path::PathBuf, reason: String },
 }
 
 /// A row of `hoist images` (`--json` keys are stable).

@@ -1,0 +1,122 @@
+//! Tier 2: `hoist images export` writes what the containers tools read, byte for byte: skopeo
+//! reads the exported oci-archive, oci directory and docker-archive and finds the stored
+//! manifest (the same digest) and config; a fresh hoist root pulls the exports back to the same
+//! image. Layer blobs a pull dropped (the default) are fetched again from the image's source —
+//! its registry (by manifest digest, after the tag moved) or its archive — and a source that is
+//! gone is a clear error.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use common::registry::Registry;
+use common::*;
+use sha2::Digest as _;
+
+fn skopeo(args: &[&str]) -> String {
+    let o = Command::new("skopeo").args(args).output().unwrap();
+    assert!(o.status.success(), "skopeo {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+fn sha256(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
+}
+
+fn blob_gets(reg: &Registry) -> usize {
+    reg.access_log().lines().filter(|l| l.contains("\"GET /v2/hello/blobs/sha256:")).count()
+}
+
+#[test]
+fn exports_are_byte_for_byte_and_read_by_skopeo() {
+    let root = Root::new();
+    let src = root.dir.path().join("hello.tar");
+    fs::copy(hello(), &src).unwrap();
+    let j = root.json(&["pull", &format!("oci-archive:{}", src.display())]);
+    let digest = j["digest"].as_str().unwrap().to_string();
+    let out = root.dir.path();
+    let config = skopeo(&["inspect", "--config", "--raw", &format!("oci-archive:{}", src.display())]);
+
+    // oci-archive: the blobs dropped at the pull come back from the archive.
+    let dest = out.join("out.tar");
+    let o =
+        root.cmd().args(["images", "export", "hello", &format!("oci-archive:{}", dest.display())]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        format!("hoist: fetched 2 layer blob(s) of hello:latest again from oci-archive:{}\n", src.display())
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("Exported hello:latest ({}) to oci-archive:{}\n", &digest[7..19], dest.display())
+    );
+    let raw = skopeo(&["inspect", "--raw", &format!("oci-archive:{}", dest.display())]);
+    assert_eq!(sha256(raw.as_bytes()), digest);
+    assert_eq!(skopeo(&["inspect", "--config", "--raw", &format!("oci-archive:{}", dest.display())]), config);
+    // The same image exports to the same bytes.
+    let again = out.join("again.tar");
+    root.ok(&["images", "export", "hello", &format!("oci-archive:{}", again.display())]);
+    assert_eq!(fs::read(&dest).unwrap(), fs::read(&again).unwrap());
+
+    // oci:DIR and docker-archive: read by skopeo, pulled back by a fresh root.
+    let dir = out.join("layout");
+    root.ok(&["images", "export", "hello", &format!("oci:{}:v1", dir.display())]);
+    let raw = skopeo(&["inspect", "--raw", &format!("oci:{}:v1", dir.display())]);
+    assert_eq!(sha256(raw.as_bytes()), digest);
+    let docker = out.join("docker.tar");
+    root.ok(&["images", "export", "hello", &format!("docker-archive:{}:localhost/hello:v1", docker.display())]);
+    assert_eq!(skopeo(&["inspect", "--config", "--raw", &format!("docker-archive:{}", docker.display())]), config);
+    let fresh = Root::new();
+    let j = fresh.json(&["pull", &format!("oci:{}:v1", dir.display())]);
+    assert_eq!(j["digest"].as_str(), Some(digest.as_str()));
+    let j = fresh.json(&["pull", &format!("docker-archive:{}", docker.display())]);
+    assert_eq!(j["name"], "localhost/hello:v1");
+
+    // Nothing is overwritten: an existing file, a non-empty directory.
+    let err = root.fails(&["images", "export", "hello", &format!("oci-archive:{}", dest.display())], 1);
+    assert_eq!(err, format!("hoist: export to {}: exists (remove it first)\n", dest.display()));
+    let err = root.fails(&["images", "export", "hello", &format!("oci:{}", dir.display())], 1);
+    assert_eq!(err, format!("hoist: export to {}: exists and is not empty\n", dir.display()));
+    let err = root.fails(&["images", "export", "hello", "docker://example.com/hello:1"], 2);
+    assert!(err.contains("export writes oci:DIR, oci-archive:FILE or docker-archive:FILE"), "{err}");
+}
+
+#[test]
+fn dropped_blobs_come_back_from_the_registry_or_are_named_missing() {
+    let reg = Registry::start();
+    let v1 = reg.push(&format!("oci-archive:{}", hello().display()), "hello:stable", false);
+    let root = Root::new();
+    root.ok(&["pull", "-q", "--tls-verify=false", &reg.reference("hello:stable")]);
+    // The tag moves on: the blobs are fetched by the stored manifest's digest.
+    reg.push(&format!("oci-archive:{}", hello_v2().display()), "hello:stable", false);
+    let before = blob_gets(&reg);
+    let dir = root.dir.path().join("layout");
+    let name = format!("{}/hello:stable", reg.addr);
+    root.ok(&["images", "export", "--tls-verify=false", &name, &format!("oci:{}", dir.display())]);
+    assert_eq!(blob_gets(&reg), before + 2, "{}", reg.access_log());
+    let raw = skopeo(&["inspect", "--raw", &format!("oci:{}", dir.display())]);
+    assert_eq!(sha256(raw.as_bytes()), v1);
+    // Present now: a second export fetches nothing.
+    root.ok(&["images", "export", &name, &format!("oci:{}", root.dir.path().join("again").display())]);
+    assert_eq!(blob_gets(&reg), before + 2);
+
+    // A source that is gone: the error names the image, the blobs and the way out.
+    let other = Root::new();
+    let src = other.dir.path().join("gone.tar");
+    fs::copy(hello(), &src).unwrap();
+    other.ok(&["pull", "-q", &format!("oci-archive:{}", src.display())]);
+    fs::remove_file(&src).unwrap();
+    let dest = other.dir.path().join("out.tar");
+    let err = other.fails(&["images", "export", "gone", &format!("oci-archive:{}", dest.display())], 1);
+    assert_eq!(
+        err,
+        format!(
+            "hoist: oci-archive:{0}: 2 layer blob(s) of gone:latest are not stored (pulled without --keep-blobs) and its \
+             source cannot give them back: {0}: No such file or directory (os error 2)\n",
+            src.display()
+        )
+    );
+    assert!(!Path::new(&dest).exists());
+}
