@@ -11,6 +11,7 @@ mod logs;
 mod mount;
 mod output;
 mod pull;
+mod push;
 mod run;
 mod trust;
 mod uninstall;
@@ -91,6 +92,9 @@ pub enum Command {
         after_help = "Examples:\n  hoist pull docker://registry.example.com/etcd:3.4\n  hoist pull oci-archive:/tmp/etcd.tar"
     )]
     Pull(pull::PullArgs),
+    /// Upload a stored image to a registry (only the blobs it lacks; --stream publishes a tag stream)
+    #[command(after_help = "Examples:\n  hoist push etcd:3.4 docker://registry.example.com/etcd:3.4-2 --stream")]
+    Push(push::PushArgs),
     /// List, remove, inspect and prune stored images
     #[command(after_help = "Examples:\n  hoist images\n  hoist images info etcd:3.4")]
     Images(images::ImagesArgs),
@@ -213,6 +217,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Logs(a) => logs::run(&ctx, a),
         Command::Run(a) => run::run(&ctx, a),
         Command::Pull(a) => pull::run(&ctx, a),
+        Command::Push(a) => push::run(&ctx, a),
         Command::Images(a) => images::run(&ctx, a),
         Command::Mount(a) => mount::mount(&ctx, a),
         Command::Umount(a) => mount::umount(&ctx, a),

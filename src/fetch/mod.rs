@@ -194,6 +194,51 @@ pub fn ensure_blobs(
     Ok(wanted.len())
 }
 
+/// Uploads `img` (every blob present: see [`ensure_blobs`]) to the registry repository `dest`
+/// names, publishing `tags` in order, manifest last (see `registry::push`).
+pub fn push(
+    store: &Store,
+    img: &crate::store::StoredImage,
+    dest: &crate::imgref::RegistryRef,
+    tags: &[String],
+    opts: &PullOptions,
+    progress: &Progress,
+) -> Result<registry::push::Pushed, PullError> {
+    let reference = format!("docker://{}/{}", dest.registry, dest.repository);
+    let fail = |cause: FetchError| PullError { reference: reference.clone(), cause };
+    let manifest_bytes = store.read_blob(&img.manifest).map_err(|e| fail(e.into()))?;
+    let manifest = store.manifest(&img.manifest).map_err(|e| fail(e.into()))?;
+    let media_type = serde_json::from_slice::<serde_json::Value>(&manifest_bytes)
+        .ok()
+        .and_then(|v| v.get("mediaType").and_then(|m| m.as_str()).map(str::to_string))
+        .unwrap_or_else(|| "application/vnd.oci.image.manifest.v1+json".to_string());
+    let mut blobs: Vec<(Digest, u64)> = Vec::new();
+    for desc in std::iter::once(manifest.config()).chain(manifest.layers()) {
+        let d: Digest = desc
+            .digest()
+            .to_string()
+            .parse()
+            .map_err(|e: crate::digest::InvalidDigest| fail(src_err(e.to_string())))?;
+        if !blobs.iter().any(|(b, _)| b == &d) {
+            blobs.push((d, desc.size()));
+        }
+    }
+    let mount_from = match img.source.as_deref().map(crate::imgref::ImageArg::parse) {
+        Some(Ok(crate::imgref::ImageArg::Source(Source::Registry(r))))
+            if r.registry == dest.registry && r.repository != dest.repository =>
+        {
+            Some(r.repository)
+        }
+        _ => None,
+    };
+    let mut target = dest.clone();
+    target.digest = None;
+    target.tag = tags.first().cloned();
+    let routes = routes(store, &target, opts).map_err(fail)?;
+    let up = registry::push::Upload { blobs, manifest: &manifest_bytes, media_type, tags: tags.to_vec(), mount_from };
+    registry::push::push(store, &target, &routes, &up, progress).map_err(fail)
+}
+
 /// The digest of the manifest `source` names now, reading only what says so (a registry's
 /// manifest, a layout's index): `None` for a docker-archive, whose digest is known only once it
 /// is imported. Nothing is stored.

@@ -179,6 +179,16 @@ impl Registry {
         s.lines().filter(|l| l.contains("\"GET ") || l.contains("\"HEAD ")).map(|l| format!("{l}\n")).collect()
     }
 
+    /// Every request of the access log, whatever its method (`"PUT /v2/… HTTP/1.1" 201`).
+    pub fn requests_log(&self) -> String {
+        let mut s = String::new();
+        let _ = fs::File::open(self.dir.path().join("stdout.log")).map(|mut f| f.read_to_string(&mut s));
+        if self.testbed.is_some() {
+            s = self.log();
+        }
+        s.lines().filter(|l| l.contains(" HTTP/1.1\" ")).map(|l| format!("{l}\n")).collect()
+    }
+
     /// How many requests `method path` the access log shows.
     pub fn requests(&self, method: &str, path: &str) -> usize {
         let needle = format!("\"{method} {path} ");

@@ -28,6 +28,7 @@
 
 pub mod auth;
 pub(crate) mod probe;
+pub(crate) mod push;
 pub(crate) mod refetch;
 mod signatures;
 mod stream;
