@@ -42,6 +42,8 @@ pub enum ImagesCmd {
         #[command(flatten)]
         registry: RegistryArgs,
     },
+    /// Build a layered image: a base image's layers untouched plus one layer per --add
+    Build(Box<BuildArgs>),
     /// Labels and template variables (defaults, and the ones that must be --set)
     Info {
         /// A stored image or a source reference (a local source is read again, a registry one pulled if missing)
@@ -59,6 +61,7 @@ pub fn run(ctx: &Ctx, args: ImagesArgs) -> Result<()> {
         Some(ImagesCmd::Prune) => prune(ctx),
         Some(ImagesCmd::Info { image, registry }) => info(ctx, &image, &registry),
         Some(ImagesCmd::Export { image, dest, registry }) => export(ctx, &image, &dest, &registry),
+        Some(ImagesCmd::Build(b)) => build(ctx, *b),
     }
 }
 
@@ -241,6 +244,126 @@ fn export(ctx: &Ctx, image: &str, dest: &str, registry: &RegistryArgs) -> Result
         output::json(&e);
     } else {
         ctx.say(&format!("Exported {} ({}) to {}", e.image, e.digest.short(), e.dest));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  hoist images build --from docker.io/library/redis:7 --exports ./exports --tag redis-system:7.2-1\n  SOURCE_DATE_EPOCH=1700000000 hoist images build --from scratch --add ./rootfs --cmd '[\"/app\"]' --tag app:1-1"
+)]
+pub struct BuildArgs {
+    /// The base image (a stored image or a source reference, pulled if missing), or `scratch`
+    #[arg(long, value_name = "IMAGE")]
+    pub from: String,
+    /// The new image's name (NAME:VERSION-RELEASE also sets the labels name, version, release)
+    #[arg(long, value_name = "NAME:TAG")]
+    pub tag: String,
+    /// A directory added as one layer, at DEST (default /)
+    #[arg(long, value_name = "DIR[:DEST]")]
+    pub add: Vec<String>,
+    /// An atomic /exports directory (checked as `install` reads it), added as a layer at /exports
+    #[arg(long, value_name = "DIR")]
+    pub exports: Option<std::path::PathBuf>,
+    /// Entrypoint, as a JSON array
+    #[arg(long, value_name = "JSON")]
+    pub entrypoint: Option<String>,
+    /// Command, as a JSON array
+    #[arg(long, value_name = "JSON")]
+    pub cmd: Option<String>,
+    /// Environment variable (repeatable)
+    #[arg(long, value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Label (repeatable)
+    #[arg(long, value_name = "K=V")]
+    pub label: Vec<String>,
+    #[arg(long, value_name = "DIR")]
+    pub workdir: Option<String>,
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+fn build(ctx: &Ctx, a: BuildArgs) -> Result<()> {
+    use crate::error::Error;
+    let usage = |m: String| Error::Usage(m);
+    let tag =
+        crate::imgref::ImageName::parse(&a.tag).ok_or_else(|| usage(format!("--tag {:?}: not NAME:TAG", a.tag)))?;
+    let json_list = |flag: &str, v: &Option<String>| -> Result<Option<Vec<String>>> {
+        v.as_ref()
+            .map(|t| {
+                serde_json::from_str::<Vec<String>>(t)
+                    .map_err(|e| usage(format!("--{flag} {t:?}: not a JSON array of strings: {e}")))
+            })
+            .transpose()
+    };
+    let pair = |flag: &str, v: &String| -> Result<(String, String)> {
+        v.split_once('=')
+            .filter(|(k, _)| !k.is_empty())
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .ok_or_else(|| usage(format!("--{flag} {v:?}: not K=V")))
+    };
+    let mut adds = Vec::new();
+    for s in &a.add {
+        let (dir, dest) = match s.rsplit_once(':') {
+            Some((d, dest)) if dest.starts_with('/') => (d.to_string(), dest.to_string()),
+            _ => (s.clone(), "/".to_string()),
+        };
+        adds.push((std::path::PathBuf::from(dir), dest));
+    }
+    if let Some(e) = &a.exports {
+        let required =
+            images::build::check_exports(e).map_err(|r| Error::Failed(format!("--exports {}: {r}", e.display())))?;
+        if !required.is_empty() {
+            ctx.notice(&format!("--exports {}: install will need --set for {}", e.display(), required.join(", ")));
+        }
+        adds.push((e.clone(), "/exports".to_string()));
+    }
+    let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) => Some(
+            v.trim().parse::<u64>().map_err(|_| usage(format!("SOURCE_DATE_EPOCH={v:?}: not a number of seconds")))?,
+        ),
+        Err(_) => None,
+    };
+    let mut spec = images::build::BuildSpec {
+        from: None,
+        tag: Some(tag),
+        adds,
+        entrypoint: json_list("entrypoint", &a.entrypoint)?,
+        cmd: json_list("cmd", &a.cmd)?,
+        env: a.env.iter().map(|v| pair("env", v)).collect::<Result<_>>()?,
+        labels: a.label.iter().map(|v| pair("label", v)).collect::<Result<_>>()?,
+        workdir: a.workdir,
+        user: a.user,
+        epoch,
+    };
+    let (store, _lock) = ctx.store_locked()?;
+    let progress = ctx.progress();
+    if a.from != "scratch" {
+        let opts = a.registry.options();
+        let base = resolve::stored(&store, &a.from, &opts, &progress)?;
+        let fetched = crate::fetch::ensure_blobs(&store, &base, &opts, &progress)?;
+        if fetched > 0 {
+            ctx.notice(&format!(
+                "fetched {fetched} layer blob(s) of {} again from {}",
+                base.name,
+                base.source.as_deref().unwrap_or("?")
+            ));
+        }
+        spec.from = Some(base);
+    }
+    let built = images::build::build(&store, &spec)?;
+    if ctx.global.json {
+        output::json(&built);
+    } else {
+        ctx.say(&format!(
+            "Built {} ({}): {} layer(s) reused, {} added",
+            built.name,
+            built.digest.short(),
+            built.layers_reused,
+            built.layers_added
+        ));
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! (`containers/NAME.N/info.json`, key `manifest`). Both slots of every container pin their
 //! image, so `prune` never frees what an update or rollback will need.
 
+pub mod build;
 pub mod export;
 mod info;
 mod prune;

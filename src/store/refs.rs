@@ -115,7 +115,8 @@ impl Store {
             out.push(StoredImage {
                 name,
                 manifest: parse_digest(desc.digest().as_ref(), &path)?,
-                source: ann.get(ANNOTATION_SOURCE).cloned(),
+                // A built image has no source (an empty annotation).
+                source: ann.get(ANNOTATION_SOURCE).filter(|s| !s.is_empty()).cloned(),
                 pulled: ann.get(ANNOTATION_PULLED).and_then(|p| p.parse().ok()),
                 transport: ann.get(ANNOTATION_TRANSPORT).map(|t| Transport::parse(t)).unwrap_or_default(),
                 verified: ann.get(ANNOTATION_VERIFIED).and_then(|v| serde_json::from_str(v).ok()),
