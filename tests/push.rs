@@ -108,3 +108,77 @@ fn a_refused_push_leaves_the_tags_as_they_were() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert_eq!(reg.requests_log().lines().filter(|l| l.contains("\"PUT /v2/app/manifests/")).count(), before);
 }
+
+#[test]
+fn a_signed_push_passes_a_signed_by_policy_and_an_unsigned_tag_is_refused() {
+    use common::signing::{Gpg, lookaside_file, registries_d};
+    let reg = Registry::start();
+    let a = reg.addr.clone();
+    let root = Root::new();
+    let digest = root.pull(&hello())["digest"].as_str().unwrap().to_string();
+    let dir = root.dir.path();
+    let gpg = Gpg::new();
+    let key = gpg.key("pusher", "never", dir);
+    let lookaside = dir.join("lookaside");
+    let rd = registries_d(&dir.join("registries.d"), &a, &lookaside);
+    let rd_s = rd.display().to_string();
+    let o = root
+        .cmd()
+        .env("GNUPGHOME", gpg.home())
+        .args(["push", "--tls-verify=false", "--registries.d", &rd_s, "--sign-by", &key.fpr, "hello"])
+        .arg(format!("docker://{a}/app:1"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let sig = lookaside_file(&lookaside, "app", &digest, 1);
+    assert!(String::from_utf8_lossy(&o.stdout).ends_with(&format!("Signed with {}: {}\n", key.fpr, sig.display())));
+    // What gpg says is inside: the identity and digest skopeo would have written.
+    let inside: serde_json::Value = serde_json::from_slice(&gpg.payload(&sig)).unwrap();
+    assert_eq!(inside["critical"]["identity"]["docker-reference"], format!("{a}/app:1"));
+    assert_eq!(inside["critical"]["image"]["docker-manifest-digest"], digest);
+    assert_eq!(inside["critical"]["type"], "atomic container signature");
+    // Unsigned: the same image under another tag.
+    root.ok(&["push", "-q", "--tls-verify=false", "hello", &format!("docker://{a}/app:2")]);
+
+    let policy = dir.join("policy.json");
+    std::fs::write(
+        &policy,
+        serde_json::json!({"default": [{"type": "reject"}], "transports": {"docker": {a.clone(): [
+            {"type": "signedBy", "keyType": "GPGKeys", "keyPath": key.public}
+        ]}}})
+        .to_string(),
+    )
+    .unwrap();
+    let p = policy.display().to_string();
+    let fresh = Root::new();
+    let j = fresh.json(&[
+        "pull",
+        "--tls-verify=false",
+        "--signature-policy",
+        &p,
+        "--registries.d",
+        &rd_s,
+        &format!("docker://{a}/app:1"),
+    ]);
+    assert_eq!(j["digest"].as_str(), Some(digest.as_str()));
+    let err = fresh.fails(
+        &[
+            "pull",
+            "--tls-verify=false",
+            "--signature-policy",
+            &p,
+            "--registries.d",
+            &rd_s,
+            &format!("docker://{a}/app:2"),
+        ],
+        1,
+    );
+    assert_eq!(
+        err,
+        format!(
+            "hoist: docker://{a}/app:2: refused by policy {p} (scope docker:{a}): signedBy: signature 1 (file://{}): \
+             identity {a}/app:1 does not match {a}/app:2 (matchRepoDigestOrExact)\n",
+            sig.display()
+        )
+    );
+}

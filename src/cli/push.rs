@@ -16,6 +16,10 @@ pub struct PushArgs {
     /// latest, in that order
     #[arg(long)]
     pub stream: bool,
+    /// Sign each pushed tag with this GnuPG key (simple signing, written to the registries.d
+    /// lookaside-staging or lookaside of the destination: what a signedBy policy verifies)
+    #[arg(long, value_name = "FINGERPRINT")]
+    pub sign_by: Option<String>,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -26,6 +30,7 @@ struct J<'a> {
     digest: String,
     dest: String,
     tags: &'a [String],
+    signatures: &'a [std::path::PathBuf],
     #[serde(flatten)]
     pushed: &'a crate::fetch::registry::push::Pushed,
 }
@@ -67,6 +72,19 @@ pub fn run(ctx: &Ctx, args: PushArgs) -> Result<()> {
             img.source.as_deref().unwrap_or("?")
         ));
     }
+    // Signatures first: a push is only published by its manifests, which come last.
+    let mut signatures = Vec::new();
+    if let Some(key) = &args.sign_by {
+        let sources = crate::trust::sources::Sources::load(args.registry.trust.registries_d.as_deref())
+            .map_err(|e| Error::Failed(e.to_string()))?;
+        for t in &tags {
+            let mut r = dest.clone();
+            r.tag = Some(t.clone());
+            let path = crate::trust::sign::sign_simple(&r, &img.manifest, key, &sources.write_base(&r))
+                .map_err(|e| Error::Failed(e.to_string()))?;
+            signatures.push(path);
+        }
+    }
     let pushed = crate::fetch::push(&store, &img, &dest, &tags, &opts, &progress)?;
     let where_ = format!("{}/{}", dest.registry, dest.repository);
     if ctx.global.json {
@@ -75,6 +93,7 @@ pub fn run(ctx: &Ctx, args: PushArgs) -> Result<()> {
             digest: img.manifest.to_string(),
             dest: where_,
             tags: &tags,
+            signatures: &signatures,
             pushed: &pushed,
         });
     } else {
@@ -87,6 +106,9 @@ pub fn run(ctx: &Ctx, args: PushArgs) -> Result<()> {
             pushed.mounted,
             pushed.present
         ));
+        for p in &signatures {
+            ctx.say(&format!("Signed with {}: {}", args.sign_by.as_deref().unwrap_or(""), p.display()));
+        }
     }
     Ok(())
 }

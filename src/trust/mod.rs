@@ -23,6 +23,7 @@ mod evaluate;
 pub mod identity;
 pub mod payload;
 pub mod policy;
+pub mod sign;
 pub mod simple;
 pub mod sources;
 

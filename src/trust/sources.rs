@@ -13,7 +13,8 @@
 //!   default is `file:///var/lib/containers/sigstore` for root and
 //!   `file://$HOME/.local/share/containers/sigstore` for anyone else. Signature N (from 1) of a
 //!   manifest is at `BASE/<repository path>@sha256=<hex>/signature-N`; the first missing one ends
-//!   the list. `lookaside-staging` is for writers only and never read.
+//!   the list. `lookaside-staging` (or `sigstore-staging`) is for writers only (`hoist push
+//!   --sign-by` writes there when it is set) and never read.
 //! - `use-sigstore-attachments: true` makes the registry's `sha256-<hex>.sig` manifest a source of
 //!   sigstore signatures too.
 
@@ -50,11 +51,19 @@ struct Namespace {
     sigstore: Option<String>,
     #[serde(default, rename = "use-sigstore-attachments")]
     use_sigstore_attachments: Option<bool>,
+    #[serde(default, rename = "lookaside-staging")]
+    lookaside_staging: Option<String>,
+    #[serde(default, rename = "sigstore-staging")]
+    sigstore_staging: Option<String>,
 }
 
 impl Namespace {
     fn lookaside(&self) -> Option<&str> {
         self.lookaside.as_deref().or(self.sigstore.as_deref()).filter(|s| !s.is_empty())
+    }
+
+    fn staging(&self) -> Option<&str> {
+        self.lookaside_staging.as_deref().or(self.sigstore_staging.as_deref()).filter(|s| !s.is_empty())
     }
 }
 
@@ -163,6 +172,22 @@ impl Sources {
             .unwrap_or_else(builtin_lookaside);
         let sigstore_attachments = chain.iter().find_map(|ns| ns.use_sigstore_attachments).unwrap_or(false);
         Lookup { lookaside: format!("{base}/{}", r.repository), sigstore_attachments }
+    }
+}
+
+impl Sources {
+    /// Where signatures of `r` are written (`hoist push --sign-by`): the most specific
+    /// `lookaside-staging` (or `sigstore-staging`), else the lookaside readers use.
+    pub fn write_base(&self, r: &RegistryRef) -> String {
+        let scopes = docker_scopes(r);
+        let chain: Vec<&Namespace> =
+            scopes.iter().filter_map(|s| self.docker.get(s)).chain(self.default_docker.as_ref()).collect();
+        let base = chain
+            .iter()
+            .find_map(|ns| ns.staging().or(ns.lookaside()))
+            .map(|s| s.trim_end_matches('/').to_string())
+            .unwrap_or_else(builtin_lookaside);
+        format!("{base}/{}", r.repository)
     }
 }
 
