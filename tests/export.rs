@@ -120,3 +120,93 @@ fn dropped_blobs_come_back_from_the_registry_or_are_named_missing() {
     );
     assert!(!Path::new(&dest).exists());
 }
+
+#[test]
+fn a_built_image_unpacks_as_umoci_sees_it() {
+    if !common::privileged("export::a_built_image_unpacks_as_umoci_sees_it") {
+        return;
+    }
+    let root = Root::new();
+    root.pull(&hello());
+    let ctx = root.dir.path().join("ctx");
+    fs::create_dir_all(ctx.join("srv/app/empty")).unwrap();
+    fs::write(ctx.join("srv/app/run.sh"), "#!/bin/sh\necho app\n").unwrap();
+    std::os::unix::fs::symlink("run.sh", ctx.join("srv/app/start")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(ctx.join("srv/app/run.sh"), fs::Permissions::from_mode(0o750)).unwrap();
+    std::os::unix::fs::chown(ctx.join("srv/app/run.sh"), Some(1000), Some(100)).unwrap();
+    let build = |tag: &str, extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["images", "build", "--from", "hello", "--add", ctx.to_str().unwrap(), "--tag", tag];
+        args.extend_from_slice(extra);
+        let mut c = root.cmd();
+        c.env("SOURCE_DATE_EPOCH", "1700000000").arg("--json").args(&args);
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    build(
+        "app:1-1",
+        &["--healthcheck", "test -x /srv/app/run.sh", "--healthcheck-interval", "30s", "--cmd", "[\"/srv/app/start\"]"],
+    );
+
+    // umoci's unpacking of the exported layout equals hoist's view of the built image.
+    let layout = root.dir.path().join("layout");
+    root.ok(&["images", "export", "app:1-1", &format!("oci:{}:1-1", layout.display())]);
+    let reference = root.dir.path().join("reference");
+    let o = Command::new("umoci")
+        .args(["raw", "unpack", "--image", &format!("{}:1-1", layout.display())])
+        .arg(&reference)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "umoci: {}", String::from_utf8_lossy(&o.stderr));
+    let mnt = root.dir.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    root.ok(&["mount", "app:1-1", mnt.to_str().unwrap()]);
+    let (ours, theirs) = (snapshot(&mnt), snapshot(&reference));
+    root.ok(&["umount", mnt.to_str().unwrap()]);
+    assert_eq!(ours, theirs);
+    assert!(ours.keys().any(|k| k.ends_with("srv/app/run.sh")), "{:?}", ours.keys().collect::<Vec<_>>());
+    let cfg: serde_json::Value =
+        serde_json::from_str(&skopeo(&["inspect", "--config", "--raw", &format!("oci:{}:1-1", layout.display())]))
+            .unwrap();
+    assert_eq!(
+        cfg["config"]["Healthcheck"],
+        serde_json::json!({"Test": ["CMD-SHELL", "test -x /srv/app/run.sh"], "Interval": 30_000_000_000u64})
+    );
+    assert_eq!(cfg["config"]["Cmd"], serde_json::json!(["/srv/app/start"]));
+    assert_eq!(
+        (cfg["config"]["Labels"]["version"].as_str(), cfg["config"]["Labels"]["release"].as_str()),
+        (Some("1"), Some("1"))
+    );
+
+    // --format docker: the same layers, Docker v2 media types; skopeo reads it.
+    build("app:1-1d", &["--format", "docker"]);
+    let dir = root.dir.path().join("docker-layout");
+    root.ok(&["images", "export", "app:1-1d", &format!("oci:{}", dir.display())]);
+    let m: serde_json::Value =
+        serde_json::from_str(&skopeo(&["inspect", "--raw", &format!("oci:{}", dir.display())])).unwrap();
+    assert_eq!(m["mediaType"], "application/vnd.docker.distribution.manifest.v2+json");
+    assert_eq!(m["config"]["mediaType"], "application/vnd.docker.container.image.v1+json");
+    assert!(
+        m["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["mediaType"] == "application/vnd.docker.image.rootfs.diff.tar.gzip")
+    );
+
+    // A device in a context directory is refused, naming it.
+    let bad = root.dir.path().join("bad");
+    fs::create_dir(&bad).unwrap();
+    let st = Command::new("mkfifo").arg(bad.join("pipe")).status().unwrap();
+    assert!(st.success());
+    let err =
+        root.fails(&["images", "build", "--from", "scratch", "--add", bad.to_str().unwrap(), "--tag", "bad:1"], 1);
+    assert_eq!(
+        err,
+        format!(
+            "hoist: image bad:1: {}: not a file, directory or symlink (devices, FIFOs and sockets are refused)\n",
+            bad.join("pipe").display()
+        )
+    );
+}

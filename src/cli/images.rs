@@ -281,6 +281,15 @@ pub struct BuildArgs {
     pub workdir: Option<String>,
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
+    /// Health check: a shell command run in the container (docker's HEALTHCHECK CMD-SHELL)
+    #[arg(long, value_name = "CMD")]
+    pub healthcheck: Option<String>,
+    /// Time between health checks (Go duration: 30s, 1m30s)
+    #[arg(long, value_name = "DURATION", requires = "healthcheck")]
+    pub healthcheck_interval: Option<String>,
+    /// Manifest format: oci (default) or docker (v2 schema 2)
+    #[arg(long, value_name = "FORMAT", default_value = "oci", value_parser = ["oci", "docker"])]
+    pub format: String,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -337,6 +346,18 @@ fn build(ctx: &Ctx, a: BuildArgs) -> Result<()> {
         workdir: a.workdir,
         user: a.user,
         epoch,
+        healthcheck: match &a.healthcheck {
+            Some(cmd) => Some((
+                cmd.clone(),
+                a.healthcheck_interval
+                    .as_deref()
+                    .map(crate::health::parse_duration)
+                    .transpose()
+                    .map_err(|e| usage(format!("--healthcheck-interval: {e}")))?,
+            )),
+            None => None,
+        },
+        docker_format: a.format == "docker",
     };
     let (store, _lock) = ctx.store_locked()?;
     let progress = ctx.progress();

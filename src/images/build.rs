@@ -42,6 +42,10 @@ pub struct BuildSpec {
     pub user: Option<String>,
     /// `SOURCE_DATE_EPOCH`.
     pub epoch: Option<u64>,
+    /// The image's health check: a shell command and its interval (docker's `Healthcheck`).
+    pub healthcheck: Option<(String, Option<std::time::Duration>)>,
+    /// Docker v2 schema 2 media types instead of OCI ones.
+    pub docker_format: bool,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -141,18 +145,50 @@ pub fn build(store: &Store, spec: &BuildSpec) -> Result<BuiltImage> {
     if let Some(u) = &spec.user {
         cfg["User"] = json!(u);
     }
+    if let Some((cmd, interval)) = &spec.healthcheck {
+        let mut hc = json!({"Test": ["CMD-SHELL", cmd]});
+        if let Some(i) = interval {
+            hc["Interval"] = json!(i.as_nanos() as u64);
+        }
+        cfg["Healthcheck"] = hc;
+    }
     config["created"] = json!(created);
     let config_bytes = serde_json::to_vec(&config).map_err(|e| bad(&label, e))?;
     let config_digest = store.put_bytes("config", &config_bytes, None)?;
+    let (manifest_type, config_type, gzip_layer) = if spec.docker_format {
+        (
+            "application/vnd.docker.distribution.manifest.v2+json",
+            "application/vnd.docker.container.image.v1+json",
+            "application/vnd.docker.image.rootfs.diff.tar.gzip",
+        )
+    } else {
+        (
+            "application/vnd.oci.image.manifest.v1+json",
+            "application/vnd.oci.image.config.v1+json",
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+        )
+    };
+    // Layers keep their blobs; only the media type names the format (gzip either way).
+    let oci_gzip = ["application/vnd.oci.image.layer.v1.tar+gzip", "application/vnd.docker.image.rootfs.diff.tar.gzip"];
+    for l in layers.iter_mut() {
+        if l["mediaType"].as_str().is_some_and(|m| oci_gzip.contains(&m)) {
+            l["mediaType"] = json!(gzip_layer);
+        }
+    }
     let manifest = json!({
         "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest.to_string(), "size": config_bytes.len()},
+        "mediaType": manifest_type,
+        "config": {"mediaType": config_type, "digest": config_digest.to_string(), "size": config_bytes.len()},
         "layers": layers,
     });
     let manifest_bytes = serde_json::to_vec(&manifest).map_err(|e| bad(&label, e))?;
     let digest = store.put_bytes("manifest", &manifest_bytes, None)?;
-    store.set_ref(&tag, &digest, oci_spec::image::MediaType::ImageManifest, "", Transport::Verified, None, None)?;
+    let media = if spec.docker_format {
+        oci_spec::image::MediaType::Other(manifest_type.to_string())
+    } else {
+        oci_spec::image::MediaType::ImageManifest
+    };
+    store.set_ref(&tag, &digest, media, "", Transport::Verified, None, None)?;
     Ok(BuiltImage { name: label, digest, layers_reused: base_layers.len(), layers_added: spec.adds.len() })
 }
 
