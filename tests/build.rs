@@ -61,11 +61,8 @@ fn built_images_publish_in_streams_and_install_from_the_registry() {
         return;
     }
     let tb = Testbed::up("hybrid");
-    let reg = Registry::start_in(&tb);
+    let reg = Registry::insecure_in(&tb);
     let a = reg.addr.clone();
-    tb.ok(&format!(
-        "printf '[[registry]]\\nlocation = \"{a}\"\\ninsecure = true\\n' > /etc/containers/registries.conf"
-    ));
 
     context(&tb, "1.0-1", "built");
     let d1 = build(&tb, "myapp:1.0-1");

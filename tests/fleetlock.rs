@@ -107,11 +107,8 @@ fn fleetlock_limits_a_bad_release_to_one_host() {
         return;
     }
     let tb = Testbed::up("hybrid");
-    let reg = Registry::start_in(&tb);
+    let reg = Registry::insecure_in(&tb);
     let a = reg.addr.clone();
-    tb.ok(&format!(
-        "printf '[[registry]]\\nlocation = \"{a}\"\\ninsecure = true\\n' > /etc/containers/registries.conf"
-    ));
     let archive = |p: PathBuf| format!("oci-archive:{}", p.display());
     let v1 = reg.push(&archive(hello()), "app:stable", false);
     let url = start_server(&tb);

@@ -231,14 +231,7 @@ fn export(ctx: &Ctx, image: &str, dest: &str, registry: &RegistryArgs) -> Result
     };
     let (store, _lock) = ctx.store_locked()?;
     let img = store.resolve(image)?;
-    let fetched = crate::fetch::ensure_blobs(&store, &img, &registry.options(), &ctx.progress())?;
-    if fetched > 0 {
-        ctx.notice(&format!(
-            "fetched {fetched} layer blob(s) of {} again from {}",
-            img.name,
-            img.source.as_deref().unwrap_or("?")
-        ));
-    }
+    super::pull::blobs_back(ctx, &store, &img, &registry.options(), &ctx.progress())?;
     let e = images::export::export(&store, &img, &dest)?;
     if ctx.global.json {
         output::json(&e);
@@ -364,14 +357,7 @@ fn build(ctx: &Ctx, a: BuildArgs) -> Result<()> {
     if a.from != "scratch" {
         let opts = a.registry.options();
         let base = resolve::stored(&store, &a.from, &opts, &progress)?;
-        let fetched = crate::fetch::ensure_blobs(&store, &base, &opts, &progress)?;
-        if fetched > 0 {
-            ctx.notice(&format!(
-                "fetched {fetched} layer blob(s) of {} again from {}",
-                base.name,
-                base.source.as_deref().unwrap_or("?")
-            ));
-        }
+        super::pull::blobs_back(ctx, &store, &base, &opts, &progress)?;
         spec.from = Some(base);
     }
     let built = images::build::build(&store, &spec)?;

@@ -162,3 +162,23 @@ pub fn run(ctx: &Ctx, args: PullArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// Makes every blob of `img` present (`fetch::ensure_blobs`), saying so when some had to be
+/// fetched again (export, push and build need what a pull dropped).
+pub fn blobs_back(
+    ctx: &Ctx,
+    store: &crate::store::Store,
+    img: &crate::store::StoredImage,
+    opts: &crate::fetch::PullOptions,
+    progress: &crate::progress::Progress,
+) -> Result<()> {
+    let fetched = crate::fetch::ensure_blobs(store, img, opts, progress)?;
+    if fetched > 0 {
+        ctx.notice(&format!(
+            "fetched {fetched} layer blob(s) of {} again from {}",
+            img.name,
+            img.source.as_deref().unwrap_or("?")
+        ));
+    }
+    Ok(())
+}

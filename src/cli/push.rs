@@ -64,14 +64,7 @@ pub fn run(ctx: &Ctx, args: PushArgs) -> Result<()> {
     let tags = stream_tags(&tag, args.stream)?;
     let opts = args.registry.options();
     let progress = ctx.progress();
-    let fetched = crate::fetch::ensure_blobs(&store, &img, &opts, &progress)?;
-    if fetched > 0 {
-        ctx.notice(&format!(
-            "fetched {fetched} layer blob(s) of {} again from {}",
-            img.name,
-            img.source.as_deref().unwrap_or("?")
-        ));
-    }
+    super::pull::blobs_back(ctx, &store, &img, &opts, &progress)?;
     // Signatures first: a push is only published by its manifests, which come last.
     let mut signatures = Vec::new();
     if let Some(key) = &args.sign_by {

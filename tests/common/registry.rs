@@ -37,6 +37,17 @@ impl Registry {
         Self::start_at(None, Some(tb.dir.clone()), "", false)
     }
 
+    /// [`Self::start_in`], declared the documented way: `insecure = true` for it in the
+    /// testbed's /etc/containers/registries.conf (no `--tls-verify=false` needed).
+    pub fn insecure_in(tb: &super::testbed::Testbed) -> Self {
+        let reg = Self::start_in(tb);
+        tb.ok(&format!(
+            "printf '[[registry]]\\nlocation = \"{}\"\\ninsecure = true\\n' > /etc/containers/registries.conf",
+            reg.addr
+        ));
+        reg
+    }
+
     fn start_with(creds: Option<(String, String)>) -> Self {
         Self::start_at(creds, None, "", false)
     }
