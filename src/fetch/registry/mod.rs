@@ -28,6 +28,7 @@
 
 pub mod auth;
 pub(crate) mod probe;
+pub(crate) use probe::trust_report;
 pub(crate) mod push;
 pub(crate) mod refetch;
 mod signatures;
@@ -138,14 +139,6 @@ pub struct TrustReport {
     /// Origins of the signatures found.
     pub signatures: Vec<String>,
     pub decision: Result<Verified, trust::Refusal>,
-}
-
-/// Fetches `logical`'s manifest digest and signatures and evaluates the policy; stores nothing.
-pub(crate) fn trust_report(store: &Store, logical: &RegistryRef, routes: &[Route], c: &Checker) -> Result<TrustReport> {
-    let rt = runtime()?;
-    let progress = Progress::silent();
-    let (puller, _, digest) = rt.block_on(first_manifest(store, logical, routes, &progress))?;
-    rt.block_on(puller.trust_report(c, digest))
 }
 
 /// Pulls `logical` into the store from the first of `routes` that serves it. `platform`
@@ -299,18 +292,6 @@ impl<'a> Puller<'a> {
             }
             other => other,
         }
-    }
-
-    /// What the policy would decide, and on which signatures; nothing is stored.
-    async fn trust_report(self, c: &Checker, digest: String) -> Result<TrustReport> {
-        let manifest: Digest = digest.parse().map_err(|_| self.protocol("bad manifest digest".into()))?;
-        let (lookup, signatures, decision) = self.decide(c, &manifest).await?;
-        Ok(TrustReport {
-            manifest: Some(manifest),
-            lookup: Some(lookup),
-            signatures: signatures.iter().map(|s| s.origin().to_string()).collect(),
-            decision,
-        })
     }
 
     async fn pull(self, bytes: Vec<u8>, digest: String, want: Platform) -> Result<Fetched> {
