@@ -1,7 +1,9 @@
 //! Tier 2: `hoist push` against a real registry (Debian's docker-registry), checked with skopeo:
 //! a tag stream published in one go (frozen tag first), the manifest byte for byte, only missing
-//! blobs uploaded (HEAD first), blobs mounted from the repository the image came from, and a
-//! refused push that leaves the existing tags as they were.
+//! blobs uploaded (HEAD first), blobs mounted from the repository the image came from, a
+//! refused push that leaves the existing tags as they were, and signed pushes (GnuPG simple
+//! signing into the lookaside; a sigstore key's attachment, checked with openssl) that a
+//! `signedBy`/`sigstoreSigned` policy accepts while an unsigned tag is refused.
 
 mod common;
 
@@ -181,4 +183,151 @@ fn a_signed_push_passes_a_signed_by_policy_and_an_unsigned_tag_is_refused() {
             sig.display()
         )
     );
+}
+
+#[test]
+fn a_sigstore_signed_push_passes_a_sigstore_signed_policy_and_refusals_name_the_cause() {
+    use common::signing::{cosign_key, registries_d};
+    let reg = Registry::start();
+    let a = reg.addr.clone();
+    let root = Root::new();
+    let digest = root.pull(&hello())["digest"].as_str().unwrap().to_string();
+    let hexd = digest.strip_prefix("sha256:").unwrap().to_string();
+    let dir = root.dir.path();
+    let keys = dir.join("keys");
+    let (public, fpr) = cosign_key(&keys, "correct horse");
+    let key = keys.join("cosign.key").display().to_string();
+    let pass = dir.join("pass");
+    std::fs::write(&pass, "correct horse\nsecond line ignored\n").unwrap();
+    let wrong = dir.join("wrong");
+    std::fs::write(&wrong, "battery staple\n").unwrap();
+    let rd = registries_d(&dir.join("registries.d"), &a, &dir.join("lookaside")).display().to_string();
+    let empty_rd = dir.join("empty.d");
+    std::fs::create_dir_all(&empty_rd).unwrap();
+    let dest = format!("docker://{a}/sig:1.0-1");
+    let push = |extra: &[&str]| {
+        let mut v = vec!["push", "--tls-verify=false", "--stream", "--sign-by-sigstore-key", &key];
+        v.extend_from_slice(extra);
+        v.extend_from_slice(&["hello", &dest]);
+        v.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let refused = |extra: &[&str]| {
+        let args = push(extra);
+        root.fails(&args.iter().map(String::as_str).collect::<Vec<_>>(), 1)
+    };
+
+    // Refusals, each before anything is sent.
+    assert_eq!(
+        refused(&["--registries.d", &rd]),
+        format!(
+            "hoist: sigstore key {key} is encrypted: give its passphrase with --sign-passphrase-file FILE (or run on a terminal)\n"
+        )
+    );
+    assert_eq!(
+        refused(&["--registries.d", &rd, "--sign-passphrase-file", &wrong.display().to_string()]),
+        format!("hoist: sigstore key {key}: wrong passphrase (the key does not decrypt)\n")
+    );
+    assert_eq!(
+        refused(&[
+            "--registries.d",
+            &empty_rd.display().to_string(),
+            "--sign-passphrase-file",
+            &pass.display().to_string()
+        ]),
+        format!(
+            "hoist: {dest}: sigstore signatures are attachments, and registries.d ({}) does not turn on \
+             use-sigstore-attachments for {a}/sig (pullers would not look for them): add \
+             `use-sigstore-attachments: true` for it\n",
+            empty_rd.display()
+        )
+    );
+    assert_eq!(count(&reg, "/v2/sig/"), 0, "a refused signing sends nothing");
+
+    // Signed: one signature per stream tag, attached before the tags.
+    let args = push(&["--registries.d", &rd, "--sign-passphrase-file", &pass.display().to_string()]);
+    let out = root.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        out.ends_with(&format!(
+            "Signed with sigstore key {fpr}: 3 signature(s) attached to {a}/sig:sha256-{hexd}.sig\n"
+        )),
+        "{out}"
+    );
+    let log = reg.requests_log();
+    let attach_put = log.find(&format!("PUT /v2/sig/manifests/sha256-{hexd}.sig")).expect("attachment written");
+    let first_tag = log.find("PUT /v2/sig/manifests/1.0-1").expect("tag written");
+    assert!(attach_put < first_tag, "the attachment comes before any tag");
+    assert_eq!(tags(&reg, "sig"), ["1.0", "1.0-1", "latest", &format!("sha256-{hexd}.sig")]);
+
+    // What is attached, checked without hoist: the layers' media type, and each signature
+    // verified by openssl with the public key over the payload blob skopeo copies out.
+    let att = dir.join("att");
+    skopeo(&[
+        "copy",
+        "--insecure-policy",
+        "--src-tls-verify=false",
+        &format!("docker://{a}/sig:sha256-{hexd}.sig"),
+        &format!("dir:{}", att.display()),
+    ]);
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(att.join("manifest.json")).unwrap()).unwrap();
+    let layers = m["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 3);
+    let mut identities = Vec::new();
+    for l in layers {
+        assert_eq!(l["mediaType"], "application/vnd.dev.cosign.simplesigning.v1+json");
+        let payload = att.join(l["digest"].as_str().unwrap().strip_prefix("sha256:").unwrap());
+        let p: serde_json::Value = serde_json::from_slice(&std::fs::read(&payload).unwrap()).unwrap();
+        assert_eq!(p["critical"]["image"]["docker-manifest-digest"], digest);
+        assert_eq!(p["critical"]["type"], "cosign container image signature");
+        identities.push(p["critical"]["identity"]["docker-reference"].as_str().unwrap().to_string());
+        use base64::Engine;
+        let sig = base64::engine::general_purpose::STANDARD
+            .decode(l["annotations"]["dev.cosignproject.cosign/signature"].as_str().unwrap())
+            .unwrap();
+        let sig_file = dir.join("sig.der");
+        std::fs::write(&sig_file, sig).unwrap();
+        let o = std::process::Command::new("openssl")
+            .args(["dgst", "-sha256", "-verify"])
+            .arg(&public)
+            .arg("-signature")
+            .arg(&sig_file)
+            .arg(&payload)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "Verified OK\n", "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert_eq!(identities, [format!("{a}/sig:1.0-1"), format!("{a}/sig:1.0"), format!("{a}/sig:latest")]);
+
+    // Unsigned: the same image under another tag (its attachment names other tags).
+    root.ok(&["push", "-q", "--tls-verify=false", "hello", &format!("docker://{a}/sig:unsigned")]);
+    let policy = dir.join("policy.json");
+    std::fs::write(
+        &policy,
+        serde_json::json!({"default": [{"type": "reject"}], "transports": {"docker": {a.clone(): [
+            {"type": "sigstoreSigned", "keyPath": public}
+        ]}}})
+        .to_string(),
+    )
+    .unwrap();
+    let p = policy.display().to_string();
+    let fresh = Root::new();
+    let pull = |r: &str| {
+        vec!["pull", "--tls-verify=false", "--signature-policy", &p, "--registries.d", &rd, r]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    for r in [format!("docker://{a}/sig:1.0"), format!("docker://{a}/sig@{digest}")] {
+        let args = pull(&r);
+        let j = fresh.json(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(j["digest"].as_str(), Some(digest.as_str()), "{r}");
+    }
+    let args = pull(&format!("docker://{a}/sig:unsigned"));
+    let err = fresh.fails(&args.iter().map(String::as_str).collect::<Vec<_>>(), 1);
+    assert!(
+        err.starts_with(&format!(
+            "hoist: docker://{a}/sig:unsigned: refused by policy {p} (scope docker:{a}): sigstoreSigned: "
+        )),
+        "{err}"
+    );
+    assert!(err.contains(&format!("does not match {a}/sig:unsigned (matchRepoDigestOrExact)")), "{err}");
 }

@@ -93,7 +93,9 @@ pub enum Command {
     )]
     Pull(pull::PullArgs),
     /// Upload a stored image to a registry (only the blobs it lacks; --stream publishes a tag stream)
-    #[command(after_help = "Examples:\n  hoist push etcd:3.4 docker://registry.example.com/etcd:3.4-2 --stream")]
+    #[command(
+        after_help = "Examples:\n  hoist push etcd:3.4 docker://registry.example.com/etcd:3.4-2 --stream\n  hoist push --sign-by-sigstore-key cosign.key --sign-passphrase-file pass etcd:3.4 docker://registry.example.com/etcd:3.4-2"
+    )]
     Push(push::PushArgs),
     /// List, remove, inspect and prune stored images
     #[command(after_help = "Examples:\n  hoist images\n  hoist images info etcd:3.4")]

@@ -201,6 +201,7 @@ pub fn push(
     img: &crate::store::StoredImage,
     dest: &crate::imgref::RegistryRef,
     tags: &[String],
+    attachments: Vec<registry::attach::Attachment>,
     opts: &PullOptions,
     progress: &Progress,
 ) -> Result<registry::push::Pushed, PullError> {
@@ -235,7 +236,14 @@ pub fn push(
     target.digest = None;
     target.tag = tags.first().cloned();
     let routes = routes(store, &target, opts).map_err(fail)?;
-    let up = registry::push::Upload { blobs, manifest: &manifest_bytes, media_type, tags: tags.to_vec(), mount_from };
+    let up = registry::push::Upload {
+        blobs,
+        manifest: &manifest_bytes,
+        media_type,
+        tags: tags.to_vec(),
+        mount_from,
+        attachments,
+    };
     registry::push::push(store, &target, &routes, &up, progress).map_err(fail)
 }
 

@@ -142,7 +142,7 @@ const OID_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1
 const OID_ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
 const OID_ED448: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.113");
 
-fn fingerprint(spki_der: &[u8]) -> String {
+pub(crate) fn fingerprint(spki_der: &[u8]) -> String {
     format!("SHA256:{}", hex::encode(Sha256::digest(spki_der)))
 }
 

@@ -26,6 +26,7 @@
 //! (with the host's certs.d authorities added) unless the endpoint is insecure, which tries HTTPS
 //! without certificate checks and falls back to plain HTTP.
 
+pub mod attach;
 pub mod auth;
 pub(crate) mod probe;
 pub(crate) use probe::trust_report;

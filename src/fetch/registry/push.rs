@@ -7,7 +7,8 @@
 //!    was pulled from there (`POST …/uploads/?mount=…&from=…`), else streamed from the store in
 //!    chunks (never held in memory whole);
 //! 3. the manifest, as stored (its digest unchanged), is put last, once per tag in the order
-//!    given: a push that fails before leaves every existing tag as it was.
+//!    given: a push that fails before leaves every existing tag as it was. Sigstore signatures
+//!    ([`super::attach`]) are attached just before.
 
 use std::io::Read;
 
@@ -33,6 +34,8 @@ pub(crate) struct Upload<'a> {
     pub tags: Vec<String>,
     /// A repository of the same registry that has the blobs (where the image was pulled from).
     pub mount_from: Option<String>,
+    /// Sigstore signatures to attach before any tag is set ([`super::attach`]).
+    pub attachments: Vec<super::attach::Attachment>,
 }
 
 /// What a push did.
@@ -42,6 +45,8 @@ pub struct Pushed {
     pub mounted: usize,
     pub present: usize,
     pub bytes: u64,
+    /// Sigstore signatures added to the `sha256-<hex>.sig` attachment.
+    pub attached: usize,
 }
 
 pub(crate) fn push(
@@ -93,6 +98,10 @@ pub(crate) fn push(
             task.finish();
             out.uploaded += 1;
             out.bytes += size;
+        }
+        // Signatures before tags: a push that signs never publishes a tag unsigned.
+        if !up.attachments.is_empty() {
+            out.attached = p.attach(&Digest::of_bytes(up.manifest), &up.attachments).await?;
         }
         let content_type: reqwest::header::HeaderValue =
             up.media_type.parse().map_err(|_| p.protocol(format!("manifest media type {:?}", up.media_type)))?;

@@ -8,6 +8,8 @@
 //! `$GNUPGHOME` applies). It is stored as the first free `signature-N` under
 //! `BASE/REPOSITORY@sha256=HEX/`, BASE being registries.d's `lookaside-staging`, else its
 //! `lookaside` (a `file://` URL: an HTTP lookaside is published by its own server).
+//!
+//! [`sigstore`] signs with a sigstore private key instead (the registry attachment form).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -16,6 +18,8 @@ use std::process::{Command, Stdio};
 use crate::digest::Digest;
 use crate::imgref::RegistryRef;
 use crate::trust::sources::MAX_SIGNATURES;
+
+pub mod sigstore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
