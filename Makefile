@@ -16,6 +16,9 @@ IMAGEDIR := target/images
 DEB_PKGS := libseccomp-dev pkg-config busybox-static etcd-server etcd-client umoci openssl \
             systemd dbus util-linux procps docker-registry skopeo apache2-utils gnupg curl
 
+# What only `make test` needs: the image builder a built image is compared with.
+TEST_PKGS := buildah
+
 # The peers `make bench` compares with.
 BENCH_PKGS := podman conmon skopeo umoci runc crun docker-registry busybox-static
 
@@ -72,6 +75,7 @@ pydeps:
 	@python3 -c 'import nacl, cryptography, ansible' 2>/dev/null || python3 -m pip install -q pynacl cryptography ansible-core
 
 test: deps pydeps images
+	@$(MAKE) --no-print-directory deps DEB_PKGS="$(TEST_PKGS)"
 	HOIST_PRIV_TESTS=1 $(CARGO) test --locked -- --test-threads=2
 
 lint: deps

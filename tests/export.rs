@@ -3,7 +3,8 @@
 //! manifest (the same digest) and config; a fresh hoist root pulls the exports back to the same
 //! image. Layer blobs a pull dropped (the default) are fetched again from the image's source —
 //! its registry (by manifest digest, after the tag moved) or its archive — and a source that is
-//! gone is a clear error.
+//! gone is a clear error. A built image's root, as `hoist mount` shows it and as `umoci raw
+//! unpack` unpacks its export, equals the same content committed onto the same base by buildah.
 
 mod common;
 
@@ -208,5 +209,106 @@ fn a_built_image_unpacks_as_umoci_sees_it() {
             "hoist: image bad:1: {}: not a file, directory or symlink (devices, FIFOs and sockets are refused)\n",
             bad.join("pipe").display()
         )
+    );
+}
+
+/// `buildah` with its own storage (vfs) under `dir` and an accept-anything policy: nothing of
+/// the host's containers storage or policy is read or changed.
+fn buildah(dir: &Path, args: &[&str]) -> String {
+    let policy = dir.join("policy.json");
+    if !policy.exists() {
+        fs::create_dir_all(dir).unwrap();
+        fs::write(&policy, r#"{"default":[{"type":"insecureAcceptAnything"}]}"#).unwrap();
+    }
+    let mut c = Command::new("buildah");
+    c.arg("--root").arg(dir.join("storage")).arg("--runroot").arg(dir.join("run")).args(["--storage-driver", "vfs"]);
+    c.args(&args[..1]);
+    if matches!(args[0], "from" | "commit") {
+        c.arg("--signature-policy").arg(&policy);
+    }
+    let o = c.args(&args[1..]).output().unwrap();
+    assert!(o.status.success(), "buildah {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn a_built_image_equals_the_same_content_committed_by_buildah() {
+    if !common::privileged("export::a_built_image_equals_the_same_content_committed_by_buildah") {
+        return;
+    }
+    assert!(have("buildah"), "buildah is needed (make test installs Debian's package)");
+    let root = Root::new();
+    root.pull(&hello());
+    let d = root.dir.path();
+    // A context as root owns it (buildah copy makes everything 0:0): files, modes, a symlink,
+    // an empty directory, a hard link, a file deep below directories the base does not have.
+    let ctx = d.join("ctx");
+    fs::create_dir_all(ctx.join("srv/app/empty")).unwrap();
+    fs::create_dir_all(ctx.join("usr/share/app/doc")).unwrap();
+    fs::write(ctx.join("srv/app/run.sh"), "#!/bin/sh\necho app\n").unwrap();
+    fs::write(ctx.join("usr/share/app/doc/README"), "read me\n").unwrap();
+    fs::hard_link(ctx.join("usr/share/app/doc/README"), ctx.join("srv/app/README")).unwrap();
+    std::os::unix::fs::symlink("run.sh", ctx.join("srv/app/start")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(ctx.join("srv/app/run.sh"), fs::Permissions::from_mode(0o750)).unwrap();
+    fs::set_permissions(ctx.join("srv/app/empty"), fs::Permissions::from_mode(0o1777)).unwrap();
+    let mut c = root.cmd();
+    c.env("SOURCE_DATE_EPOCH", "1700000000").args(["images", "build", "--from", "hello", "--add"]).arg(&ctx);
+    let o = c.args(["--tag", "app:1"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // The same content committed by buildah onto the same base, at the same time. (buildah
+    // names an image by its layout's path, which must be lower case: the test directory is not.)
+    struct Gone(std::path::PathBuf);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+    let lower = Gone(std::path::PathBuf::from(format!("/tmp/hoist-buildah-{}", std::process::id())));
+    let b = lower.0.clone();
+    let base = b.join("hello-layout");
+    root.ok(&["images", "export", "hello", &format!("oci:{}:latest", base.display())]);
+    let ctr = buildah(&b, &["from", "--pull-never", "--quiet", &format!("oci:{}:latest", base.display())]);
+    buildah(&b, &["copy", &ctr, ctx.to_str().unwrap(), "/"]);
+    let theirs_layout = d.join("buildah-layout");
+    buildah(
+        &b,
+        &["commit", "--quiet", "--timestamp", "1700000000", &ctr, &format!("oci:{}:1", theirs_layout.display())],
+    );
+
+    let unpack = |layout: &Path, out: &Path| {
+        let o = Command::new("umoci")
+            .args(["raw", "unpack", "--image", &format!("{}:1", layout.display())])
+            .arg(out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "umoci: {}", String::from_utf8_lossy(&o.stderr));
+        snapshot(out)
+    };
+    let ours_layout = d.join("hoist-layout");
+    root.ok(&["images", "export", "app:1", &format!("oci:{}:1", ours_layout.display())]);
+    let ours = unpack(&ours_layout, &d.join("ours"));
+    let theirs = unpack(&theirs_layout, &d.join("theirs"));
+    let mnt = d.join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    root.ok(&["mount", "app:1", mnt.to_str().unwrap()]);
+    let mounted = snapshot(&mnt);
+    root.ok(&["umount", mnt.to_str().unwrap()]);
+    assert_eq!(ours, theirs, "umoci's unpacking of hoist's build vs of buildah's commit");
+    assert_eq!(mounted, theirs, "hoist's view of its build vs umoci's unpacking of buildah's commit");
+    // hoist reused the base's layer blobs as they were (buildah rewrites them).
+    let layers = |layout: &Path, r: &str| -> Vec<serde_json::Value> {
+        let m: serde_json::Value =
+            serde_json::from_str(&skopeo(&["inspect", "--raw", &format!("oci:{}:{r}", layout.display())])).unwrap();
+        m["layers"].as_array().unwrap().iter().map(|l| l["digest"].clone()).collect()
+    };
+    let (built, base_layers) = (layers(&ours_layout, "1"), layers(&base, "latest"));
+    assert_eq!((built.len(), &built[..base_layers.len()]), (base_layers.len() + 1, &base_layers[..]));
+    assert_eq!(
+        ours.get("srv/app/empty").map(String::as_str),
+        Some("dir mode 1777 owner 0:0"),
+        "{:?}",
+        ours.keys().filter(|k| k.starts_with("srv")).collect::<Vec<_>>()
     );
 }
