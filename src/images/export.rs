@@ -10,14 +10,22 @@
 //!   default the stored name — the config as `<hex>.json`, each layer as `<hex>.tar` holding its
 //!   blob as stored, compressed: `docker load` and skopeo read compressed layers).
 //!
-//! Archives are written to `FILE.tmp-<pid>` and renamed: a failed export leaves nothing. Entries
+//! Everything is written beneath the destination's parent directory, opened once: the export
+//! goes to `.NAME.tmp-<pid>` there, created exclusively (`mkdirat`, `O_CREAT|O_EXCL`) and filled
+//! through its fd with nothing followed, then renamed into place (never over an existing file;
+//! a directory only over an empty one). A symlink planted under the temporary name in a
+//! world-writable parent makes the export fail, never write elsewhere; a failed export leaves
+//! nothing. Entries
 //! are sorted, owned by 0:0, mode 0644 (0755 for directories), time 0: the same image exports to
 //! the same bytes. Layer blobs a pull did not keep are fetched again first
 //! ([`crate::fetch::ensure_blobs`]).
 
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use rustix::fs::AtFlags;
 
 use serde::Serialize;
 use serde_json::json;
@@ -25,6 +33,7 @@ use serde_json::json;
 use super::{ImagesError, Result};
 use crate::digest::Digest;
 use crate::imgref::{ArchiveRef, Source};
+use crate::rooted::{Kind, RootDir};
 use crate::store::{Store, StoredImage};
 
 /// What was written.
@@ -122,48 +131,75 @@ pub fn export(store: &Store, img: &StoredImage, dest: &Source) -> Result<Exporte
     })
 }
 
+/// The directory a destination is written in (opened once: everything after goes through its
+/// fd; made first with its missing parents when `make`) and the destination's name in it.
+fn parent_of(dest: &Path, make: bool) -> std::io::Result<(RootDir, OsString)> {
+    let name = dest
+        .file_name()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "names no file"))?
+        .to_os_string();
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if make {
+        fs::create_dir_all(parent)?;
+    }
+    Ok((RootDir::open(parent)?, name))
+}
+
 fn write_dir(store: &Store, dir: &Path, files: &[(String, Content)]) -> Result<()> {
-    match fs::read_dir(dir) {
-        Ok(mut entries) => {
-            if entries.next().is_some() {
+    let (parent, name) = parent_of(dir, true).map_err(|e| fail(dir, e))?;
+    match parent.stat(Path::new(&name)).map_err(|e| fail(dir, e))?.map(|st| Kind::of(&st)) {
+        None => {}
+        Some(Kind::Dir) => {
+            let existing = parent.open_dir(Path::new(&name)).map_err(|e| fail(dir, e))?;
+            let mut entries = rustix::fs::Dir::read_from(existing.fd()).map_err(|e| fail(dir, e))?;
+            if entries.any(|e| e.is_ok_and(|e| ![&b"."[..], b".."].contains(&e.file_name().to_bytes()))) {
                 return Err(fail(dir, "exists and is not empty"));
             }
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(fail(dir, e)),
+        Some(_) => return Err(fail(dir, "exists and is not a directory")),
     }
-    let tmp = sibling(dir);
+    let tmp = sibling(&name);
+    // mkdirat: fails on anything already there (a planted symlink included).
+    parent.mkdir(Path::new(&tmp), 0o755).map_err(|e| tmp_err(dir, &tmp, e))?;
     let result = (|| -> std::io::Result<()> {
-        for (name, content) in files {
-            let p = tmp.join(name);
-            fs::create_dir_all(p.parent().expect("inside the layout"))?;
+        let out = parent.open_dir(Path::new(&tmp))?;
+        for (rel, content) in files {
+            let rel = Path::new(rel);
+            out.mkdir_all(rel.parent().expect("inside the layout"), 0o755)?;
             match content {
-                Content::Bytes(b) => fs::write(&p, b)?,
+                Content::Bytes(b) => out.create_file(rel, 0o644)?.write_all(b)?,
                 Content::Blob(d) => {
                     // A hard link where the filesystem allows it (the store's blobs are
                     // immutable), else a copy.
-                    if fs::hard_link(store.blob_path(d), &p).is_err() {
-                        fs::copy(store.blob_path(d), &p)?;
+                    let (at, leaf) = out.parent(rel)?;
+                    if rustix::fs::linkat(rustix::fs::CWD, store.blob_path(d), &at, &*leaf, AtFlags::empty()).is_err() {
+                        let mut from = fs::File::open(store.blob_path(d))?;
+                        std::io::copy(&mut from, &mut out.create_file(rel, 0o644)?)?;
                     }
                 }
             }
         }
-        let _ = fs::remove_dir(dir);
-        fs::rename(&tmp, dir)
+        // Over an empty directory, or nothing: rename(2) replaces only an empty directory.
+        parent.rename(Path::new(&tmp), Path::new(&name))
     })();
     result.map_err(|e| {
-        let _ = fs::remove_dir_all(&tmp);
+        let _ = parent.remove_all(Path::new(&tmp));
         fail(dir, e)
     })
 }
 
 fn write_tar(store: &Store, file: &Path, files: &[(String, Content)]) -> Result<()> {
-    if file.exists() {
+    let (parent, name) = parent_of(file, false).map_err(|e| fail(file, e))?;
+    if parent.stat(Path::new(&name)).map_err(|e| fail(file, e))?.is_some() {
         return Err(fail(file, "exists (remove it first)"));
     }
-    let tmp = sibling(file);
+    let tmp = sibling(&name);
+    // O_CREAT|O_EXCL beneath the parent's fd: never through a planted symlink.
+    let out = parent.create_file(Path::new(&tmp), 0o644).map_err(|e| tmp_err(file, &tmp, e))?;
     let result = (|| -> std::io::Result<()> {
-        let out = fs::File::create(&tmp)?;
         let mut tar = tar::Builder::new(std::io::BufWriter::new(out));
         let mut dirs: Vec<String> = Vec::new();
         for (name, content) in files {
@@ -194,10 +230,11 @@ fn write_tar(store: &Store, file: &Path, files: &[(String, Content)]) -> Result<
         w.flush()?;
         w.get_ref().sync_all()?;
         drop(w);
-        fs::rename(&tmp, file)
+        let (from, to) = (parent.parent(Path::new(&tmp))?, parent.parent(Path::new(&name))?);
+        Ok(rustix::fs::renameat_with(&from.0, &*from.1, &to.0, &*to.1, rustix::fs::RenameFlags::NOREPLACE)?)
     })();
     result.map_err(|e| {
-        let _ = fs::remove_file(&tmp);
+        let _ = parent.remove_all(Path::new(&tmp));
         fail(file, e)
     })
 }
@@ -213,8 +250,86 @@ fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
     h
 }
 
-/// `PATH.tmp-<pid>` beside `path`.
-fn sibling(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+/// Creating the temporary `tmp` beside `dest` failed: something already has its name.
+fn tmp_err(dest: &Path, tmp: &OsStr, e: std::io::Error) -> ImagesError {
+    match e.kind() {
+        std::io::ErrorKind::AlreadyExists => fail(
+            dest,
+            format!("{} already exists beside it (not made by this export: remove it)", tmp.to_string_lossy()),
+        ),
+        _ => fail(dest, e),
+    }
+}
+
+/// `.NAME.tmp-<pid>`, the name a destination is written under before it is renamed.
+fn sibling(name: &OsStr) -> OsString {
+    let mut tmp = OsString::from(".");
+    tmp.push(name);
+    tmp.push(format!(".tmp-{}", std::process::id()));
+    tmp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files() -> Vec<(String, Content)> {
+        vec![
+            ("oci-layout".into(), Content::Bytes(b"{}".to_vec())),
+            ("blobs/sha256/ab".into(), Content::Bytes(b"x".to_vec())),
+        ]
+    }
+
+    #[test]
+    fn a_symlink_planted_under_the_temporary_name_is_never_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&crate::layout::Layout::new(dir.path().join("root"))).unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "keep").unwrap();
+        let victim_dir = dir.path().join("victim-dir");
+        fs::create_dir(&victim_dir).unwrap();
+        for (dest, target) in [(dir.path().join("out.tar"), &victim), (dir.path().join("layout"), &victim_dir)] {
+            let planted = dir.path().join(sibling(dest.file_name().unwrap()));
+            std::os::unix::fs::symlink(target, &planted).unwrap();
+            let e = if dest.extension().is_some() {
+                write_tar(&store, &dest, &files())
+            } else {
+                write_dir(&store, &dest, &files())
+            };
+            assert_eq!(
+                e.unwrap_err().to_string(),
+                format!(
+                    "export to {}: {} already exists beside it (not made by this export: remove it)",
+                    dest.display(),
+                    planted.file_name().unwrap().to_string_lossy()
+                )
+            );
+            assert!(!dest.exists());
+            assert!(fs::symlink_metadata(&planted).unwrap().file_type().is_symlink());
+            fs::remove_file(&planted).unwrap();
+        }
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep");
+        assert_eq!(fs::read_dir(&victim_dir).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_destination_is_written_whole_and_never_over_something() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&crate::layout::Layout::new(dir.path().join("root"))).unwrap();
+        let layout = dir.path().join("layout");
+        fs::create_dir(&layout).unwrap();
+        write_dir(&store, &layout, &files()).unwrap();
+        assert_eq!(fs::read(layout.join("blobs/sha256/ab")).unwrap(), b"x");
+        let e = write_dir(&store, &layout, &files()).unwrap_err().to_string();
+        assert_eq!(e, format!("export to {}: exists and is not empty", layout.display()));
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), &link).unwrap();
+        let e = write_dir(&store, &link, &files()).unwrap_err().to_string();
+        assert_eq!(e, format!("export to {}: exists and is not a directory", link.display()));
+        let e = write_tar(&store, &link, &files()).unwrap_err().to_string();
+        assert_eq!(e, format!("export to {}: exists (remove it first)", link.display()));
+        assert!(!dir.path().join("elsewhere").exists());
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(!names.iter().any(|n| n.to_string_lossy().contains(".tmp-")), "{names:?}");
+    }
 }
