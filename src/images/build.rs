@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -24,6 +25,7 @@ use sha2::{Digest as _, Sha256};
 use super::{ImagesError, Result};
 use crate::digest::Digest;
 use crate::imgref::ImageName;
+use crate::rooted::{Kind, RootDir};
 use crate::store::{Store, StoredImage, Transport};
 
 /// What to build.
@@ -237,7 +239,8 @@ fn add_layer(store: &Store, dir: &Path, dest: &str, epoch: Option<u64>) -> io::R
         h.set_size(0);
         tar.append_data(&mut h, format!("{prefix}/"), io::empty())?;
     }
-    walk(&mut tar, dir, dir, dest, epoch)?;
+    let root = RootDir::open(dir).map_err(|e| at(dir, e))?;
+    walk(&mut tar, &root, Path::new(""), dest, epoch)?;
     let hashing = tar.into_inner()?;
     let diff_id = Digest::from_hex(&hex::encode(hashing.hash.finalize())).map_err(io::Error::other)?;
     let writer = hashing.inner.finish()?;
@@ -253,46 +256,65 @@ fn at(p: &Path, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("{}: {e}", p.display()))
 }
 
+/// Adds the tree beneath `root` at `rel` (recursively, sorted by name) as `dest/rel`. Every
+/// entry is reached beneath `root`'s fd with no symlink followed, and a file is read through
+/// the regular file it was when it was looked at (a FIFO or a swapped-in symlink is refused,
+/// never opened through).
 fn walk<W: Write>(
     tar: &mut tar::Builder<W>,
-    root: &Path,
-    dir: &Path,
+    root: &RootDir,
+    rel: &Path,
     dest: &str,
     epoch: Option<u64>,
 ) -> io::Result<()> {
-    let mut names: Vec<_> = fs::read_dir(dir).map_err(|e| at(dir, e))?.collect::<io::Result<Vec<_>>>()?;
-    names.sort_by_key(|e| e.file_name());
-    for e in names {
-        let path = e.path();
-        let rel = path.strip_prefix(root).expect("under the root").to_string_lossy().into_owned();
-        let name = if dest.is_empty() { rel.clone() } else { format!("{dest}/{rel}") };
-        let meta = fs::symlink_metadata(&path).map_err(|e| at(&path, e))?;
-        let ft = meta.file_type();
+    let dir = root.open_dir(rel).map_err(|e| at(&root.display(rel), e))?;
+    let mut names: Vec<std::ffi::OsString> = Vec::new();
+    for e in rustix::fs::Dir::read_from(dir.fd()).map_err(|e| at(&root.display(rel), e.into()))? {
+        let e = e.map_err(|e| at(&root.display(rel), e.into()))?;
+        let n = e.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            names.push(std::ffi::OsStr::from_bytes(n).to_os_string());
+        }
+    }
+    names.sort();
+    for n in names {
+        let rel = rel.join(&n);
+        let path = root.display(&rel);
+        let relname = rel.to_string_lossy();
+        let name = if dest.is_empty() { relname.into_owned() } else { format!("{dest}/{relname}") };
+        let Some(st) = root.stat(&rel).map_err(|e| at(&path, e))? else {
+            return Err(at(&path, io::Error::from(io::ErrorKind::NotFound)));
+        };
         let mut h = tar::Header::new_gnu();
-        h.set_mode(meta.permissions().mode() & 0o7777);
-        h.set_uid(meta.uid().into());
-        h.set_gid(meta.gid().into());
-        h.set_mtime(clamp(meta.mtime().max(0) as u64, epoch));
-        if ft.is_dir() {
-            h.set_entry_type(tar::EntryType::Directory);
-            h.set_size(0);
-            tar.append_data(&mut h, format!("{name}/"), io::empty())?;
-            walk(tar, root, &path, dest, epoch)?;
-        } else if ft.is_symlink() {
-            h.set_entry_type(tar::EntryType::Symlink);
-            h.set_size(0);
-            let target = fs::read_link(&path).map_err(|e| at(&path, e))?;
-            tar.append_link(&mut h, &name, &target)?;
-        } else if ft.is_file() {
-            h.set_entry_type(tar::EntryType::Regular);
-            h.set_size(meta.len());
-            let f = fs::File::open(&path).map_err(|e| at(&path, e))?;
-            tar.append_data(&mut h, &name, f)?;
-        } else {
-            return Err(at(
-                &path,
-                io::Error::other("not a file, directory or symlink (devices, FIFOs and sockets are refused)"),
-            ));
+        h.set_mode(st.st_mode & 0o7777);
+        h.set_uid(st.st_uid.into());
+        h.set_gid(st.st_gid.into());
+        h.set_mtime(clamp(st.st_mtime.max(0) as u64, epoch));
+        match Kind::of(&st) {
+            Kind::Dir => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_size(0);
+                tar.append_data(&mut h, format!("{name}/"), io::empty())?;
+                walk(tar, root, &rel, dest, epoch)?;
+            }
+            Kind::Symlink => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_size(0);
+                let target = root.read_link(&rel).map_err(|e| at(&path, e))?;
+                tar.append_link(&mut h, &name, &target)?;
+            }
+            Kind::File => {
+                let f = root.open_file(&rel).map_err(|e| at(&path, e))?;
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_size(f.metadata()?.len());
+                tar.append_data(&mut h, &name, f)?;
+            }
+            Kind::Other => {
+                return Err(at(
+                    &path,
+                    io::Error::other("not a file, directory or symlink (devices, FIFOs and sockets are refused)"),
+                ));
+            }
         }
     }
     Ok(())
@@ -304,11 +326,9 @@ fn walk<W: Write>(
 /// Returns the variables the templates use with no default (they must be `--set` at install).
 pub fn check_exports(dir: &Path) -> std::result::Result<Vec<String>, String> {
     let read = |name: &str| -> std::result::Result<Option<String>, String> {
-        match fs::read_to_string(dir.join(name)) {
-            Ok(t) => Ok(Some(t)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(format!("{}: {e}", dir.join(name).display())),
-        }
+        // As install reads them: beneath the directory, regular files only (a symlink is refused).
+        let root = RootDir::open(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        crate::ops::slot::read_text(&root, Path::new(name)).map_err(|e| format!("{}: {e}", dir.join(name).display()))
     };
     let mut defaults = BTreeMap::new();
     if let Some(text) = read("manifest.json")? {
@@ -346,4 +366,53 @@ pub fn check_exports(dir: &Path) -> std::result::Result<Vec<String>, String> {
         }
     }
     Ok(required.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exports_are_read_as_install_reads_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let ex = dir.path().join("exports");
+        fs::create_dir(&ex).unwrap();
+        fs::write(ex.join("service.template"), "[Service]\nExecStart=$EXEC_START $PORT\n").unwrap();
+        fs::write(ex.join("manifest.json"), r#"{"defaultValues": {"PORT": "1"}}"#).unwrap();
+        assert_eq!(check_exports(&ex), Ok(vec![]));
+        fs::remove_file(ex.join("manifest.json")).unwrap();
+        assert_eq!(check_exports(&ex), Ok(vec!["PORT".to_string()]));
+        // A symlinked file is refused, as install refuses it (never read through).
+        fs::write(dir.path().join("elsewhere.json"), "{}").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("elsewhere.json"), ex.join("manifest.json")).unwrap();
+        assert_eq!(
+            check_exports(&ex),
+            Err(format!(
+                "{}: is a symlink (hoist reads /exports files only as regular files)",
+                ex.join("manifest.json").display()
+            ))
+        );
+    }
+
+    #[test]
+    fn a_context_is_walked_beneath_its_fd_and_refuses_a_fifo() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&crate::layout::Layout::new(dir.path().join("root"))).unwrap();
+        let ctx = dir.path().join("ctx");
+        fs::create_dir_all(ctx.join("a")).unwrap();
+        fs::write(ctx.join("a/f"), "x").unwrap();
+        std::os::unix::fs::symlink("/etc/shadow", ctx.join("a/l")).unwrap();
+        let (_, _, diff1) = add_layer(&store, &ctx, "/", Some(1)).unwrap();
+        let (_, _, diff2) = add_layer(&store, &ctx, "/", Some(1)).unwrap();
+        assert_eq!(diff1, diff2, "reproducible");
+        nix::unistd::mkfifo(&ctx.join("a/p"), nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        let e = add_layer(&store, &ctx, "/", Some(1)).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "{}: not a file, directory or symlink (devices, FIFOs and sockets are refused)",
+                ctx.join("a/p").display()
+            )
+        );
+    }
 }

@@ -114,7 +114,7 @@ fn export(rootfs: &Path, name: &str) -> Result<Option<String>> {
 }
 
 /// A text file beneath `root` (see [`export`]); `None` when absent.
-fn read_text(root: &RootDir, rel: &Path) -> std::io::Result<Option<String>> {
+pub(crate) fn read_text(root: &RootDir, rel: &Path) -> std::io::Result<Option<String>> {
     let symlink = || std::io::Error::other("is a symlink (hoist reads /exports files only as regular files)");
     match root.stat(rel) {
         Ok(None) => return Ok(None),
