@@ -331,3 +331,28 @@ fn a_sigstore_signed_push_passes_a_sigstore_signed_policy_and_refusals_name_the_
     );
     assert!(err.contains(&format!("does not match {a}/sig:unsigned (matchRepoDigestOrExact)")), "{err}");
 }
+
+#[test]
+fn pulling_a_pushed_build_back_keeps_the_blobs_the_build_needs() {
+    let reg = Registry::start();
+    let a = reg.addr.clone();
+    let root = Root::new();
+    root.pull(&hello());
+    let ctx = root.dir.path().join("ctx");
+    std::fs::create_dir_all(ctx.join("etc")).unwrap();
+    std::fs::write(ctx.join("etc/built"), "1\n").unwrap();
+    root.ok(&["images", "build", "-q", "--from", "hello", "--add", ctx.to_str().unwrap(), "--tag", "built:1"]);
+    root.ok(&["push", "-q", "--tls-verify=false", "built:1", &format!("docker://{a}/built:1")]);
+    // The same layers pulled from the registry: their blobs are dropped for the pulled name,
+    // never for the built image, which has no source to fetch them from again.
+    root.ok(&["pull", "-q", "--tls-verify=false", &format!("docker://{a}/built:1")]);
+    let out = root
+        .cmd()
+        .args(["images", "export", "built:1"])
+        .arg(format!("oci:{}", root.dir.path().join("out").display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    root.ok(&["images", "build", "-q", "--from", "built:1", "--add", ctx.to_str().unwrap(), "--tag", "built:2"]);
+}

@@ -457,8 +457,20 @@ pub(crate) fn layer_extracted(store: &Store, blob: &Digest, diff_id: &Digest, op
 /// needs no blob of an extracted layer (the registry puller checks the config's diff_ids first),
 /// an update fetches only the layers it lacks, and rollback and checkouts never need the blobs.
 /// A later pull that decides otherwise about device nodes fetches the blob again.
+///
+/// A blob that a stored image with no source needs (one `hoist images build` made) is kept:
+/// nothing could fetch it again for that image's push, export or next build.
 fn drop_layer_blobs(store: &Store, manifest: &ImageManifest) -> Result<()> {
+    let mut pinned = std::collections::BTreeSet::new();
+    for img in store.images()?.into_iter().filter(|i| i.source.is_none()) {
+        for l in store.manifest(&img.manifest)?.layers() {
+            pinned.insert(l.digest().to_string());
+        }
+    }
     for (desc, diff_id) in manifest.layers().iter().zip(store.diff_ids(manifest)?) {
+        if pinned.contains(&desc.digest().to_string()) {
+            continue;
+        }
         let Ok(blob) = desc.digest().to_string().parse::<Digest>() else { continue };
         if let Some(rec) = layers::load_record(store.layout(), &diff_id)?
             && rec.blob.as_ref() == Some(&blob)
