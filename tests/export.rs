@@ -145,9 +145,22 @@ fn a_built_image_unpacks_as_umoci_sees_it() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         serde_json::from_slice(&o.stdout).unwrap()
     };
+    // --exports replaces the base's /exports (hello ships five entries there) with the directory.
+    let exports = root.dir.path().join("exports");
+    fs::create_dir(&exports).unwrap();
+    fs::write(exports.join("service.template"), "[Service]\nExecStart=$EXEC_START\n").unwrap();
     build(
         "app:1-1",
-        &["--healthcheck", "test -x /srv/app/run.sh", "--healthcheck-interval", "30s", "--cmd", "[\"/srv/app/start\"]"],
+        &[
+            "--healthcheck",
+            "test -x /srv/app/run.sh",
+            "--healthcheck-interval",
+            "30s",
+            "--cmd",
+            "[\"/srv/app/start\"]",
+            "--exports",
+            exports.to_str().unwrap(),
+        ],
     );
 
     // umoci's unpacking of the exported layout equals hoist's view of the built image.
@@ -167,6 +180,10 @@ fn a_built_image_unpacks_as_umoci_sees_it() {
     root.ok(&["umount", mnt.to_str().unwrap()]);
     assert_eq!(ours, theirs);
     assert!(ours.keys().any(|k| k.ends_with("srv/app/run.sh")), "{:?}", ours.keys().collect::<Vec<_>>());
+    assert_eq!(
+        ours.keys().filter(|k| k.starts_with("exports")).collect::<Vec<_>>(),
+        ["exports", "exports/service.template"]
+    );
     let cfg: serde_json::Value =
         serde_json::from_str(&skopeo(&["inspect", "--config", "--raw", &format!("oci:{}:1-1", layout.display())]))
             .unwrap();

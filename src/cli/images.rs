@@ -255,7 +255,9 @@ pub struct BuildArgs {
     /// A directory added as one layer, at DEST (default /)
     #[arg(long, value_name = "DIR[:DEST]")]
     pub add: Vec<String>,
-    /// An atomic /exports directory (checked as `install` reads it), added as a layer at /exports
+    /// An atomic /exports directory (checked as `install` reads it), added as a layer that makes
+    /// it the image's /exports: nothing of the base's /exports survives (`--add DIR:/exports`
+    /// merges instead)
     #[arg(long, value_name = "DIR")]
     pub exports: Option<std::path::PathBuf>,
     /// Entrypoint, as a JSON array
@@ -312,7 +314,7 @@ fn build(ctx: &Ctx, a: BuildArgs) -> Result<()> {
             Some((d, dest)) if dest.starts_with('/') => (d.to_string(), dest.to_string()),
             _ => (s.clone(), "/".to_string()),
         };
-        adds.push((std::path::PathBuf::from(dir), dest));
+        adds.push(images::build::Add { dir: std::path::PathBuf::from(dir), dest, replace: false });
     }
     if let Some(e) = &a.exports {
         let required =
@@ -320,7 +322,7 @@ fn build(ctx: &Ctx, a: BuildArgs) -> Result<()> {
         if !required.is_empty() {
             ctx.notice(&format!("--exports {}: install will need --set for {}", e.display(), required.join(", ")));
         }
-        adds.push((e.clone(), "/exports".to_string()));
+        adds.push(images::build::Add { dir: e.clone(), dest: "/exports".to_string(), replace: true });
     }
     let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) => Some(

@@ -34,8 +34,8 @@ pub struct BuildSpec {
     /// The base image (None: scratch).
     pub from: Option<StoredImage>,
     pub tag: Option<ImageName>,
-    /// (directory, destination in the image), one layer each, in order.
-    pub adds: Vec<(PathBuf, String)>,
+    /// One layer each, in order.
+    pub adds: Vec<Add>,
     pub entrypoint: Option<Vec<String>>,
     pub cmd: Option<Vec<String>>,
     pub env: Vec<(String, String)>,
@@ -48,6 +48,17 @@ pub struct BuildSpec {
     pub healthcheck: Option<(String, Option<std::time::Duration>)>,
     /// Docker v2 schema 2 media types instead of OCI ones.
     pub docker_format: bool,
+}
+
+/// A directory added as one layer.
+#[derive(Debug)]
+pub struct Add {
+    pub dir: PathBuf,
+    /// Where its contents go in the image.
+    pub dest: String,
+    /// The layer makes DEST exactly the directory (an opaque whiteout hides what lower layers
+    /// had there): `--exports`, so the base's own /exports files do not survive beside DIR's.
+    pub replace: bool,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -88,8 +99,8 @@ pub fn build(store: &Store, spec: &BuildSpec) -> Result<BuiltImage> {
         ),
     };
     let mut layers = base_layers.clone();
-    for (dir, dest) in &spec.adds {
-        let (blob, size, diff_id) = add_layer(store, dir, dest, spec.epoch).map_err(|e| bad(&label, e))?;
+    for Add { dir, dest, replace } in &spec.adds {
+        let (blob, size, diff_id) = add_layer(store, dir, dest, *replace, spec.epoch).map_err(|e| bad(&label, e))?;
         layers.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": blob.to_string(), "size": size}));
         config["rootfs"]["diff_ids"]
             .as_array_mut()
@@ -211,9 +222,16 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
-/// One layer: `dir`'s tree under `dest`, gzip-compressed into the store. Returns the blob's
+/// One layer: `dir`'s tree under `dest`, gzip-compressed into the store; with `replace`, an
+/// opaque whiteout (`DEST/.wh..wh..opq`) first, so DEST holds exactly `dir`. Returns the blob's
 /// digest and size and the layer's diff_id.
-fn add_layer(store: &Store, dir: &Path, dest: &str, epoch: Option<u64>) -> io::Result<(Digest, u64, Digest)> {
+fn add_layer(
+    store: &Store,
+    dir: &Path,
+    dest: &str,
+    replace: bool,
+    epoch: Option<u64>,
+) -> io::Result<(Digest, u64, Digest)> {
     let meta = fs::symlink_metadata(dir).map_err(|e| at(dir, e))?;
     if !meta.is_dir() {
         return Err(at(dir, io::Error::other("not a directory")));
@@ -238,6 +256,14 @@ fn add_layer(store: &Store, dir: &Path, dest: &str, epoch: Option<u64>) -> io::R
         h.set_mtime(clamp(meta.mtime().max(0) as u64, epoch));
         h.set_size(0);
         tar.append_data(&mut h, format!("{prefix}/"), io::empty())?;
+    }
+    if replace && !dest.is_empty() {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0);
+        h.set_mtime(clamp(meta.mtime().max(0) as u64, epoch));
+        h.set_size(0);
+        tar.append_data(&mut h, format!("{dest}/.wh..wh..opq"), io::empty())?;
     }
     let root = RootDir::open(dir).map_err(|e| at(dir, e))?;
     walk(&mut tar, &root, Path::new(""), dest, epoch)?;
@@ -402,11 +428,11 @@ mod tests {
         fs::create_dir_all(ctx.join("a")).unwrap();
         fs::write(ctx.join("a/f"), "x").unwrap();
         std::os::unix::fs::symlink("/etc/shadow", ctx.join("a/l")).unwrap();
-        let (_, _, diff1) = add_layer(&store, &ctx, "/", Some(1)).unwrap();
-        let (_, _, diff2) = add_layer(&store, &ctx, "/", Some(1)).unwrap();
+        let (_, _, diff1) = add_layer(&store, &ctx, "/", false, Some(1)).unwrap();
+        let (_, _, diff2) = add_layer(&store, &ctx, "/", false, Some(1)).unwrap();
         assert_eq!(diff1, diff2, "reproducible");
         nix::unistd::mkfifo(&ctx.join("a/p"), nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
-        let e = add_layer(&store, &ctx, "/", Some(1)).unwrap_err().to_string();
+        let e = add_layer(&store, &ctx, "/", false, Some(1)).unwrap_err().to_string();
         assert_eq!(
             e,
             format!(
