@@ -4,7 +4,8 @@
 //! labels, digests), installed from the registry on a real systemd; a rebuilt release moves the
 //! container following `myapp:1.0` and not the one frozen on `myapp:1.0-1`. Builds are
 //! reproducible (same inputs and SOURCE_DATE_EPOCH, same digest), and the base's layers are
-//! reused untouched. The README's worked example (`examples/redis-system/exports`) builds,
+//! reused untouched. The etcd fixture with its /exports replaced runs from the registry on the
+//! new port its files name. The README's worked example (`examples/redis-system/exports`) builds,
 //! installs and renders as documented.
 
 mod common;
@@ -165,4 +166,32 @@ fn built_images_publish_in_streams_and_install_from_the_registry() {
     assert_eq!(data["source"], "/var/lib/redis");
     assert_eq!(tb.ok("stat -c '%u:%g %a' /var/lib/redis").trim(), "999:999 700");
     tb.ok("hoist -q uninstall redis");
+
+    // The etcd fixture as the base: its /exports replaced by an edited copy (clients on 2479),
+    // published in streams and run from the registry.
+    let ex = tb.dir.join("state/ctx/etcd-exports");
+    let status =
+        std::process::Command::new("cp").arg("-a").arg(repo().join("images/etcd/exports")).arg(&ex).status().unwrap();
+    assert!(status.success());
+    let m = fs::read_to_string(ex.join("manifest.json")).unwrap();
+    fs::write(ex.join("manifest.json"), m.replace("127.0.0.1:2379", "127.0.0.1:2479")).unwrap();
+    tb.ok(&format!(
+        "hoist -q images build --from oci-archive:{} --exports /var/lib/hoist/ctx/etcd-exports --tag etcd-system:3.4-1",
+        etcd().display()
+    ));
+    tb.ok(&format!("hoist push -q --stream etcd-system:3.4-1 docker://{a}/etcd-system:3.4-1"));
+    let inspect = json_of(&tb.ok(&format!("skopeo inspect docker://{a}/etcd-system:3.4")));
+    assert_eq!(
+        (
+            inspect["Labels"]["name"].as_str(),
+            inspect["Labels"]["version"].as_str(),
+            inspect["Labels"]["release"].as_str()
+        ),
+        (Some("etcd-system"), Some("3.4"), Some("1"))
+    );
+    tb.ok(&format!("hoist -q install --now --name etcd docker://{a}/etcd-system:3.4"));
+    let ctl = "etcdctl --endpoints=http://127.0.0.1:2479";
+    wait_for("etcd to answer on 2479", 30, || tb.sh(&format!("{ctl} put /built/k v1")).status.success().then_some(()));
+    assert_eq!(tb.ok(&format!("{ctl} get --print-value-only /built/k")).trim(), "v1");
+    tb.ok("hoist -q uninstall --purge etcd");
 }
