@@ -330,6 +330,52 @@ fn a_sigstore_signed_push_passes_a_sigstore_signed_policy_and_refusals_name_the_
         "{err}"
     );
     assert!(err.contains(&format!("does not match {a}/sig:unsigned (matchRepoDigestOrExact)")), "{err}");
+
+    // An attachment with more signatures than a puller reads: a push that would go past the
+    // limit is refused before it uploads anything, and a pull refuses one past it.
+    let crafted = |n: usize| {
+        let mut doc = m.clone();
+        let layer = layers[0].clone();
+        doc["layers"] = (0..n)
+            .map(|i| {
+                let mut l = layer.clone();
+                l["annotations"]["org.example.copy"] = serde_json::json!(i.to_string());
+                l
+            })
+            .collect();
+        let file = dir.join("crafted.json");
+        std::fs::write(&file, serde_json::to_vec(&doc).unwrap()).unwrap();
+        let o = std::process::Command::new("curl")
+            .args(["-sSf", "-X", "PUT", "-H", "Content-Type: application/vnd.oci.image.manifest.v1+json"])
+            .arg("--data-binary")
+            .arg(format!("@{}", file.display()))
+            .arg(format!("http://{a}/v2/sig/manifests/sha256-{hexd}.sig"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    crafted(126);
+    let puts = count(&reg, "\"PUT /v2/sig/");
+    let args = push(&["--registries.d", &rd, "--sign-passphrase-file", &pass.display().to_string()]);
+    let err = root.fails(&args.iter().map(String::as_str).collect::<Vec<_>>(), 1);
+    assert!(
+        err.ends_with(&format!(
+            "sigstore attachment {a}/sig:sha256-{hexd}.sig: 129 signatures with these, more than the 128 a puller \
+             reads (remove old ones first)\n"
+        )),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(count(&reg, "\"PUT /v2/sig/"), puts, "nothing uploaded");
+    crafted(129);
+    let args = pull(&format!("docker://{a}/sig:1.0"));
+    let err = Root::new().fails(&args.iter().map(String::as_str).collect::<Vec<_>>(), 1);
+    assert!(
+        err.contains(&format!(
+            "cannot read signatures: sigstore attachments {a}/sig:sha256-{hexd}.sig: more than 128 signatures"
+        )),
+        "{err}"
+    );
 }
 
 #[test]

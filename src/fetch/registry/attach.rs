@@ -5,7 +5,8 @@
 //! The attachment already there is kept and added to (its layers stay as they are, in order); a
 //! signature whose payload and annotations are already attached is not added twice. Each new
 //! layer is the payload blob (media type `application/vnd.dev.cosign.simplesigning.v1+json`,
-//! annotations carrying the signature), and the config is what containers/image writes:
+//! annotations carrying the signature); more than `MAX_SIGNATURES` in all, which no puller
+//! would read, is refused before anything is uploaded. The config is what containers/image writes:
 //! an empty image config whose `rootfs.diff_ids` are the layer digests.
 
 use std::collections::BTreeMap;
@@ -16,6 +17,7 @@ use serde_json::{Value, json};
 use super::{Puller, RegistryError, Result};
 use crate::digest::Digest;
 use crate::trust::SIGSTORE_SIGNATURE_TYPE;
+use crate::trust::sources::MAX_SIGNATURES;
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
@@ -44,28 +46,40 @@ impl Puller<'_> {
             Err(RegistryError::NotFound { .. }) => Vec::new(),
             Err(e) => return Err(e.into()),
         };
-        let mut added = 0;
+        // What is not attached yet; checked against the limit before any upload.
+        let mut adding: Vec<(Digest, &Attachment)> = Vec::new();
         for a in new {
             let digest = Digest::of_bytes(&a.payload);
             let annotations = json!(a.annotations);
-            if layers
-                .iter()
-                .any(|l| l["digest"].as_str() == Some(digest.to_string().as_str()) && l["annotations"] == annotations)
+            let there = |l: &Value| {
+                l["digest"].as_str() == Some(digest.to_string().as_str()) && l["annotations"] == annotations
+            };
+            if !layers.iter().any(there) && !adding.iter().any(|(d, b)| d == &digest && b.annotations == a.annotations)
             {
-                continue;
+                adding.push((digest, a));
             }
-            self.put_blob(&digest, a.payload.clone(), &what).await?;
+        }
+        if adding.is_empty() {
+            return Ok(0);
+        }
+        if layers.len() + adding.len() > MAX_SIGNATURES {
+            return Err(self
+                .protocol(format!(
+                    "{what}: {} signatures with these, more than the {MAX_SIGNATURES} a puller reads (remove old ones first)",
+                    layers.len() + adding.len()
+                ))
+                .into());
+        }
+        for (digest, a) in &adding {
+            self.put_blob(digest, a.payload.clone(), &what).await?;
             layers.push(json!({
                 "mediaType": SIGSTORE_SIGNATURE_TYPE,
                 "digest": digest.to_string(),
                 "size": a.payload.len(),
-                "annotations": annotations,
+                "annotations": a.annotations,
             }));
-            added += 1;
         }
-        if added == 0 {
-            return Ok(0);
-        }
+        let added = adding.len();
         let diff_ids: Vec<Value> = layers.iter().map(|l| l["digest"].clone()).collect();
         let config = serde_json::to_vec(&json!({
             "architecture": "", "created": "0001-01-01T00:00:00Z", "history": null, "os": "",

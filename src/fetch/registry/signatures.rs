@@ -8,7 +8,8 @@
 //!   byte is containers/image's tagged format (`\0simple-signing\n…`); others are raw OpenPGP.
 //! - Sigstore signatures, when `use-sigstore-attachments` is on: the OCI manifest at tag
 //!   `sha256-<hex>.sig` of the same repository (none when it does not exist); each layer is one
-//!   attachment (payload blob, digest-checked, plus the layer's annotations).
+//!   attachment (payload blob, digest-checked, plus the layer's annotations); at most
+//!   [`MAX_SIGNATURES`] layers (refused before any payload is fetched).
 //! - cosign v3 bundles, also when `use-sigstore-attachments` is on: the OCI 1.1 referrers of the
 //!   manifest digest whose `artifactType` is a sigstore bundle, from the registry's referrers API
 //!   (`GET /v2/REPO/referrers/DIGEST`) or, where that answers 404 (Debian's docker-registry) or
@@ -106,6 +107,9 @@ impl Puller<'_> {
             doc.media_type().as_ref().filter(|mt| mt.to_string() != oci_client::manifest::OCI_IMAGE_MEDIA_TYPE)
         {
             return Err(fetch_err(&what, format!("unexpected manifest type {mt}")));
+        }
+        if doc.layers().len() > MAX_SIGNATURES {
+            return Err(fetch_err(&what, format!("more than {MAX_SIGNATURES} signatures")));
         }
         let mut out = Vec::new();
         for layer in doc.layers() {
